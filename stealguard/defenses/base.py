@@ -1,0 +1,126 @@
+"""The one abstraction every defense implements.
+
+A defense maps the victim's clean posterior to the posterior the API returns::
+
+    perturbed = defense(x, probs)
+
+with ``x`` the query batch ``(N, ...)`` and ``probs`` the clean probabilities ``(N, K)``.
+``Defense.__call__`` is the only entry point: it checks shapes, finiteness and that
+``probs`` lies on the probability simplex, runs the subclass's ``_perturb`` in float64
+(so that row sums hold to 1e-6 even for K = 1000), puts the result back on the simplex
+(clamps round-off negatives, renormalises) and returns it in the input's dtype and device.
+Subclasses write only ``_perturb``; their parameters are keyword-only and checked in
+``__init__``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+SIMPLEX_TOLERANCE = 1e-3
+"""Largest accepted deviation of an input row sum from 1 (and of an entry below 0)."""
+
+
+def check_query(x: Tensor, probs: Tensor) -> None:
+    """Validate one defense call's inputs.
+
+    Args:
+        x: the query batch ``(N, ...)``; any dtype, any device.
+        probs: clean posteriors ``(N, K)``, float32 or float64, K >= 2, on ``x``'s device,
+            finite, entries >= -1e-3 and rows summing to 1 within 1e-3.
+
+    Raises:
+        TypeError: ``x`` or ``probs`` is not a tensor, or ``probs`` is not float32/float64.
+        ValueError: any other violation, with the offending row where there is one.
+    """
+    if not isinstance(x, Tensor) or not isinstance(probs, Tensor):
+        raise TypeError(
+            f"x and probs must be torch tensors, got {type(x).__name__} and {type(probs).__name__}"
+        )
+    if probs.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"probs must be float32 or float64, got {probs.dtype}")
+    if probs.dim() != 2:
+        raise ValueError(f"probs must have shape (N, K), got {tuple(probs.shape)}")
+    if probs.shape[1] < 2:
+        raise ValueError(f"probs must have K >= 2 classes, got K = {probs.shape[1]}")
+    if x.dim() < 1 or x.shape[0] != probs.shape[0]:
+        raise ValueError(
+            f"x and probs must have the same batch size N, got x {tuple(x.shape)} and probs {tuple(probs.shape)}"
+        )
+    if x.device != probs.device:
+        raise ValueError(f"x and probs must be on the same device, got {x.device} and {probs.device}")
+    if probs.shape[0] == 0:
+        return
+    finite = torch.isfinite(probs).all(dim=1)
+    nonneg = (probs >= -SIMPLEX_TOLERANCE).all(dim=1)
+    sums_ok = (probs.sum(dim=1) - 1).abs() <= SIMPLEX_TOLERANCE
+    ok = finite & nonneg & sums_ok
+    if not bool(ok.all()):
+        row = int((~ok).nonzero()[0, 0])
+        if not bool(finite[row]):
+            raise ValueError(f"probs must be finite; row {row} contains NaN or Inf")
+        if not bool(nonneg[row]):
+            raise ValueError(f"probs must be non-negative; row {row} has min {float(probs[row].min()):.3g}")
+        raise ValueError(
+            f"probs rows must sum to 1 (within {SIMPLEX_TOLERANCE:g}); row {row} sums to {float(probs[row].sum()):.6g}"
+        )
+
+
+def to_simplex(values: Tensor) -> Tensor:
+    """Clamp round-off negatives to 0 and renormalise rows to sum 1. Shape ``(N, K)``.
+
+    A row whose mass is all zero becomes uniform (never NaN).
+    """
+    values = values.clamp_min(0)
+    total = values.sum(dim=1, keepdim=True)
+    uniform = torch.full_like(values, 1.0 / values.shape[1])
+    return torch.where(total > 0, values / total.clamp_min(torch.finfo(values.dtype).tiny), uniform)
+
+
+class Defense(abc.ABC):
+    """Base class of every posterior-perturbation defense.
+
+    Subclasses set ``name``, take keyword-only parameters checked in ``__init__`` and
+    implement :meth:`_perturb`. ``params()`` returns the public parameters for result files.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __call__(self, x: Tensor, probs: Tensor) -> Tensor:
+        """Perturb a batch of posteriors.
+
+        Args:
+            x: the query batch ``(N, ...)`` the posteriors answer.
+            probs: clean posteriors ``(N, K)``, float32 or float64, on the simplex.
+
+        Returns:
+            Perturbed posteriors ``(N, K)``, same dtype and device as ``probs``, rows on the
+            probability simplex (entries >= 0, sums 1 within 1e-6).
+
+        Raises:
+            TypeError, ValueError: see :func:`check_query`.
+        """
+        check_query(x, probs)
+        if probs.shape[0] == 0:
+            return probs.clone()
+        clean = probs.double()
+        clean = clean.clamp_min(0)
+        clean = clean / clean.sum(dim=1, keepdim=True)
+        perturbed = to_simplex(self._perturb(x, clean))
+        return perturbed.to(probs.dtype)
+
+    @abc.abstractmethod
+    def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
+        """Return the perturbed posteriors ``(N, K)`` for float64 ``probs`` on the simplex, N >= 1."""
+
+    def params(self) -> dict[str, Any]:
+        """Public parameters of this defense (JSON-serialisable), for result files."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.params().items())
+        return f"{type(self).__name__}({args})"
