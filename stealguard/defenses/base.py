@@ -121,6 +121,13 @@ class Defense(abc.ABC):
         """Public parameters of this defense (JSON-serialisable), for result files."""
         return {}
 
+    def budget(self) -> tuple[str, float] | None:
+        """The distortion budget this defense promises, ``(norm, epsilon)`` with norm ``"l1"`` or ``"l2"``.
+
+        Every output row then satisfies ``||y~ - y||_norm <= epsilon``. ``None``: no budget.
+        """
+        return None
+
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in self.params().items())
         return f"{type(self).__name__}({args})"
