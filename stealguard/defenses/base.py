@@ -7,7 +7,7 @@ A defense maps the victim's clean posterior to the posterior the API returns::
 with ``x`` the query batch ``(N, ...)`` and ``probs`` the clean probabilities ``(N, K)``.
 ``Defense.__call__`` is the only entry point: it checks shapes, finiteness and that
 ``probs`` lies on the probability simplex, runs the subclass's ``_perturb`` in float64
-(so that row sums hold to 1e-6 even for K = 1000), puts the result back on the simplex
+(so that row sums hold to 1e-6 even for K = 1000; ``_perturb`` may not modify its input in place), puts the result back on the simplex
 (clamps round-off negatives, renormalises) and returns it in the input's dtype and device.
 Subclasses write only ``_perturb``; their parameters are keyword-only and checked in
 ``__init__``.
@@ -55,18 +55,18 @@ def check_query(x: Tensor, probs: Tensor) -> None:
         raise ValueError(f"x and probs must be on the same device, got {x.device} and {probs.device}")
     if probs.shape[0] == 0:
         return
-    finite = torch.isfinite(probs).all(dim=1)
-    nonneg = (probs >= -SIMPLEX_TOLERANCE).all(dim=1)
-    sums_ok = (probs.sum(dim=1) - 1).abs() <= SIMPLEX_TOLERANCE
-    ok = finite & nonneg & sums_ok
-    if not bool(ok.all()):
-        row = int((~ok).nonzero()[0, 0])
-        if not bool(finite[row]):
+    # NaN and +Inf fail the row-sum test (NaN compares False), -Inf the minimum: one fused test for all.
+    row_ok = ((probs.sum(dim=1) - 1).abs() <= SIMPLEX_TOLERANCE) & (probs.amin(dim=1) >= -SIMPLEX_TOLERANCE)
+    if not bool(row_ok.all()):
+        bad = ~row_ok
+        row = int(bad.nonzero()[0, 0])
+        values = probs[row]
+        if not bool(torch.isfinite(values).all()):
             raise ValueError(f"probs must be finite; row {row} contains NaN or Inf")
-        if not bool(nonneg[row]):
-            raise ValueError(f"probs must be non-negative; row {row} has min {float(probs[row].min()):.3g}")
+        if float(values.min()) < -SIMPLEX_TOLERANCE:
+            raise ValueError(f"probs must be non-negative; row {row} has min {float(values.min()):.3g}")
         raise ValueError(
-            f"probs rows must sum to 1 (within {SIMPLEX_TOLERANCE:g}); row {row} sums to {float(probs[row].sum()):.6g}"
+            f"probs rows must sum to 1 (within {SIMPLEX_TOLERANCE:g}); row {row} sums to {float(values.sum()):.6g}"
         )
 
 
@@ -77,8 +77,7 @@ def to_simplex(values: Tensor) -> Tensor:
     """
     values = values.clamp_min(0)
     total = values.sum(dim=1, keepdim=True)
-    uniform = torch.full_like(values, 1.0 / values.shape[1])
-    return torch.where(total > 0, values / total.clamp_min(torch.finfo(values.dtype).tiny), uniform)
+    return torch.where(total > 0, values / total, 1.0 / values.shape[1])
 
 
 class Defense(abc.ABC):
@@ -107,10 +106,7 @@ class Defense(abc.ABC):
         check_query(x, probs)
         if probs.shape[0] == 0:
             return probs.clone()
-        clean = probs.double()
-        clean = clean.clamp_min(0)
-        clean = clean / clean.sum(dim=1, keepdim=True)
-        perturbed = to_simplex(self._perturb(x, clean))
+        perturbed = to_simplex(self._perturb(x, probs.double()))
         return perturbed.to(probs.dtype)
 
     @abc.abstractmethod

@@ -55,8 +55,12 @@ def last_linear(module: nn.Module) -> nn.Linear:
     return found
 
 
-def forward_with_features(surrogate: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+def forward_with_features(surrogate: nn.Module, x: Tensor, *, check: bool = True) -> tuple[Tensor, Tensor]:
     """Run the surrogate and return ``(logits (N, K), h (N, H))``, ``h`` the input of its last ``nn.Linear``.
+
+    Args:
+        check: verify that the last ``nn.Linear``'s output is the surrogate's output (callers
+            that verified it once for a surrogate may skip it on later calls).
 
     Raises:
         ValueError: the last ``nn.Linear``'s output is not the surrogate's output.
@@ -73,7 +77,7 @@ def forward_with_features(surrogate: nn.Module, x: Tensor) -> tuple[Tensor, Tens
         logits = surrogate(x)
     finally:
         handle.remove()
-    if "z" not in captured or captured["z"].shape != logits.shape or not torch.equal(captured["z"], logits):
+    if check and ("z" not in captured or captured["z"].shape != logits.shape or not torch.equal(captured["z"], logits)):
         raise ValueError(
             "the surrogate's last nn.Linear must produce its output logits (jacobian='last_layer' needs it); "
             "use jacobian='full' for other architectures"
@@ -98,10 +102,10 @@ class LastLayerGeometry:
         self.p_sq = (p * p).sum(dim=1)
 
     @classmethod
-    def of(cls, surrogate: nn.Module, x: Tensor) -> LastLayerGeometry:
+    def of(cls, surrogate: nn.Module, x: Tensor, *, check: bool = True) -> LastLayerGeometry:
         """Geometry of ``surrogate`` at inputs ``x`` (one forward pass, no gradients)."""
         with torch.no_grad():
-            logits, h = forward_with_features(surrogate, x)
+            logits, h = forward_with_features(surrogate, x, check=check)
         return cls(torch.softmax(logits.double(), dim=1), (h.double() ** 2).sum(dim=1))
 
     def gram(self) -> Tensor:
@@ -119,6 +123,12 @@ class LastLayerGeometry:
         p_dot_v = (self.p * v).sum(dim=1, keepdim=True)
         u_norm = (1 - 2 * self.p + self.p_sq.unsqueeze(1)).clamp_min(0).sqrt()
         return _safe_ratio(v - p_dot_v, u_norm * v_norm)
+
+    def best_vertex(self, y: Tensor) -> Tensor:
+        """``argmax_k H(e_k) = argmin_k cos(G^T e_k, G^T y)`` ``(N,)``, without the per-row factor ``1/||y - p||``."""
+        shift = self.p_sq.unsqueeze(1) - torch.linalg.vecdot(self.p, y, dim=1).unsqueeze(1)
+        scores = (y - self.p + shift) * (1 + self.p_sq.unsqueeze(1) - 2 * self.p).clamp_min(1e-300).rsqrt()
+        return scores.argmin(dim=1)
 
     def subset_state(self, y: Tensor) -> SubsetSearch:
         """Incremental evaluator of ``cos(G^T 1_S, G^T y)`` for growing class sets ``S``."""
@@ -141,6 +151,10 @@ class GramGeometry:
         y_norm = (y * m_y).sum(dim=1, keepdim=True).clamp_min(0).sqrt()
         diag = torch.diagonal(self._gram, dim1=1, dim2=2).clamp_min(0).sqrt()
         return _safe_ratio(m_y, diag * y_norm)
+
+    def best_vertex(self, y: Tensor) -> Tensor:
+        """``argmax_k H(e_k) = argmin_k cos(G^T e_k, G^T y)`` ``(N,)``."""
+        return self.vertex_cosines(y).argmin(dim=1)
 
     def subset_state(self, y: Tensor) -> SubsetSearch:
         """Incremental evaluator of ``cos(G^T 1_S, G^T y)`` for growing class sets ``S``."""

@@ -102,6 +102,7 @@ class MAD(Defense):
         if self.jacobian == "last_layer":
             last_linear(self.surrogate)
         self._generator: torch.Generator | None = None
+        self._checked = False
 
     @staticmethod
     def _oracles() -> tuple[str, ...]:
@@ -127,7 +128,9 @@ class MAD(Defense):
             surrogate = self.surrogate = surrogate.to(x.device)
         inputs = x.float()
         if self.jacobian == "last_layer":
-            return LastLayerGeometry.of(surrogate, inputs)
+            geometry = LastLayerGeometry.of(surrogate, inputs, check=not self._checked)
+            self._checked = True
+            return geometry
         return GramGeometry(full_gram(surrogate, inputs, chunk_size=self.chunk_size))
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
@@ -142,8 +145,7 @@ class MAD(Defense):
         elif self.oracle == "random":
             vertex = torch.randint(k, (n,), generator=self._rng(), device="cpu").to(probs.device)
         else:
-            geometry = self.geometry(x)
-            vertex = geometry.vertex_cosines(probs).argmin(dim=1)
+            vertex = self.geometry(x).best_vertex(probs)
         return torch.nn.functional.one_hot(vertex, k).to(probs.dtype)
 
     def _rng(self) -> torch.Generator:

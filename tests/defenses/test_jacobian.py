@@ -79,6 +79,7 @@ def test_structured_geometry_equals_gram_geometry(k, n, seed, peaked):
     structured = LastLayerGeometry(p, torch.rand(n, generator=gen, dtype=torch.float64) + 0.5)
     generic = GramGeometry(structured.gram())
     torch.testing.assert_close(structured.vertex_cosines(y), generic.vertex_cosines(y), atol=1e-9, rtol=1e-7)
+    assert torch.equal(structured.best_vertex(y), generic.best_vertex(y))
     a, b = structured.subset_state(y), generic.subset_state(y)
     for _ in range(min(k - 1, 4)):
         outside = ~a.members
