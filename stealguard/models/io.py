@@ -1,0 +1,254 @@
+"""Safe persistence of classifiers: ``model.safetensors`` + ``card.json``, never pickle.
+
+A model directory holds the weights (every entry of ``state_dict``, buffers included,
+written with ``safetensors.torch.save_file``) and a JSON :class:`ModelCard` that says how
+to rebuild the architecture. :func:`load_model` rebuilds the net with
+:func:`stealguard.models.create` and reads the tensors with ``safetensors.torch.load_file``;
+nothing is ever unpickled, so a model directory from an untrusted source cannot run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from stealguard import __version__
+from stealguard._checks import check_int, check_number
+from stealguard.device import DeviceLike, resolve_device
+from stealguard.models.base import Classifier
+from stealguard.models.registry import check_input_shape, create
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "card.json"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _floats(name: str, value: Any, length: int) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"card field {name!r} must be a list of {length} numbers, got {value!r}")
+    if len(value) != length:
+        raise ValueError(f"card field {name!r} must have {length} entries (one per channel), got {len(value)}")
+    return tuple(check_number(f"card field {name!r} entry", v) for v in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """What a saved model is and how it was made; stored as ``card.json``.
+
+    Args:
+        arch: architecture name from :func:`stealguard.models.names`.
+        dataset: name of the training data set (free text, e.g. ``"mnist"``).
+        input_shape: ``(C, H, W)`` of one input.
+        num_classes: K >= 2.
+        classes: K class names; default ``"0"`` ... ``"K-1"``.
+        mean, std: per-channel normalisation (length C) held by the model; defaults 0 and 1.
+        test_accuracy: top-1 test accuracy in [0, 1], or None if not measured.
+        train: training parameters (JSON-serialisable dict), e.g. the arguments of ``fit``.
+        seed: seed of the run (>= 0), or None.
+        stealguard_version: version that wrote the card (default: the running one).
+        created: ISO-8601 timestamp (default: now, UTC).
+
+    Raises:
+        TypeError / ValueError: a field of the wrong type or out of range (the message
+            names the field).
+    """
+
+    arch: str
+    dataset: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    classes: tuple[str, ...] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    test_accuracy: float | None = None
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int | None = None
+    stealguard_version: str = __version__
+    created: str = dataclasses.field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        for name in ("arch", "dataset", "stealguard_version", "created"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise TypeError(f"card field {name!r} must be a non-empty string, got {getattr(self, name)!r}")
+        try:
+            shape = check_input_shape(self.input_shape)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"card field 'input_shape': {err}") from None
+        num_classes = check_int("card field 'num_classes'", self.num_classes, low=2)
+        classes = self.classes if self.classes is not None else [str(k) for k in range(num_classes)]
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or not all(isinstance(c, str) for c in classes):
+            raise TypeError(f"card field 'classes' must be a list of strings, got {classes!r}")
+        if len(classes) != num_classes:
+            raise ValueError(f"card field 'classes' must have num_classes = {num_classes} names, got {len(classes)}")
+        channels = shape[0]
+        mean = _floats("mean", self.mean if self.mean is not None else [0.0] * channels, channels)
+        std = _floats("std", self.std if self.std is not None else [1.0] * channels, channels)
+        if min(std) <= 0:
+            raise ValueError(f"card field 'std' entries must be > 0, got {list(std)}")
+        if self.test_accuracy is not None:
+            object.__setattr__(self, "test_accuracy", check_number("card field 'test_accuracy'", self.test_accuracy, low=0.0, high=1.0))
+        if not isinstance(self.train, Mapping):
+            raise TypeError(f"card field 'train' must be a dict, got {type(self.train).__name__}")
+        try:
+            train = json.loads(json.dumps(dict(self.train), allow_nan=False))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"card field 'train' must be JSON-serialisable with finite numbers: {err}") from None
+        if self.seed is not None:
+            check_int("card field 'seed'", self.seed, low=0)
+        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "classes", tuple(classes))
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "train", train)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as plain JSON types (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        for name in ("input_shape", "classes", "mean", "std"):
+            out[name] = list(out[name])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
+        """Build a card from :meth:`to_dict` output (e.g. parsed ``card.json``).
+
+        Raises:
+            TypeError: ``data`` is not a mapping, or a field has the wrong type.
+            ValueError: a required field is missing, an unknown field is present, or a
+                field is out of range.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a model card must be a JSON object, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"model card has unknown field(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        required = [name for name, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(f"model card is missing required field(s) {', '.join(missing)}")
+        return cls(**dict(data))
+
+
+def save_model(model: Classifier, card: ModelCard, directory: str | os.PathLike[str]) -> Path:
+    """Write ``model`` and ``card`` to ``directory`` (created if needed) and return its path.
+
+    Files: ``model.safetensors`` (every ``state_dict`` entry, buffers included, as
+    contiguous CPU tensors) and ``card.json``. Existing files of those names are replaced
+    atomically.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`Classifier` or ``card`` not a :class:`ModelCard`.
+        ValueError: the card disagrees with the model (input shape, classes, mean/std, or
+            a ``card.arch`` whose weights do not match the model's).
+    """
+    if not isinstance(model, Classifier):
+        raise TypeError(f"model must be a stealguard Classifier, got {type(model).__name__}")
+    if not isinstance(card, ModelCard):
+        raise TypeError(f"card must be a ModelCard, got {type(card).__name__}")
+    if tuple(model.input_shape) != card.input_shape or model.num_classes != card.num_classes:
+        raise ValueError(
+            f"card says input_shape {card.input_shape} and num_classes {card.num_classes}, "
+            f"the model has {tuple(model.input_shape)} and {model.num_classes}"
+        )
+    for name in ("mean", "std"):
+        held = getattr(model, name).detach().cpu().flatten().tolist()
+        if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(held, getattr(card, name))):
+            raise ValueError(f"card {name} {list(getattr(card, name))} differs from the model's {held}")
+    state = {key: value.detach().to("cpu").contiguous().clone() for key, value in model.state_dict().items()}
+    expected = create(card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std)
+    _check_state(state, expected.state_dict(), card.arch, "the model")
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    weights_tmp = path / f".{WEIGHTS_FILE}.tmp"
+    save_file(state, str(weights_tmp), metadata={"arch": card.arch, "stealguard_version": __version__})
+    os.replace(weights_tmp, path / WEIGHTS_FILE)
+    card_tmp = path / f".{CARD_FILE}.tmp"
+    card_tmp.write_text(json.dumps(card.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(card_tmp, path / CARD_FILE)
+    return path
+
+
+def _check_state(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], arch: str, source: str) -> None:
+    """Raise ``ValueError`` naming missing/unexpected keys or shape mismatches."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"weights in {source} do not match architecture {arch!r}: "
+            f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
+            f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
+        )
+    wrong = [f"{key}: {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items() if state[key].shape != value.shape]
+    if wrong:
+        raise ValueError(f"weights in {source} do not match architecture {arch!r}: shape mismatch (got vs expected) {'; '.join(wrong[:10])}")
+
+
+def _expect_file(path: Path, what: str) -> None:
+    if path.is_file():
+        return
+    hint = ""
+    if path.parent.is_dir():
+        others = sorted(p.name for p in path.parent.iterdir() if p.is_file() and not p.name.startswith("."))
+        if others:
+            hint = f" (the directory holds {', '.join(others[:10])}; stealguard loads only safetensors weights, never pickles)"
+    raise FileNotFoundError(f"{what} not found: expected {path}{hint}")
+
+
+def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu") -> tuple[Classifier, ModelCard]:
+    """Rebuild a classifier saved by :func:`save_model`; return it in eval mode with its card.
+
+    The architecture is built from ``card.json`` and the weights are read with
+    ``safetensors.torch.load_file``; no pickle is ever loaded.
+
+    Args:
+        directory: folder holding ``model.safetensors`` and ``card.json``.
+        device: where the model goes (default ``"cpu"``).
+
+    Raises:
+        FileNotFoundError: ``card.json`` or ``model.safetensors`` missing (the message
+            names the expected path).
+        ValueError: the card is not valid JSON or fails validation; the weights file is
+            not a safetensors file; or the weights do not match the architecture (the
+            message names missing/unexpected keys or mismatched shapes).
+    """
+    path = Path(directory)
+    target_device = resolve_device(device)
+    card_path, weights_path = path / CARD_FILE, path / WEIGHTS_FILE
+    _expect_file(card_path, "model card")
+    _expect_file(weights_path, "model weights")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"model card {card_path} is not valid JSON: {err}") from None
+    try:
+        card = ModelCard.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"invalid model card {card_path}: {err}") from None
+    model = create(card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std)
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{weights_path} is not a valid safetensors file: {err}") from None
+    _check_state(state, model.state_dict(), card.arch, str(weights_path))
+    for name in ("mean", "std"):
+        stored = state[name].flatten().tolist()
+        if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(stored, getattr(card, name))):
+            raise ValueError(f"{weights_path} holds {name} {stored} but the card says {list(getattr(card, name))}")
+    model.load_state_dict(state, strict=True)
+    model.to(target_device)
+    model.eval()
+    return model, card
