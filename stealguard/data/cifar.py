@@ -1,0 +1,152 @@
+"""CIFAR-10 and CIFAR-100 from their "python version" pickle batches.
+
+Krizhevsky (2009), "Learning Multiple Layers of Features from Tiny Images",
+https://www.cs.toronto.edu/~kriz/cifar.html. Each batch is a pickled dict with ``data``
+(``(n, 3072)`` uint8, rows are R, G, B planes of 32x32) and ``labels`` (CIFAR-10) or
+``fine_labels`` (CIFAR-100). Batches are read with ``SafeUnpickler``, never ``pickle.load``.
+
+Accepted layouts under ``<root>``:
+
+* ``cifar10/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` (the extracted
+  ``cifar-10-python.tar.gz``) or the same files directly in ``cifar10/``;
+* ``cifar100/cifar-100-python/{train, test, meta}`` or the same files directly in ``cifar100/``;
+* an ImageFolder export ``cifar10/cifar10-jpg/{train,test}/<class>/*.jpg`` (e.g. the extracted
+  ``cifar10-jpg.tar.gz``), likewise ``cifar100/cifar100-jpg/``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stealguard.data.base import DataNotFoundError, ImageDataset
+from stealguard.data.imagefolder import load_imagefolder
+from stealguard.data.safepickle import safe_load
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class CifarSpec:
+    """Where one CIFAR variant keeps its files, and which keys hold what."""
+
+    name: str
+    folder: str
+    files: dict[str, tuple[str, ...]]
+    meta_file: str
+    names_key: str
+    labels_key: str
+    num_classes: int
+
+    def default_classes(self) -> tuple[str, ...]:
+        if self.num_classes == len(CIFAR10_CLASSES):
+            return CIFAR10_CLASSES
+        return tuple(str(k) for k in range(self.num_classes))
+
+
+CIFAR10 = CifarSpec(
+    name="cifar10",
+    folder="cifar-10-batches-py",
+    files={"train": tuple(f"data_batch_{k}" for k in range(1, 6)), "test": ("test_batch",)},
+    meta_file="batches.meta",
+    names_key="label_names",
+    labels_key="labels",
+    num_classes=10,
+)
+CIFAR100 = CifarSpec(
+    name="cifar100",
+    folder="cifar-100-python",
+    files={"train": ("train",), "test": ("test",)},
+    meta_file="meta",
+    names_key="fine_label_names",
+    labels_key="fine_labels",
+    num_classes=100,
+)
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin1") if isinstance(value, bytes) else str(value)
+
+
+def _read_dict(path: Path) -> dict[str, Any]:
+    try:
+        entry = safe_load(path)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise ValueError(f"{path} is not a readable CIFAR pickle: {err}") from err
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path} is not a CIFAR pickle: expected a dict, got {type(entry).__name__}")
+    return {_text(key): value for key, value in entry.items()}
+
+
+def _read_batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
+    entry = _read_dict(path)
+    labels_key = spec.labels_key if spec.labels_key in entry else "labels"
+    if "data" not in entry or labels_key not in entry:
+        raise ValueError(f"{path} is not a CIFAR batch: keys 'data' and {spec.labels_key!r} required, found {sorted(entry)}")
+    data = entry["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        shape = getattr(data, "shape", None)
+        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), got {type(data).__name__} {shape}")
+    try:
+        labels = np.asarray(entry[labels_key], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {labels_key!r} must be a list of integers ({err})") from err
+    if labels.shape != (data.shape[0],):
+        raise ValueError(f"{path}: {data.shape[0]} images but {labels.shape} labels")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _read_classes(path: Path, spec: CifarSpec) -> tuple[str, ...]:
+    if not path.is_file():
+        return spec.default_classes()
+    entry = _read_dict(path)
+    names = entry.get(spec.names_key)
+    if not isinstance(names, (list, tuple)) or len(names) != spec.num_classes:
+        raise ValueError(f"{path}: {spec.names_key!r} must list {spec.num_classes} class names")
+    return tuple(_text(n) for n in names)
+
+
+def _jpg_tree(root: Path, spec: CifarSpec) -> Path:
+    return root / spec.name / f"{spec.name}-jpg"
+
+
+def load_cifar(root: str | Path, *, spec: CifarSpec, split: str, hint: str) -> ImageDataset:
+    """Load one split of a CIFAR variant from under ``root`` (layouts in the module docstring).
+
+    Args:
+        root: the data root (the folder holding ``cifar10/`` or ``cifar100/``).
+        spec: ``CIFAR10`` or ``CIFAR100``.
+        split: ``"train"`` or ``"test"``.
+        hint: how to get the files, for ``DataNotFoundError``.
+
+    Shape:
+        images ``(N, 3, 32, 32)`` uint8; N = 50000 / 10000 for the official files.
+
+    Raises:
+        DataNotFoundError: no accepted layout is complete for ``split`` (message names them all).
+        ValueError: a batch or meta file is corrupt or not a CIFAR pickle (names the file).
+    """
+    root = Path(root)
+    names = spec.files[split]
+    candidates = [root / spec.name / spec.folder, root / spec.name]
+    for directory in candidates:
+        if all((directory / n).is_file() for n in names):
+            parts = [_read_batch(directory / n, spec) for n in names]
+            images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+            labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+            classes = _read_classes(directory / spec.meta_file, spec)
+            if labels.numel() and int(labels.max()) >= len(classes):
+                raise ValueError(f"{directory}: label {int(labels.max())} beyond the {len(classes)} classes")
+            return ImageDataset(images, labels, classes=classes, name=spec.name)
+    tree = _jpg_tree(root, spec)
+    if (tree / split).is_dir():
+        dataset = load_imagefolder(tree, split=split)
+        return ImageDataset(dataset.images, dataset.labels, classes=dataset.classes, name=spec.name)
+    expected = [candidates[0] / n for n in names] + [f"(or the same files in {candidates[1]})"]
+    expected.append(f"(or an ImageFolder tree {tree / split}/<class>/*.jpg)")
+    raise DataNotFoundError(spec.name, expected, hint)
