@@ -1,0 +1,227 @@
+"""``stealguard`` command line: a thin argparse layer over :mod:`stealguard.harness`.
+
+Subcommands::
+
+    stealguard train  --dataset NAME --arch NAME --out DIR [--epochs N] [--lr X] ...
+    stealguard attack --victim DIR --attack NAME --budget N --out FILE.json [--defense SPEC] ...
+    stealguard sweep  --victim DIR --attack NAME --queryset NAME --budget N --defense SPEC [--defense SPEC ...] --out DIR
+    stealguard demo   [--out DIR] [--seed S] [--device D]
+
+A defense SPEC is ``name[:key=value,key=value]``, e.g. ``mad:epsilon=0.5,norm=l1``.
+Results go to stdout and files, progress bars to stderr. Every bad argument (unknown
+name, out-of-range value, missing files, unparsable spec) ends the program with exit
+status 2 and one line ``stealguard: error: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from stealguard import __version__
+from stealguard.blackbox import BudgetExceededError
+from stealguard.defenses.spec import parse_defense_spec
+
+PROG = "stealguard"
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A command-line argument argparse rejected."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _one_line(message: str) -> str:
+    """Fold a multi-line message into one line (``a:\\n b\\n c`` -> ``a: b; c``)."""
+    parts = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if not parts:
+        return "unknown error"
+    out = parts[0]
+    for part in parts[1:]:
+        out += (" " if out.endswith(":") else "; ") + part
+    return out
+
+
+def _fail(message: object) -> int:
+    print(f"{PROG}: error: {_one_line(str(message))}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _key_values(items: Sequence[str]) -> dict[str, Any]:
+    """``["epochs=5", "train_on=argmax"]`` -> ``{"epochs": 5, "train_on": "argmax"}`` (values typed like specs)."""
+    params: dict[str, Any] = {}
+    for item in items:
+        _, parsed = parse_defense_spec("param:" + item)
+        if not parsed:
+            raise ValueError(f"--attack-param {item!r} must look like key=value")
+        params.update(parsed)
+    return params
+
+
+def _attack_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = _key_values(args.attack_param)
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    return params
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from stealguard.harness import train_victim
+
+    _, card = train_victim(
+        dataset=args.dataset,
+        data_root=args.data_root,
+        arch=args.arch,
+        epochs=args.epochs,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        progress=not args.quiet,
+        download=args.download,
+    )
+    print(f"trained {card.arch} on {card.dataset}: test accuracy {card.test_accuracy:.4f}; saved to {args.out}")
+    return 0
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    from stealguard.harness import format_table, load_victim, run_attack, write_json
+
+    victim = load_victim(args.victim)
+    result = run_attack(
+        victim=victim,
+        defense=args.defense,
+        attack=args.attack,
+        attack_params=_attack_params(args),
+        queryset=args.queryset if args.queryset is not None else victim[1].dataset,
+        data_root=args.data_root,
+        budget=args.budget,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        download=args.download,
+    )
+    write_json(result, args.out)
+    print(format_table([result]))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from stealguard.harness import format_table, sweep
+
+    rows = sweep(
+        victim=args.victim,
+        defenses=args.defense,
+        attack=args.attack,
+        attack_params=_attack_params(args),
+        queryset=args.queryset,
+        data_root=args.data_root,
+        budget=args.budget,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        out_dir=args.out,
+        download=args.download,
+    )
+    print(format_table(rows))
+    print(f"wrote results.csv, results.json and tradeoff.png to {args.out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stealguard.harness import demo, format_table
+
+    started = time.perf_counter()
+    rows = demo(out_dir=args.out, seed=args.seed, device=args.device, progress=not args.quiet)
+    print(format_table(rows))
+    print(f"wrote results.csv, results.json, tradeoff.png and victim/ to {args.out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    if data:
+        parser.add_argument("--data-root", type=Path, default=None, help="directory holding the data sets")
+        parser.add_argument("--download", action="store_true", help="download missing data files where supported")
+
+
+def _attack_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--victim", type=Path, required=True, help="victim directory written by `stealguard train`")
+    parser.add_argument("--attack", required=True, help="attack name, e.g. knockoff")
+    parser.add_argument("--budget", type=int, required=True, help="queries the attacker may send")
+    parser.add_argument("--epochs", type=int, default=None, help="replica training epochs")
+    parser.add_argument(
+        "--attack-param", action="append", default=[], metavar="KEY=VALUE", help="extra attack parameter (repeatable)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``stealguard`` command."""
+    parser = _Parser(prog=PROG, description="Defenses against model stealing, and the attacks to measure them.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a victim classifier and save it")
+    train.add_argument("--dataset", required=True, help="data set name (digits, mnist, fashionmnist, cifar10, ...)")
+    train.add_argument("--arch", required=True, help="architecture (mlp, lenet, vgg16_bn, resnet18)")
+    train.add_argument("--epochs", type=int, default=None, help="training epochs (default per arch)")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
+    train.add_argument("--optimizer", default=None, help="sgd or adam (default per arch)")
+    train.add_argument("--batch-size", type=int, default=None, help="batch size (default per arch)")
+    train.add_argument("--out", type=Path, required=True, help="directory for model.safetensors + card.json")
+    _common(train)
+    train.set_defaults(handler=_cmd_train)
+
+    attack = commands.add_parser("attack", help="steal a victim behind a defense and measure both sides")
+    _attack_options(attack)
+    attack.add_argument("--queryset", default=None, help="attacker's query data set (default: the victim's data set)")
+    attack.add_argument("--defense", default="none", metavar="SPEC", help="defense spec NAME[:key=value,...] (default none)")
+    attack.add_argument("--out", type=Path, required=True, help="result JSON file")
+    _common(attack)
+    attack.set_defaults(handler=_cmd_attack)
+
+    sweep = commands.add_parser("sweep", help="one attack against several defense specs -> CSV + plot")
+    _attack_options(sweep)
+    sweep.add_argument("--queryset", required=True, help="attacker's query data set")
+    sweep.add_argument("--defense", action="append", required=True, metavar="SPEC", help="defense spec (repeatable)")
+    sweep.add_argument("--out", type=Path, required=True, help="output directory")
+    _common(sweep)
+    sweep.set_defaults(handler=_cmd_sweep)
+
+    demo = commands.add_parser("demo", help="two-minute demonstration on the built-in digits data")
+    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
+    _common(demo, data=False)
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 success, 2 bad arguments)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        return _fail(err)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 0
+    try:
+        return args.handler(args)
+    except (ValueError, TypeError, FileNotFoundError, BudgetExceededError) as err:
+        return _fail(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""One experiment: a victim behind a defense, one attack at one budget, all metrics.
+
+:func:`run_attack` returns a JSON-able dict with the defender's and the attacker's numbers
+and every parameter of the run. Everything random is derived from ``seed``: the same seed
+gives the same numbers on the CPU (latencies aside).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import stealguard
+from stealguard import attacks, defenses, models
+from stealguard import data as sgdata
+from stealguard._checks import check_int
+from stealguard.blackbox import BlackBox
+from stealguard.defenses.base import Defense
+from stealguard.device import DeviceLike, resolve_device
+from stealguard.evaluate import evaluate_defense, evaluate_replica
+from stealguard.models.base import Classifier
+
+METRIC_SURROGATE_OFFSET = 1
+"""The angular-deviation surrogate is seeded with ``seed + 1``: a different random network
+from the one MAD's own surrogate (seeded with ``seed``) optimises against, but the same for
+every defense of a run, so the metric compares defenses on equal terms."""
+
+Victim = Path | str | tuple[Classifier, Any]
+
+
+def load_victim(victim: Victim) -> tuple[Classifier, Any]:
+    """``(model, card)`` from a directory written by ``save_model``, or the pair itself.
+
+    Raises:
+        FileNotFoundError: the directory does not exist.
+    """
+    if isinstance(victim, tuple):
+        return victim
+    path = Path(victim)
+    if not path.is_dir():
+        raise FileNotFoundError(f"victim directory {str(path)!r} does not exist; train one with `stealguard train ... --out {path}`")
+    return models.load_model(path, device="cpu")
+
+
+def make_surrogate(card: Any, seed: int) -> Classifier:
+    """A randomly initialised copy of the victim's arch (``torch.manual_seed(seed)``), eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        surrogate = models.create(
+            card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std
+        )
+    return surrogate.eval()
+
+
+def build_defense(defense: str | Defense | None, *, card: Any, seed: int) -> tuple[Defense, str]:
+    """The defense a spec names and its label (the spec string).
+
+    A defense that takes a ``surrogate`` (MAD) and gets none in the spec receives
+    :func:`make_surrogate` ``(card, seed)``; one that takes a ``seed`` gets ``seed``.
+
+    Raises:
+        ValueError: unparsable spec, unknown defense, a parameter out of range.
+        TypeError: a parameter the defense does not take.
+    """
+    if defense is None:
+        return defenses.create("none"), "none"
+    if isinstance(defense, Defense):
+        return defense, defense.name or type(defense).__name__
+    if not isinstance(defense, str):
+        raise TypeError(f"defense must be a spec string or a Defense, got {type(defense).__name__}")
+    name, params = defenses.parse_defense_spec(defense)
+    accepted = defenses.parameters(name)
+    if "surrogate" in accepted and "surrogate" not in params:
+        params["surrogate"] = make_surrogate(card, seed)
+    if "seed" in accepted and "seed" not in params:
+        params["seed"] = seed
+    return defenses.create(name, **params), defense.strip()
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters that serialise as JSON (modules, generators and other objects dropped)."""
+    simple = (str, int, float, bool, type(None))
+    return {
+        key: value
+        for key, value in params.items()
+        if isinstance(value, simple) or (isinstance(value, (list, tuple)) and all(isinstance(v, simple) for v in value))
+    }
+
+
+def _card_summary(card: Any) -> dict[str, Any]:
+    return {
+        "arch": card.arch,
+        "dataset": card.dataset,
+        "input_shape": list(card.input_shape),
+        "num_classes": card.num_classes,
+        "test_accuracy": card.test_accuracy,
+        "seed": getattr(card, "seed", None),
+    }
+
+
+def run_attack(
+    *,
+    victim: Victim,
+    defense: str | Defense | None = "none",
+    attack: str = "knockoff",
+    attack_params: dict[str, Any] | None = None,
+    queryset: str | Any,
+    data_root: Path | str | None = None,
+    budget: int,
+    seed: int = 0,
+    device: DeviceLike = "auto",
+    progress: bool = True,
+    test_set: Any | None = None,
+    download: bool = False,
+) -> dict[str, Any]:
+    """Attack ``victim`` behind ``defense`` with ``budget`` queries and measure both sides.
+
+    Args:
+        victim: a victim directory (``save_model``) or a ``(model, card)`` pair.
+        defense: a spec ``"name:key=value,..."`` or a ``Defense``; ``mad``/``mad_argmax``
+            without a surrogate get a random copy of the victim's arch seeded with ``seed``.
+        attack: a name from ``stealguard.attacks.names()``.
+        attack_params: extra keyword parameters of the attack (e.g. ``epochs``); the
+            harness supplies ``queryset``, ``replica_arch`` (the victim's), ``seed``,
+            ``device`` and ``progress`` unless given here.
+        queryset: the attacker's images: a data-set name (loaded with ``load_queryset`` at
+            the victim's input shape, train split) or an ``ImageDataset``.
+        data_root: where data files live. budget: queries, >= 1. seed: >= 0.
+        device: ``auto``, ``cpu``, ``cuda``. progress: tqdm bars on stderr.
+        test_set: the labelled evaluation set; default the test split of the victim's data set.
+        download: let the data loaders download missing files.
+
+    Returns:
+        ``defender_accuracy``, ``clean_accuracy``, ``attacker_accuracy``, ``fidelity``,
+        ``l1_mean``, ``l1_max`` (on the test set), ``query_l1_mean`` (on the attack's
+        queries), ``angular_deviation_mean`` (degrees), ``latency_ratio`` and the two
+        latencies, ``queries_used``, and the run's parameters: ``label``, ``defense``,
+        ``defense_params``, ``attack``, ``attack_params``, ``budget``, ``seed``,
+        ``queryset``, ``test_set``, ``test_size``, ``victim`` (card summary), ``device``,
+        ``stealguard_version``, ``elapsed_s``.
+
+    Raises:
+        FileNotFoundError: missing victim directory or data files.
+        ValueError, TypeError: unknown names, bad spec, parameters out of range.
+        stealguard.blackbox.BudgetExceededError: the attack overran its budget.
+    """
+    started = time.perf_counter()
+    check_int("budget", budget, low=1)
+    check_int("seed", seed, low=0)
+    device = resolve_device(device)
+    model, card = load_victim(victim)
+    defense_obj, label = build_defense(defense, card=card, seed=seed)
+    attacks.get(attack)
+    if isinstance(queryset, str):
+        queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=tuple(card.input_shape), split="train", download=download)
+    if test_set is None:
+        test_set = sgdata.load_dataset(card.dataset, root=data_root, split="test", download=download)
+    supplied = {"queryset": queryset, "replica_arch": card.arch, "seed": seed, "device": device, "progress": progress}
+    accepted = attacks.parameters(attack)
+    params = {key: value for key, value in supplied.items() if key in accepted}
+    params.update(attack_params or {})
+    attack_obj = attacks.create(attack, **params)
+    test_images, test_labels = test_set.tensors()
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        blackbox = BlackBox(model, defense_obj, budget=budget, device=device)
+        replica: nn.Module = attack_obj.run(blackbox, budget)
+        defender = evaluate_defense(
+            model,
+            defense_obj,
+            test_images,
+            test_labels,
+            surrogate=make_surrogate(card, seed + METRIC_SURROGATE_OFFSET),
+            device=device,
+        )
+        attacker = evaluate_replica(replica, model, test_images, test_labels, device=device)
+    query_l1 = blackbox.distortions()
+    return {
+        "label": label,
+        "defense": defense_obj.name,
+        "defense_params": _jsonable({k: v for k, v in defense_obj.params().items() if k != "surrogate"}),
+        "attack": attack,
+        "attack_params": _jsonable(attack_obj.params()),
+        "budget": budget,
+        "queries_used": blackbox.queries_used,
+        "seed": seed,
+        "queryset": getattr(queryset, "name", "tensor"),
+        "test_set": getattr(test_set, "name", None),
+        "test_size": int(test_labels.shape[0]),
+        "victim": _card_summary(card),
+        "device": str(device),
+        "stealguard_version": stealguard.__version__,
+        **defender,
+        **attacker,
+        "query_l1_mean": float(query_l1.mean()) if query_l1.numel() else math.nan,
+        "elapsed_s": time.perf_counter() - started,
+    }

@@ -1,0 +1,56 @@
+"""Utility/protection trade-off figures in the style of Orekondy et al., "Prediction
+Poisoning" (ICLR 2020, arXiv:1906.10908), Fig. 5: the attacker's accuracy against the
+defender's accuracy, and against the mean L1 distortion, one curve per defense with its
+operating points ordered by distortion; the undefended API is a black star.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (backend first)
+
+PANELS = (("defender_accuracy", "defender accuracy"), ("l1_mean", "mean L1 distortion"))
+MARKERS = "osD^v<>ph*"
+
+
+def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None = None) -> Path:
+    """Write the two-panel trade-off PNG of ``rows`` (each with ``defense``, ``attacker_accuracy``,
+    ``defender_accuracy``, ``l1_mean``) to ``path`` and return it.
+
+    Rows of defense ``none`` are drawn as a black star (the no-defense point); every other
+    defense gets one line with markers through its rows, sorted by ``l1_mean``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row["defense"]), []).append(row)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for ax, (x_key, x_label) in zip(axes, PANELS):
+        style = 0
+        for name, members in groups.items():
+            members = sorted(members, key=lambda r: (r["l1_mean"], -r["defender_accuracy"]))
+            xs = [r[x_key] for r in members]
+            ys = [r["attacker_accuracy"] for r in members]
+            if name == "none":
+                ax.scatter(xs, ys, marker="*", s=220, color="black", zorder=5, label="none (undefended)")
+                continue
+            ax.plot(xs, ys, marker=MARKERS[style % len(MARKERS)], linewidth=1.5, markersize=6, label=name)
+            style += 1
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("attacker accuracy")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,136 @@
+"""stealguard.cli: exit codes and one-line errors via main([...]); end-to-end train + attack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from stealguard.cli import main
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """Tiny models: one torch thread is fastest and avoids fighting over a shared machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def victim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "victim"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    code = main(["train", "--dataset", "digits", "--arch", "mlp", "--epochs", "3", "--device", "cpu", "--quiet", "--out", str(out)])
+    torch.set_num_threads(threads)
+    assert code == 0
+    return out
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("stealguard: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _attack(victim: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["attack", "--victim", str(victim), "--attack", "knockoff", "--budget", "20", "--epochs", "1",
+            "--device", "cpu", "--quiet", "--out", str(tmp_path / "r.json"), *extra]
+
+
+def test_train_and_attack_end_to_end(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (victim / "card.json").is_file()
+    code = main(_attack(victim, tmp_path, "--defense", "mad_argmax:epsilon=0.5", "--queryset", "digits",
+                        "--attack-param", "train_on=argmax"))
+    out = capsys.readouterr().out
+    assert code == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["queries_used"] == 20 and result["defense"] == "mad_argmax"
+    assert result["attack_params"]["train_on"] == "argmax" and result["attack_params"]["epochs"] == 1
+    assert result["defender_accuracy"] == result["clean_accuracy"]
+    assert "mad_argmax:epsilon=0.5" in out
+
+
+def test_sweep_command(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sweep", "--victim", str(victim), "--attack", "knockoff", "--queryset", "digits", "--budget", "20",
+                 "--epochs", "1", "--defense", "topk:k=1", "--defense", "rounding:decimals=1", "--device", "cpu",
+                 "--quiet", "--out", str(tmp_path / "sweep")])
+    assert code == 0
+    assert {"results.csv", "results.json", "tradeoff.png"} <= {p.name for p in (tmp_path / "sweep").iterdir()}
+    assert "rounding:decimals=1" in capsys.readouterr().out
+
+
+def test_unknown_defense(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(capsys, _attack(victim, tmp_path, "--defense", "nonsense"))
+    assert "unknown defense 'nonsense'" in line and "mad" in line
+
+
+def test_epsilon_out_of_range(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(capsys, _attack(victim, tmp_path, "--defense", "mad:epsilon=5"))
+    assert "epsilon" in line and "5" in line
+
+
+@pytest.mark.parametrize("spec", ["mad:epsilon", ":epsilon=1", "mad:=3"])
+def test_bad_spec(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str) -> None:
+    assert spec in _error(capsys, _attack(victim, tmp_path, "--defense", spec))
+
+
+def test_unknown_defense_parameter(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unknown parameter" in _error(capsys, _attack(victim, tmp_path, "--defense", "mad:eps=0.5"))
+
+
+def test_missing_victim_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(capsys, _attack(tmp_path / "no_victim", tmp_path))
+    assert "victim directory" in line and "no_victim" in line
+
+
+def test_missing_data_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(capsys, ["train", "--dataset", "mnist", "--data-root", str(tmp_path / "empty"), "--arch", "lenet",
+                           "--quiet", "--out", str(tmp_path / "v")])
+    assert "mnist" in line and "not found" in line
+
+
+def test_missing_queryset_files(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error(capsys, _attack(victim, tmp_path, "--queryset", "cifar10", "--data-root", str(tmp_path)))
+    assert "cifar10" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "--dataset", "digits", "--arch", "alexnet", "--out", "x"], "unknown architecture 'alexnet'"),
+        (["train", "--dataset", "nodata", "--arch", "mlp", "--out", "x"], "nodata"),
+        (["train", "--dataset", "digits", "--arch", "mlp"], "--out"),
+        (["train", "--dataset", "digits", "--arch", "mlp", "--epochs", "many", "--out", "x"], "invalid int"),
+        (["train", "--dataset", "digits", "--arch", "mlp", "--epochs", "0", "--out", "x", "--quiet"], "epochs"),
+        (["train", "--dataset", "digits", "--arch", "mlp", "--device", "tpu", "--out", "x"], "device"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_argument_errors(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert needle in _error(capsys, argv)
+
+
+def test_attack_argument_errors(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unknown attack 'jbda'" in _error(capsys, [*_attack(victim, tmp_path)[:3], "--attack", "jbda", *_attack(victim, tmp_path)[5:]])
+    assert "budget" in _error(capsys, [a if a != "20" else "0" for a in _attack(victim, tmp_path)])
+    assert "key=value" in _error(capsys, _attack(victim, tmp_path, "--attack-param", "train_on"))
+    assert "train_on" in _error(capsys, _attack(victim, tmp_path, "--attack-param", "train_on=soft"))
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert "stealguard" in capsys.readouterr().out
