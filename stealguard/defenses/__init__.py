@@ -4,12 +4,24 @@ Use ``create(name, **params)``; ``names()`` lists what is registered.
 """
 
 from stealguard.defenses.base import Defense, check_query, to_simplex
+from stealguard.defenses.dcp import DCP
+from stealguard.defenses.label_only import LabelOnly
 from stealguard.defenses.mad import MAD, MADArgmax
 from stealguard.defenses.none import NoDefense
+from stealguard.defenses.random_noise import RandomNoise
 from stealguard.defenses.registry import create, get, names, parameters, register
+from stealguard.defenses.reverse_sigmoid import ReverseSigmoid
+from stealguard.defenses.rounding import Rounding
 from stealguard.defenses.spec import defense_from_spec, parse_defense_spec
+from stealguard.defenses.topk import TopK
 
 register("none", NoDefense)
+register("reverse_sigmoid", ReverseSigmoid)
+register("dcp", DCP)
+register("random_noise", RandomNoise)
+register("topk", TopK)
+register("rounding", Rounding)
+register("label_only", LabelOnly)
 register("mad", MAD)
 register("mad_argmax", MADArgmax)
 
@@ -17,7 +29,13 @@ __all__ = [
     "MAD",
     "MADArgmax",
     "Defense",
+    "DCP",
+    "LabelOnly",
     "NoDefense",
+    "RandomNoise",
+    "ReverseSigmoid",
+    "Rounding",
+    "TopK",
     "check_query",
     "create",
     "defense_from_spec",

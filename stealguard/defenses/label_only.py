@@ -1,0 +1,43 @@
+"""``label_only``: answer with the predicted label alone."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stealguard.defenses.base import Defense
+
+
+class LabelOnly(Defense):
+    """Label-only answers (Tramèr et al., "Stealing Machine Learning Models via Prediction
+    APIs", USENIX Security 2016, "extraction countermeasures")::
+
+        y~ = onehot(argmax_i y_i)
+
+    Among equal maxima the lowest class index wins (``torch.argmax``). Deterministic; rows
+    independent. The strongest truncation: the attacker learns nothing beyond the label.
+
+    Argmax: always kept.
+
+    Shape:
+        x: ``(N, ...)`` (unused); probs: ``(N, K)``; output ``(N, K)``, dtype and device of probs.
+
+    Example:
+        >>> import torch
+        >>> from stealguard.defenses import create
+        >>> create("label_only")(torch.zeros(1, 1), torch.tensor([[0.2, 0.5, 0.3]]))
+        tensor([[0., 1., 0.]])
+    """
+
+    name = "label_only"
+
+    def __init__(self) -> None:
+        pass
+
+    def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
+        top = probs.argmax(dim=1, keepdim=True)
+        return torch.zeros_like(probs).scatter(1, top, 1.0)
+
+    def argmax_threshold(self) -> float | None:
+        """0.0: every row keeps its argmax."""
+        return 0.0

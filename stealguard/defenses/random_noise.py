@@ -1,0 +1,228 @@
+"""``random_noise``: a random zero-sum perturbation inside an L1 or L2 budget.
+
+Holds the vectorised input hash (:func:`input_keys`) and the counter-based normal sampler
+(:func:`hashed_normal`) used by the consistent mode. All integer arithmetic stays below 2**63
+in int64 (32-bit lanes, 16-bit split multiplies), so it never relies on signed overflow and
+gives the same bits on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from stealguard._checks import check_bool, check_choice, check_int, check_number
+from stealguard.defenses.base import Defense
+from stealguard.defenses.simplex import (
+    MAX_DISTANCE,
+    NORMS,
+    distance,
+    onto_simplex,
+    project_to_simplex,
+    shrink_to_budget,
+)
+
+_MASK32 = 0xFFFFFFFF
+_LANE_SALTS = (0x9E3779B9, 0x85EBCA6B)
+_UNIFORM_SALTS = (0xC2B2AE35, 0x27D4EB2F)
+
+
+def _mul32(values: Tensor, factor: int) -> Tensor:
+    """``(values * factor) mod 2**32`` for int64 ``values`` in [0, 2**32), without overflow."""
+    low = (values & 0xFFFF) * factor
+    high = (((values >> 16) * factor) & 0xFFFF) << 16
+    return (low + high) & _MASK32
+
+
+def _mix32(values: Tensor) -> Tensor:
+    """A 32-bit avalanche finaliser ("lowbias32", C. Wellons) on int64 values in [0, 2**32)."""
+    values = values ^ (values >> 16)
+    values = _mul32(values, 0x7FEB352D)
+    values = values ^ (values >> 15)
+    values = _mul32(values, 0x846CA68B)
+    return values ^ (values >> 16)
+
+
+def input_keys(x: Tensor, seed: int) -> Tensor:
+    """Two 32-bit hash keys per row of ``x``, a deterministic function of the row's bytes and ``seed``.
+
+    Each row's bytes (``x`` in its own dtype, C order) are read as little-endian 32-bit words
+    ``w_j``; key ``l`` is ``mix(sum_j mix(w_j ^ mix(j ^ s_l)) mod 2**32 ^ mix(s_l ^ W))`` with
+    ``s_l`` derived from ``seed`` and lane ``l``. Vectorised over rows and words (no Python loop).
+    Rows with equal bytes get equal keys wherever they sit in the batch.
+
+    Shape:
+        x: ``(N, ...)`` any dtype; returns int64 ``(N, 2)`` with values in [0, 2**32).
+    """
+    rows = x.shape[0]
+    raw = x.detach().reshape(rows, -1).contiguous().view(torch.uint8).to(torch.int64)
+    raw = F.pad(raw, (0, (-raw.shape[1]) % 4)).reshape(rows, -1, 4)
+    words = raw[..., 0] | (raw[..., 1] << 8) | (raw[..., 2] << 16) | (raw[..., 3] << 24)
+    num_words = words.shape[1]
+    positions = torch.arange(num_words, dtype=torch.int64, device=x.device)
+    keys = []
+    for salt in _LANE_SALTS:
+        lane = torch.tensor([(seed & _MASK32) ^ salt], dtype=torch.int64, device=x.device)
+        lane = _mix32(_mix32(lane) ^ ((seed >> 32) & _MASK32))
+        total = _mix32(words ^ _mix32(positions ^ lane)).sum(dim=1) & _MASK32
+        keys.append(_mix32(total ^ _mix32(lane ^ num_words)))
+    return torch.stack(keys, dim=1)
+
+
+def hashed_normal(keys: Tensor, num_classes: int) -> Tensor:
+    """Standard normal draws ``(N, num_classes)`` float64, entry ``(i, k)`` a function of ``keys[i]`` and ``k`` only.
+
+    Two 32-bit uniforms per entry from a hash of (key, class index), then Box-Muller.
+
+    Shape:
+        keys: int64 ``(N, 2)`` in [0, 2**32); returns ``(N, num_classes)``.
+    """
+    classes = torch.arange(num_classes, dtype=torch.int64, device=keys.device)
+    uniforms = []
+    for salt in _UNIFORM_SALTS:
+        bits = _mix32(_mix32(keys[:, :1] ^ _mix32(classes ^ salt)) ^ keys[:, 1:])
+        uniforms.append((bits.to(torch.float64) + 0.5) / 2.0**32)
+    radius = torch.sqrt(-2.0 * torch.log(uniforms[0]))
+    return radius * torch.cos(2.0 * math.pi * uniforms[1])
+
+
+PATH_STEPS = (-30.0, 20.0)
+"""Range of ``log2 s`` searched by :func:`along_projected_path`."""
+
+PATH_ITERATIONS = 16
+"""Bisection steps of :func:`along_projected_path` (final bracket 50 / 2**16 in log2 s, ~0.05% in s)."""
+
+
+def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: str) -> Tensor:
+    """A point of the projected path ``s -> P(y + s z)`` at distance ``epsilon`` from ``y``.
+
+    ``P`` is the Euclidean projection onto the simplex and ``||z||_norm = epsilon``. Rows
+    where ``y + z`` is on the simplex return ``y + z`` (``s = 1``, exactly the budget). For
+    the others ``g(s) = ||P(y + s z) - y||_norm`` is continuous with ``g(0) = 0``: bisection
+    on ``log2 s`` in ``PATH_STEPS`` keeps ``g(low) < epsilon <= g(high)`` and brackets a
+    crossing to ~0.05% in ``s``; the path point at ``high`` is then pulled back along the
+    segment to ``y`` onto the budget (:func:`~stealguard.defenses.simplex.shrink_to_budget`),
+    so the row moves by exactly ``epsilon`` and stays on the simplex. The path bends along
+    the simplex's faces, so peaked and one-hot rows spend the whole budget instead of losing
+    it to a single projection. Rows whose path cannot get ``epsilon`` away but whose path
+    along ``-z`` gets farther use ``-z`` (a one-hot row whose ``z`` favours its own top class
+    never moves along ``+z``); if neither gets ``epsilon`` away (``s <= 2**20``) the farthest
+    point is returned.
+
+    Shape:
+        probs: ``(N, K)`` on the simplex; noise ``(N, K)`` with zero row sums; returns ``(N, K)``.
+    """
+    result = probs + noise
+    boundary = (result < 0).any(dim=1).nonzero().squeeze(1)
+    if boundary.numel() == 0:
+        return result
+    clean, noise = probs[boundary], noise[boundary]
+    farthest = 2.0 ** PATH_STEPS[1]
+    reach_plus = distance(project_to_simplex(clean + farthest * noise), clean, norm).unsqueeze(1)
+    reach_minus = distance(project_to_simplex(clean - farthest * noise), clean, norm).unsqueeze(1)
+    noise = torch.where((reach_plus < epsilon) & (reach_minus > reach_plus), -noise, noise)
+    low = torch.full((len(boundary), 1), PATH_STEPS[0], dtype=probs.dtype, device=probs.device)
+    high = torch.full_like(low, PATH_STEPS[1])
+    for _ in range(PATH_ITERATIONS):
+        middle = (low + high) / 2
+        reach = distance(project_to_simplex(clean + torch.exp2(middle) * noise), clean, norm).unsqueeze(1)
+        inside = reach < epsilon
+        low = torch.where(inside, middle, low)
+        high = torch.where(inside, high, middle)
+    moved = project_to_simplex(clean + torch.exp2(high) * noise)
+    return result.index_copy(0, boundary, shrink_to_budget(clean, moved, epsilon=epsilon, norm=norm))
+
+
+class RandomNoise(Defense):
+    """Random perturbation on the simplex inside a distortion budget::
+
+        z  = (g - mean(g)) * epsilon / ||g - mean(g)||_norm,   g ~ N(0, I_K)
+        y~ = P(y + s z),   s such that ||y~ - y||_norm = epsilon
+
+    ``P`` is the Euclidean projection onto the simplex; ``s`` is found by bisection
+    (:func:`along_projected_path`). Where ``y + z`` is already on the simplex (entries of
+    ``y`` large enough) ``s = 1`` and ``y~ = y + z``: unbiased, exactly the budget. Near the
+    boundary (peaked and one-hot rows) the path ``P(y + s z)`` bends along the faces, so those
+    rows are perturbed by the full budget too, with a bias toward the simplex interior. Every
+    output row is on the simplex and within budget.
+
+    Two modes:
+
+    * ``consistent=False``: ``g`` comes from a ``torch.Generator`` seeded with ``seed`` at
+      construction (on the CPU, then moved to the data's device); each call advances it.
+      Same seed and same sequence of calls give the same outputs. Batch == row by row does
+      not hold draw for draw (a batch of N uses the stream differently from N single calls);
+      each row gets an independent draw of the same distribution either way. Repeating a
+      query and averaging the answers converges toward ``y``.
+    * ``consistent=True``: ``g`` for a row is a deterministic function of the row of ``x``
+      (its bytes) and ``seed`` (:func:`input_keys`, :func:`hashed_normal`): repeating a query
+      returns the identical answer, so averaging repeated queries gains nothing, and batch ==
+      row by row holds exactly. Inputs differing in any byte get unrelated noise, so this does
+      not stop averaging over near-duplicate queries.
+
+    Args:
+        epsilon: budget, in (0, 2] for ``"l1"`` or (0, sqrt 2] for ``"l2"`` (default 0.1).
+        norm: ``"l1"`` (default) or ``"l2"``.
+        consistent: whether the noise is a function of the input (default False).
+        seed: integer in [0, 2**63 - 1] (default 0).
+
+    Budget: ``budget()`` returns ``(norm, epsilon)``. ``y`` is the input row clamped at 0 and
+    renormalised (identical for rows on the simplex; the base class accepts rows off it by
+    up to 1e-3).
+
+    Argmax: no guarantee (a row whose top-2 gap is below the budget can flip).
+
+    Shape:
+        x: ``(N, ...)``; probs: ``(N, K)``; output ``(N, K)``, dtype and device of probs.
+
+    Raises:
+        ValueError: a parameter out of range. TypeError: a parameter of the wrong type.
+
+    Example:
+        >>> import torch
+        >>> from stealguard.defenses import create
+        >>> defense = create("random_noise", epsilon=0.1, consistent=True, seed=1)
+        >>> x, probs = torch.ones(1, 4), torch.tensor([[0.5, 0.3, 0.2]], dtype=torch.float64)
+        >>> bool(torch.equal(defense(x, probs), defense(x, probs)))
+        True
+        >>> round(float((defense(x, probs) - probs).abs().sum()), 6)
+        0.1
+    """
+
+    name = "random_noise"
+
+    def __init__(
+        self, *, epsilon: float = 0.1, norm: str = "l1", consistent: bool = False, seed: int = 0
+    ) -> None:
+        self.norm = check_choice("norm", norm, NORMS)
+        high = MAX_DISTANCE[self.norm]
+        self.epsilon = check_number("epsilon", epsilon, low=0, high=high, low_inclusive=False)
+        self.consistent = check_bool("consistent", consistent)
+        self.seed = check_int("seed", seed, low=0, high=2**63 - 1)
+        self._generator = torch.Generator(device="cpu").manual_seed(self.seed)
+
+    def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
+        rows, num_classes = probs.shape
+        if self.consistent:
+            gaussian = hashed_normal(input_keys(x, self.seed), num_classes).to(probs.device)
+        else:
+            gaussian = torch.randn(rows, num_classes, generator=self._generator, dtype=torch.float64)
+            gaussian = gaussian.to(probs.device)
+        direction = gaussian - gaussian.mean(dim=1, keepdim=True)
+        length = distance(direction, torch.zeros_like(direction), self.norm).unsqueeze(1)
+        noise = torch.where(length > 0, direction * (self.epsilon / length.clamp_min(1e-300)), 0.0)
+        return along_projected_path(onto_simplex(probs), noise, epsilon=self.epsilon, norm=self.norm)
+
+    def params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "norm": self.norm, "consistent": self.consistent, "seed": self.seed}
+
+    def budget(self) -> tuple[str, float] | None:
+        return (self.norm, self.epsilon)
+
+    def argmax_threshold(self) -> float | None:
+        """None: this defense does not promise to keep the argmax."""
+        return None

@@ -1,0 +1,82 @@
+"""Pure tensor helpers on the probability simplex shared by several defenses.
+
+``project_to_simplex`` is the Euclidean projection (Held, Wolfe & Crowder 1974; Duchi et al.,
+ICML 2008, Fig. 1), ``shrink_to_budget`` pulls a perturbed row back toward the clean row
+until it lies inside an L1 or L2 ball, ``distance`` is the row-wise norm both use.
+All functions are batched over rows and work in the input's dtype and device.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stealguard.metrics import l1_distance, l2_distance
+
+NORMS = ("l1", "l2")
+"""Norms a distortion budget may be stated in."""
+
+MAX_DISTANCE = {"l1": 2.0, "l2": 2.0**0.5}
+"""Diameter of the probability simplex in each norm: the largest meaningful budget."""
+
+
+def onto_simplex(probs: Tensor) -> Tensor:
+    """Clamp negative entries to 0 and renormalise rows: ``(N, K) -> (N, K)``.
+
+    ``Defense.__call__`` passes ``_perturb`` the caller's rows as they are, which may be off
+    the simplex by up to ``SIMPLEX_TOLERANCE`` (1e-3); defenses whose arithmetic needs exact
+    simplex points (budgets, grids) start from this. Rows must have positive mass.
+    """
+    probs = probs.clamp_min(0)
+    return probs / probs.sum(dim=1, keepdim=True)
+
+
+def distance(p: Tensor, q: Tensor, norm: str) -> Tensor:
+    """Row-wise ``||p - q||_norm`` of ``(N, K)`` tensors -> ``(N,)``; norm ``"l1"`` or ``"l2"``.
+
+    Raises:
+        ValueError: unknown norm.
+    """
+    if norm == "l1":
+        return l1_distance(p, q)
+    if norm == "l2":
+        return l2_distance(p, q)
+    raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}; got {norm!r}")
+
+
+def shrink_to_budget(probs: Tensor, perturbed: Tensor, *, epsilon: float, norm: str) -> Tensor:
+    """Pull each row of ``perturbed`` toward ``probs`` until it is within ``epsilon``.
+
+    ``y~ <- y + min(1, epsilon / ||y~ - y||) (y~ - y)``. Rows already inside the ball are
+    returned unchanged. When both inputs lie on the simplex so does the result (it is a
+    convex combination), and an order between two entries shared by ``probs`` and
+    ``perturbed`` is kept (so is the argmax).
+
+    Shape:
+        probs, perturbed: ``(N, K)``; returns ``(N, K)``.
+    """
+    step = perturbed - probs
+    length = distance(perturbed, probs, norm).unsqueeze(1)
+    scale = torch.where(length > epsilon, epsilon / length.clamp_min(torch.finfo(length.dtype).tiny), 1.0)
+    return probs + scale * step
+
+
+def project_to_simplex(values: Tensor) -> Tensor:
+    """Euclidean projection of each row onto ``{p : p >= 0, sum p = 1}``.
+
+    Sort-based algorithm: with ``u`` the row sorted descending and ``rho`` the largest ``j``
+    with ``u_j - (sum_{i<=j} u_i - 1) / j > 0``, the projection is
+    ``max(v - theta, 0)`` with ``theta = (sum_{i<=rho} u_i - 1) / rho``. O(K log K) per row,
+    no Python loop over rows. The projection is non-expansive in L2.
+
+    Shape:
+        values: ``(N, K)`` finite; returns ``(N, K)``.
+    """
+    num_classes = values.shape[1]
+    ordered = torch.sort(values, dim=1, descending=True).values
+    cumulative = ordered.cumsum(dim=1) - 1
+    counts = torch.arange(1, num_classes + 1, dtype=values.dtype, device=values.device)
+    support = ordered - cumulative / counts > 0
+    rho = (support * counts).argmax(dim=1, keepdim=True)
+    theta = cumulative.gather(1, rho) / (rho + 1).to(values.dtype)
+    return (values - theta).clamp_min(0)
