@@ -76,6 +76,16 @@ class Knockoff(Attack):
 
     Raises:
         TypeError, ValueError: a parameter of the wrong type or out of range (named in the message).
+
+    Example:
+        >>> from stealguard import data, models
+        >>> victim = models.create("mlp", input_shape=(1, 8, 8), num_classes=10)
+        >>> box = BlackBox(victim, budget=50, device="cpu")
+        >>> attack = Knockoff(queryset=data.load_dataset("digits", split="test"), replica_arch="mlp",
+        ...                   epochs=1, device="cpu", progress=False)
+        >>> replica = attack.run(box, 50)
+        >>> box.queries_used, replica(torch.zeros(2, 1, 8, 8)).shape
+        (50, torch.Size([2, 10]))
     """
 
     name = "knockoff"
