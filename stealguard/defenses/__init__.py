@@ -3,7 +3,8 @@
 Use ``create(name, **params)``; ``names()`` lists what is registered.
 """
 
-from stealguard.defenses.base import Defense, check_query, to_simplex
+from stealguard.defenses.base import Defense, check_query
+from stealguard.defenses.simplex import onto_simplex
 from stealguard.defenses.dcp import DCP
 from stealguard.defenses.label_only import LabelOnly
 from stealguard.defenses.mad import MAD, MADArgmax
@@ -44,5 +45,5 @@ __all__ = [
     "parameters",
     "parse_defense_spec",
     "register",
-    "to_simplex",
+    "onto_simplex",
 ]

@@ -7,7 +7,8 @@ A defense maps the victim's clean posterior to the posterior the API returns::
 with ``x`` the query batch ``(N, ...)`` and ``probs`` the clean probabilities ``(N, K)``.
 ``Defense.__call__`` is the only entry point: it checks shapes, finiteness and that
 ``probs`` lies on the probability simplex, runs the subclass's ``_perturb`` in float64
-(so that row sums hold to 1e-6 even for K = 1000; ``_perturb`` may not modify its input in place), puts the result back on the simplex
+on rows clamped and renormalised onto the simplex (so that row sums hold to 1e-6 even
+for K = 1000; ``_perturb`` may not modify its input in place), puts the result back on the simplex
 (clamps round-off negatives, renormalises) and returns it in the input's dtype and device.
 Subclasses write only ``_perturb``; their parameters are keyword-only and checked in
 ``__init__``.
@@ -20,6 +21,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from stealguard.defenses.simplex import onto_simplex
 
 SIMPLEX_TOLERANCE = 1e-3
 """Largest accepted deviation of an input row sum from 1 (and of an entry below 0)."""
@@ -70,16 +73,6 @@ def check_query(x: Tensor, probs: Tensor) -> None:
         )
 
 
-def to_simplex(values: Tensor) -> Tensor:
-    """Clamp round-off negatives to 0 and renormalise rows to sum 1. Shape ``(N, K)``.
-
-    A row whose mass is all zero becomes uniform (never NaN).
-    """
-    values = values.clamp_min(0)
-    total = values.sum(dim=1, keepdim=True)
-    return torch.where(total > 0, values / total, 1.0 / values.shape[1])
-
-
 class Defense(abc.ABC):
     """Base class of every posterior-perturbation defense.
 
@@ -106,7 +99,7 @@ class Defense(abc.ABC):
         check_query(x, probs)
         if probs.shape[0] == 0:
             return probs.clone()
-        perturbed = to_simplex(self._perturb(x, probs.double()))
+        perturbed = onto_simplex(self._perturb(x, onto_simplex(probs.double())))
         return perturbed.to(probs.dtype)
 
     @abc.abstractmethod
@@ -116,6 +109,13 @@ class Defense(abc.ABC):
     def params(self) -> dict[str, Any]:
         """Public parameters of this defense (JSON-serialisable), for result files."""
         return {}
+
+    def argmax_threshold(self) -> float | None:
+        """Rows whose top probability exceeds this value keep their argmax (ties aside).
+
+        ``0.0``: every row keeps it; ``None`` (default): no promise.
+        """
+        return None
 
     def budget(self) -> tuple[str, float] | None:
         """The distortion budget this defense promises, ``(norm, epsilon)`` with norm ``"l1"`` or ``"l2"``.

@@ -10,7 +10,7 @@ from torch import Tensor
 from stealguard._checks import check_number
 from stealguard.defenses.base import Defense
 from stealguard.defenses.reverse_sigmoid import argmax_threshold, reverse_sigmoid_noise, subtract_and_renormalise
-from stealguard.defenses.simplex import onto_simplex, shrink_to_budget
+from stealguard.defenses.simplex import shrink_to_budget
 
 
 def low_confidence_weight(probs: Tensor, *, tau: float, nu: float) -> Tensor:
@@ -95,7 +95,6 @@ class DCP(Defense):
         self.epsilon = None if epsilon is None else check_number("epsilon", epsilon, low=0, high=2, low_inclusive=False)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        probs = onto_simplex(probs)
         weight = low_confidence_weight(probs, tau=self.tau, nu=self.nu)
         noise = weight * reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma)
         perturbed = subtract_and_renormalise(probs, noise)

@@ -10,7 +10,7 @@ with ``G = d log F_sur(x; w) / dw`` ``(K, D)`` under a surrogate of the attacker
 ``H = 2 - 2 cos(G^T y~, G^T y)``, so only the Gram matrix ``G G^T`` is needed
 (:mod:`stealguard.defenses.jacobian`). The oracle solves the unconstrained problem over
 the simplex's extreme points, ``y* = argmax_k H(e_k)`` (Sec. 4.2), then the budget is met
-by ``y~ = (1 - alpha) y + alpha y*`` with the largest ``alpha <= 1`` such that
+(:func:`stealguard.defenses.simplex.shrink_to_budget`) by ``y~ = (1 - alpha) y + alpha y*`` with the largest ``alpha <= 1`` such that
 ``||y~ - y||_p <= epsilon``, i.e. ``alpha = min(1, epsilon / ||y* - y||_p)``.
 
 ``mad_argmax`` (Sec. 4.3) restricts the targets to distributions that keep the top-1
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.defenses.base import Defense
+from stealguard.defenses.simplex import MAX_DISTANCE, NORMS, shrink_to_budget
 from stealguard.defenses.jacobian import (
     JACOBIANS,
     GramGeometry,
@@ -39,8 +40,9 @@ from stealguard.defenses.jacobian import (
     surrogate_gram,
 )
 
-NORMS = ("l1", "l2")
-MAX_EPSILON = {"l1": 2.0, "l2": math.sqrt(2.0)}
+GREEDY_MARGIN = 1e-6
+"""A larger set must lower the cosine by more than this to be kept: float32 surrogate noise
+(batched vs single-row forward passes) must not decide between near-equal sets."""
 TOP_CLASS_WEIGHT = 1e-3
 """Extra relative mass of the top class in MAD-argmax targets (the reference uses 1e-5)."""
 
@@ -85,7 +87,7 @@ class MAD(Defense):
     ) -> None:
         self.norm = check_choice("norm", norm, NORMS)
         self.epsilon = check_number(
-            "epsilon", epsilon, low=0.0, high=MAX_EPSILON[norm], low_inclusive=False
+            "epsilon", epsilon, low=0.0, high=MAX_DISTANCE[norm], low_inclusive=False
         )
         if surrogate is None:
             raise ValueError(
@@ -135,7 +137,7 @@ class MAD(Defense):
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
         target = self._target(x, probs)
-        return interpolate_within_budget(probs, target, self.epsilon, self.norm)
+        return shrink_to_budget(probs, target, epsilon=self.epsilon, norm=self.norm)
 
     def _target(self, x: Tensor, probs: Tensor) -> Tensor:
         """The oracle's target ``y*`` ``(N, K)`` on the simplex."""
@@ -177,6 +179,9 @@ class MADArgmax(MAD):
         changed = perturbed.argmax(dim=1) != probs.argmax(dim=1)
         return torch.where(changed.unsqueeze(1), probs, perturbed)
 
+    def argmax_threshold(self) -> float:
+        return 0.0
+
     def _target(self, x: Tensor, probs: Tensor) -> Tensor:
         n, k = probs.shape
         top = probs.argmax(dim=1)
@@ -208,18 +213,7 @@ def greedy_argmax_preserving_set(geometry: LastLayerGeometry | GramGeometry, pro
         step = cosines.argmin(dim=1)
         value = cosines.gather(1, step.unsqueeze(1)).squeeze(1)
         search.add(step)
-        improved = value < best_cos
+        improved = value < best_cos - GREEDY_MARGIN
         best_cos = torch.where(improved, value, best_cos)
         best = torch.where(improved.unsqueeze(1), search.members, best)
     return best
-
-
-def interpolate_within_budget(probs: Tensor, target: Tensor, epsilon: float, norm: str) -> Tensor:
-    """``y~ = (1 - alpha) y + alpha y*`` with ``alpha = min(1, epsilon / ||y* - y||_norm)`` (MAD Sec. 4.2).
-
-    Shapes ``(N, K)``; rows with ``y* == y`` stay ``y``.
-    """
-    delta = target - probs
-    distance = delta.abs().sum(dim=1) if norm == "l1" else delta.norm(dim=1)
-    alpha = torch.where(distance > epsilon, epsilon / distance.clamp_min(1e-300), torch.ones_like(distance))
-    return probs + alpha.unsqueeze(1) * delta

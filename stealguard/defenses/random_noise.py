@@ -21,7 +21,6 @@ from stealguard.defenses.simplex import (
     MAX_DISTANCE,
     NORMS,
     distance,
-    onto_simplex,
     project_to_simplex,
     shrink_to_budget,
 )
@@ -215,7 +214,7 @@ class RandomNoise(Defense):
         direction = gaussian - gaussian.mean(dim=1, keepdim=True)
         length = distance(direction, torch.zeros_like(direction), self.norm).unsqueeze(1)
         noise = torch.where(length > 0, direction * (self.epsilon / length.clamp_min(1e-300)), 0.0)
-        return along_projected_path(onto_simplex(probs), noise, epsilon=self.epsilon, norm=self.norm)
+        return along_projected_path(probs, noise, epsilon=self.epsilon, norm=self.norm)
 
     def params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "norm": self.norm, "consistent": self.consistent, "seed": self.seed}

@@ -15,7 +15,6 @@ from torch import Tensor
 
 from stealguard._checks import check_number
 from stealguard.defenses.base import Defense
-from stealguard.defenses.simplex import onto_simplex
 
 LOGIT_CLAMP = 1e-7
 """``delta``: probabilities are clamped to ``[delta, 1 - delta]`` before the logit (float64)."""
@@ -142,7 +141,6 @@ class ReverseSigmoid(Defense):
         self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        probs = onto_simplex(probs)
         return subtract_and_renormalise(probs, reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma))
 
     def params(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from torch import Tensor
 
 from stealguard._checks import check_int
 from stealguard.defenses.base import Defense
-from stealguard.defenses.simplex import onto_simplex
 
 
 def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
@@ -77,7 +76,7 @@ class Rounding(Defense):
         self.decimals = check_int("decimals", decimals, low=0, high=10)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        return round_on_simplex(onto_simplex(probs), self.decimals)
+        return round_on_simplex(probs, self.decimals)
 
     def params(self) -> dict[str, Any]:
         return {"decimals": self.decimals}

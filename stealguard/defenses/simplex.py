@@ -23,12 +23,14 @@ MAX_DISTANCE = {"l1": 2.0, "l2": 2.0**0.5}
 def onto_simplex(probs: Tensor) -> Tensor:
     """Clamp negative entries to 0 and renormalise rows: ``(N, K) -> (N, K)``.
 
-    ``Defense.__call__`` passes ``_perturb`` the caller's rows as they are, which may be off
-    the simplex by up to ``SIMPLEX_TOLERANCE`` (1e-3); defenses whose arithmetic needs exact
-    simplex points (budgets, grids) start from this. Rows must have positive mass.
+    ``Defense.__call__`` accepts rows off the simplex by up to ``SIMPLEX_TOLERANCE`` (1e-3) and
+    passes ``_perturb`` their image under this map, so budgets and grids are computed from exact
+    simplex points, and puts ``_perturb``'s result back on the simplex with it. A row with no
+    positive mass becomes uniform (never NaN).
     """
     probs = probs.clamp_min(0)
-    return probs / probs.sum(dim=1, keepdim=True)
+    total = probs.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, probs / total, 1.0 / probs.shape[1])
 
 
 def distance(p: Tensor, q: Tensor, norm: str) -> Tensor:
