@@ -135,7 +135,7 @@ def fit(
         inputs: float images in [0, 1], shape ``(N, ...)``; stay where they are, batches
             are moved to ``device``.
         targets: int64 labels ``(N,)`` in [0, K), or float probabilities ``(N, K)`` whose
-            rows sum to 1.
+            rows sum to 1 (K is checked against ``model.num_classes`` when the model has one).
         epochs: passes over the data, >= 1.
         batch_size: samples per step, >= 1 (default 128).
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"`` (default ``"sgd"``).
@@ -164,6 +164,12 @@ def fit(
     if n < 1:
         raise ValueError("inputs must hold at least one sample, got N = 0")
     targets, soft = _check_targets(targets, n)
+    num_classes = getattr(model, "num_classes", None)
+    if isinstance(num_classes, int):
+        if soft and targets.shape[1] != num_classes:
+            raise ValueError(f"targets probabilities must have K = {num_classes} columns like the model, got {targets.shape[1]}")
+        if not soft and int(targets.max()) >= num_classes:
+            raise ValueError(f"targets labels must be < num_classes = {num_classes}, got maximum {int(targets.max())}")
     check_int("epochs", epochs, low=1)
     check_int("batch_size", batch_size, low=1)
     check_choice("optimizer", optimizer, OPTIMIZERS)

@@ -204,6 +204,8 @@ def test_fit_rejects_bad_params(overrides: dict, error: type[Exception], match: 
         (lambda x, y: (x, y[:-1]), ValueError, r"targets must have N = 6 rows"),
         (lambda x, y: (x, y.float()), TypeError, r"targets must be int64 labels of shape \(N,\) or float probabilities"),
         (lambda x, y: (x, y - 1), ValueError, r"targets labels must be >= 0"),
+        (lambda x, y: (x, y + K), ValueError, r"targets labels must be < num_classes = 3, got maximum 5"),
+        (lambda x, y: (x, torch.full((6, K + 1), 1 / (K + 1))), ValueError, r"must have K = 3 columns like the model, got 4"),
         (lambda x, y: (x, torch.full((6, K), 0.5)), ValueError, r"targets probability rows must sum to 1"),
         (lambda x, y: (x, torch.full((6, K), -1.0)), ValueError, r"targets probabilities must be finite and >= 0"),
         (lambda x, y: ((x * 255).to(torch.uint8), y), TypeError, r"inputs must be a floating-point tensor"),
