@@ -58,11 +58,12 @@ def check_query(x: Tensor, probs: Tensor) -> None:
         raise ValueError(f"x and probs must be on the same device, got {x.device} and {probs.device}")
     if probs.shape[0] == 0:
         return
-    # NaN and +Inf fail the row-sum test (NaN compares False), -Inf the minimum: one fused test for all.
-    row_ok = ((probs.sum(dim=1) - 1).abs() <= SIMPLEX_TOLERANCE) & (probs.amin(dim=1) >= -SIMPLEX_TOLERANCE)
-    if not bool(row_ok.all()):
-        bad = ~row_ok
-        row = int(bad.nonzero()[0, 0])
+    # One fused scalar: the worst row-sum error or negative entry. NaN propagates through both
+    # reductions and fails the comparison, +Inf fails the sum, -Inf the minimum.
+    worst = float(torch.maximum((probs.sum(dim=1) - 1).abs().amax(), probs.amin().neg()))
+    if not worst <= SIMPLEX_TOLERANCE:
+        row_ok = ((probs.sum(dim=1) - 1).abs() <= SIMPLEX_TOLERANCE) & (probs.amin(dim=1) >= -SIMPLEX_TOLERANCE)
+        row = int((~row_ok).nonzero()[0, 0])
         values = probs[row]
         if not bool(torch.isfinite(values).all()):
             raise ValueError(f"probs must be finite; row {row} contains NaN or Inf")

@@ -29,8 +29,7 @@ def onto_simplex(probs: Tensor) -> Tensor:
     positive mass becomes uniform (never NaN).
     """
     probs = probs.clamp_min(0)
-    total = probs.sum(dim=1, keepdim=True)
-    return torch.where(total > 0, probs / total, 1.0 / probs.shape[1])
+    return torch.nan_to_num_(probs / probs.sum(dim=1, keepdim=True), nan=1.0 / probs.shape[1])
 
 
 def distance(p: Tensor, q: Tensor, norm: str) -> Tensor:
