@@ -8,6 +8,9 @@ the per-sample reference method (K autograd calls per sample, G stacked, the obj
 each vertex; ``stealguard.defenses.mad_reference``), on the same inputs, for time per query
 and for agreement of the outputs.
 
+The ``none`` row is the identity defense through the same ``Defense.__call__`` boundary (input
+checks, float64 compute, projection onto the simplex): the fixed cost every defense pays.
+
 Weights are random: latency does not depend on them (DCP's detector fires on the near-uniform
 posteriors of an untrained net, which is its costlier branch).
 
@@ -41,6 +44,7 @@ def defenses_for(arch: str, full_jacobian: bool) -> dict[str, D.Defense]:
     torch.manual_seed(1)
     surrogate = create_model(arch, input_shape=INPUT_SHAPES[arch], num_classes=10).eval()
     chosen: dict[str, D.Defense] = {
+        "none": D.create("none"),
         "dcp": D.create("dcp", tau=0.8, beta=0.5, gamma=0.2),
         "reverse_sigmoid": D.create("reverse_sigmoid", beta=0.3, gamma=0.2),
         "topk": D.create("topk", k=3),

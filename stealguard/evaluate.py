@@ -23,18 +23,10 @@ from stealguard import metrics
 from stealguard._checks import check_choice, check_int
 from stealguard.blackbox import BlackBox
 from stealguard.defenses.base import Defense
-from stealguard.defenses.mad import surrogate_gram as mad_gram
+from stealguard.defenses.jacobian import surrogate_gram
 from stealguard.defenses.none import NoDefense
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.models.training import predict_logits
-
-
-def surrogate_gram(surrogate: nn.Module, x: Tensor, *, jacobian: str = "last_layer") -> Tensor:
-    """Gram matrix ``G G^T`` ``(N, K, K)`` of ``surrogate``'s log-likelihood Jacobian at ``x``.
-
-    Delegates to :func:`stealguard.defenses.mad.surrogate_gram` (the same matrix MAD uses).
-    """
-    return mad_gram(surrogate, x, jacobian=jacobian)
 
 
 def _check_images(images: Tensor, labels: Tensor | None = None) -> None:
