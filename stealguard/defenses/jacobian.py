@@ -55,17 +55,21 @@ def last_linear(module: nn.Module) -> nn.Linear:
     return found
 
 
-def forward_with_features(surrogate: nn.Module, x: Tensor, *, check: bool = True) -> tuple[Tensor, Tensor]:
+def forward_with_features(
+    surrogate: nn.Module, x: Tensor, *, layer: nn.Linear | None = None, check: bool = True
+) -> tuple[Tensor, Tensor]:
     """Run the surrogate and return ``(logits (N, K), h (N, H))``, ``h`` the input of its last ``nn.Linear``.
 
     Args:
+        layer: the surrogate's output layer, when the caller has looked it up once
+            (:func:`last_linear`); found here otherwise.
         check: verify that the last ``nn.Linear``'s output is the surrogate's output (callers
             that verified it once for a surrogate may skip it on later calls).
 
     Raises:
         ValueError: the last ``nn.Linear``'s output is not the surrogate's output.
     """
-    layer = last_linear(surrogate)
+    layer = layer if layer is not None else last_linear(surrogate)
     captured: dict[str, Tensor] = {}
 
     def hook(_module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
@@ -102,10 +106,12 @@ class LastLayerGeometry:
         self.p_sq = (p * p).sum(dim=1)
 
     @classmethod
-    def of(cls, surrogate: nn.Module, x: Tensor, *, check: bool = True) -> LastLayerGeometry:
-        """Geometry of ``surrogate`` at inputs ``x`` (one forward pass, no gradients)."""
+    def of(
+        cls, surrogate: nn.Module, x: Tensor, *, layer: nn.Linear | None = None, check: bool = True
+    ) -> LastLayerGeometry:
+        """Geometry of ``surrogate`` at inputs ``x`` (one forward pass, no gradients); see :func:`forward_with_features`."""
         with torch.no_grad():
-            logits, h = forward_with_features(surrogate, x, check=check)
+            logits, h = forward_with_features(surrogate, x, layer=layer, check=check)
         return cls(torch.softmax(logits.double(), dim=1), (h.double() ** 2).sum(dim=1))
 
     def gram(self) -> Tensor:

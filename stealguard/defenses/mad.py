@@ -101,8 +101,7 @@ class MAD(Defense):
         self.oracle = check_choice("oracle", oracle, self._oracles())
         self.seed = check_int("seed", seed, low=0)
         self.chunk_size = check_int("chunk_size", chunk_size, low=1)
-        if self.jacobian == "last_layer":
-            last_linear(self.surrogate)
+        self._output_layer = last_linear(self.surrogate) if self.jacobian == "last_layer" else None
         self._generator: torch.Generator | None = None
         self._checked = False
 
@@ -130,7 +129,7 @@ class MAD(Defense):
             surrogate = self.surrogate = surrogate.to(x.device)
         inputs = x.float()
         if self.jacobian == "last_layer":
-            geometry = LastLayerGeometry.of(surrogate, inputs, check=not self._checked)
+            geometry = LastLayerGeometry.of(surrogate, inputs, layer=self._output_layer, check=not self._checked)
             self._checked = True
             return geometry
         return GramGeometry(full_gram(surrogate, inputs, chunk_size=self.chunk_size))
