@@ -50,9 +50,21 @@ class Registry(Generic[T]):
             raise ValueError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}") from None
 
     def parameters(self, name: str) -> list[str]:
-        """Names of the keyword-only parameters of ``name``'s constructor."""
-        signature = inspect.signature(self.get(name).__init__)
-        return [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        """Names of the keyword-only parameters of ``name``'s constructor.
+
+        A constructor that ends in ``**kwargs`` passes them up: the keyword-only parameters
+        of the next constructor in the method resolution order are added, and so on.
+        """
+        names: list[str] = []
+        for klass in self.get(name).__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            signature = inspect.signature(init)
+            names += [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in names]
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+                break
+        return names
 
     def create(self, name: str, **params: Any) -> T:
         """Build ``name`` with keyword parameters ``params``.

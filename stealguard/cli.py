@@ -10,7 +10,8 @@ Subcommands::
 A defense SPEC is ``name[:key=value,key=value]``, e.g. ``mad:epsilon=0.5,norm=l1``.
 Results go to stdout and files, progress bars to stderr. Every bad argument (unknown
 name, out-of-range value, missing files, unparsable spec) ends the program with exit
-status 2 and one line ``stealguard: error: ...`` on stderr.
+status 2 and one line ``stealguard: error: ...`` on stderr; a run that fails on its own
+(training diverged) ends with status 1 and one such line.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from stealguard.defenses.spec import parse_defense_spec
 
 PROG = "stealguard"
 USAGE_ERROR = 2
+RUN_FAILED = 1
 
 
 class UsageError(Exception):
@@ -66,10 +68,16 @@ def _key_values(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+ATTACK_FLAGS = ("epochs", "train_on", "repeat", "replica_arch", "optimizer", "lr", "policy")
+"""Attack parameters with a flag of their own; ``--attack-param`` reaches the others."""
+
+
 def _attack_params(args: argparse.Namespace) -> dict[str, Any]:
     params = _key_values(args.attack_param)
-    if args.epochs is not None:
-        params["epochs"] = args.epochs
+    for key in ATTACK_FLAGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            params[key] = value
     return params
 
 
@@ -160,9 +168,17 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 def _attack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--victim", type=Path, required=True, help="victim directory written by `stealguard train`")
-    parser.add_argument("--attack", required=True, help="attack name, e.g. knockoff")
+    parser.add_argument("--attack", required=True, help="attack name: knockoff, jbda, jb_self, jb_top3")
     parser.add_argument("--budget", type=int, required=True, help="queries the attacker may send")
-    parser.add_argument("--epochs", type=int, default=None, help="replica training epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="replica training epochs (default: the attack's)")
+    parser.add_argument("--policy", default=None, help="knockoff sampling policy: random (default) or adaptive")
+    parser.add_argument(
+        "--train-on", default=None, help="probs (default) or argmax: train the replica on top-1 labels only"
+    )
+    parser.add_argument("--repeat", type=int, default=None, help="send every query N times and average the answers")
+    parser.add_argument("--replica-arch", default=None, help="replica architecture (default: the victim's)")
+    parser.add_argument("--optimizer", default=None, help="replica optimizer, sgd or adam (default: the attack's)")
+    parser.add_argument("--lr", type=float, default=None, help="replica learning rate (default: the attack's)")
     parser.add_argument(
         "--attack-param", action="append", default=[], metavar="KEY=VALUE", help="extra attack parameter (repeatable)"
     )
@@ -221,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (ValueError, TypeError, FileNotFoundError, BudgetExceededError) as err:
         return _fail(err)
+    except FloatingPointError as err:
+        _fail(err)
+        return RUN_FAILED
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def test_argument_errors(argv: list[str], needle: str, capsys: pytest.CaptureFix
 
 
 def test_attack_argument_errors(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert "unknown attack 'jbda'" in _error(capsys, [*_attack(victim, tmp_path)[:3], "--attack", "jbda", *_attack(victim, tmp_path)[5:]])
+    assert "unknown attack 'jbdx'" in _error(capsys, [*_attack(victim, tmp_path)[:3], "--attack", "jbdx", *_attack(victim, tmp_path)[5:]])
     assert "budget" in _error(capsys, [a if a != "20" else "0" for a in _attack(victim, tmp_path)])
     assert "key=value" in _error(capsys, _attack(victim, tmp_path, "--attack-param", "train_on"))
     assert "train_on" in _error(capsys, _attack(victim, tmp_path, "--attack-param", "train_on=soft"))
@@ -134,3 +134,31 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert "train" in capsys.readouterr().out
     assert main(["--version"]) == 0
     assert "stealguard" in capsys.readouterr().out
+
+
+def test_attack_flags_reach_every_attack(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["attack", "--victim", str(victim), "--budget", "40", "--epochs", "1", "--device", "cpu", "--quiet",
+            "--queryset", "digits", "--out", str(tmp_path / "j.json")]
+    assert main([*argv, "--attack", "jbda", "--train-on", "argmax", "--repeat", "2", "--optimizer", "adam", "--lr", "0.002",
+                 "--replica-arch", "mlp", "--attack-param", "seed_size=5", "--attack-param", "round_epochs=1"]) == 0
+    result = json.loads((tmp_path / "j.json").read_text())
+    assert result["queries_used"] == 40 and result["attack"] == "jbda"
+    params = result["attack_params"]
+    assert (params["train_on"], params["repeat"], params["optimizer"], params["lr"], params["seed_size"]) == ("argmax", 2, "adam", 0.002, 5)
+    assert result["attack_report"]["transfer_set_size"] == 20
+    assert main([*argv, "--attack", "knockoff", "--policy", "adaptive"]) == 0
+    result = json.loads((tmp_path / "j.json").read_text())
+    assert result["attack_params"]["policy"] == "adaptive" and sum(result["attack_report"]["arm_pulls"]) == 40
+    capsys.readouterr()
+    assert "unknown parameter(s) policy" in _error(capsys, [*argv, "--attack", "jb_top3", "--policy", "adaptive"])
+    assert "repeat" in _error(capsys, [*argv, "--attack", "jb_self", "--repeat", "0"])
+    assert "train_on" in _error(capsys, [*argv, "--attack", "knockoff", "--train-on", "labels"])
+
+
+def test_diverging_training_is_one_line_and_status_1(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["attack", "--victim", str(victim), "--attack", "knockoff", "--budget", "50", "--epochs", "3", "--device", "cpu",
+                 "--quiet", "--optimizer", "sgd", "--lr", "1e30", "--out", str(tmp_path / "d.json")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().startswith("stealguard: error: training loss became") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d.json").exists()

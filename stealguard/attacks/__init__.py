@@ -5,9 +5,32 @@ Use ``create(name, **params)``; ``names()`` lists what is registered. Every atta
 """
 
 from stealguard.attacks.base import Attack
+from stealguard.attacks.jacobian import JacobianAttack
+from stealguard.attacks.jb_self import JBSelf
+from stealguard.attacks.jb_top3 import JBTop3
+from stealguard.attacks.jbda import JBDA
 from stealguard.attacks.knockoff import Knockoff
+from stealguard.attacks.oracle import Oracle
 from stealguard.attacks.registry import create, get, names, parameters, register
+from stealguard.attacks.replica import ReplicaAttack
 
 register("knockoff", Knockoff)
+register("jbda", JBDA)
+register("jb_self", JBSelf)
+register("jb_top3", JBTop3)
 
-__all__ = ["Attack", "Knockoff", "create", "get", "names", "parameters", "register"]
+__all__ = [
+    "JBDA",
+    "Attack",
+    "JBSelf",
+    "JBTop3",
+    "JacobianAttack",
+    "Knockoff",
+    "Oracle",
+    "ReplicaAttack",
+    "create",
+    "get",
+    "names",
+    "parameters",
+    "register",
+]

@@ -44,3 +44,7 @@ class Attack(abc.ABC):
     def params(self) -> dict[str, Any]:
         """Public parameters of this attack (JSON-serialisable), for result files."""
         return {}
+
+    def report(self) -> dict[str, Any]:
+        """What the last :meth:`run` found out along the way (JSON-serialisable; e.g. rounds run)."""
+        return {}

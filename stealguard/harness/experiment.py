@@ -139,7 +139,8 @@ def run_attack(
         ``defender_accuracy``, ``clean_accuracy``, ``attacker_accuracy``, ``fidelity``,
         ``l1_mean``, ``l1_max`` (on the test set), ``query_l1_mean`` (on the attack's
         queries), ``angular_deviation_mean`` (degrees), ``latency_ratio`` and the two
-        latencies, ``queries_used``, and the run's parameters: ``label``, ``defense``,
+        latencies, ``queries_used`` (the budget spent), ``attack_report`` (what the attack
+        reports of its run, e.g. rounds), and the run's parameters: ``label``, ``defense``,
         ``defense_params``, ``attack``, ``attack_params``, ``budget``, ``seed``,
         ``queryset``, ``test_set``, ``test_size``, ``victim`` (card summary), ``device``,
         ``stealguard_version``, ``elapsed_s``.
@@ -187,6 +188,7 @@ def run_attack(
         "defense_params": _jsonable({k: v for k, v in defense_obj.params().items() if k != "surrogate"}),
         "attack": attack,
         "attack_params": _jsonable(attack_obj.params()),
+        "attack_report": attack_obj.report(),
         "budget": budget,
         "queries_used": blackbox.queries_used,
         "seed": seed,

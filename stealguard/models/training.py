@@ -85,7 +85,8 @@ def _batches(perm: Tensor, batch_size: int) -> list[Tensor]:
     return chunks
 
 
-def _make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``torch.optim.SGD`` (with ``momentum``) or ``torch.optim.Adam`` over ``model``'s parameters, by ``name``."""
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -186,7 +187,7 @@ def fit(
     target_device = resolve_device(device)
 
     model.to(target_device)
-    opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
+    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = len(_batches(torch.arange(n), batch_size))
     total_steps = epochs * steps_per_epoch

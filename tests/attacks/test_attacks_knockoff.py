@@ -137,8 +137,8 @@ def test_queryset_errors() -> None:
 def test_registry() -> None:
     assert "knockoff" in attacks.names()
     assert isinstance(attacks.create("knockoff", queryset=_images(3)), Knockoff)
-    with pytest.raises(ValueError, match="unknown attack 'jbda'; available: knockoff"):
-        attacks.create("jbda")
+    with pytest.raises(ValueError, match="unknown attack 'jbdx'; available: jb_self, jb_top3, jbda, knockoff"):
+        attacks.create("jbdx")
     with pytest.raises(TypeError, match="unknown parameter.*budget"):
         attacks.create("knockoff", queryset=_images(3), budget=5)
     with pytest.raises(ValueError, match="already registered"):

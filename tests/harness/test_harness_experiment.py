@@ -135,7 +135,7 @@ def test_run_attack_loads_named_data(victim: Path) -> None:
         ({"defense": "mad:epsilon=7"}, ValueError, "epsilon must be in"),
         ({"defense": "mad:epsilon"}, ValueError, "key=value"),
         ({"defense": "topk:kk=2"}, TypeError, "unknown parameter"),
-        ({"attack": "jbda"}, ValueError, "unknown attack"),
+        ({"attack": "jbdx"}, ValueError, "unknown attack"),
         ({"budget": 0}, ValueError, "budget"),
         ({"attack_params": {"epochs": 0}}, ValueError, "epochs"),
         ({"queryset": "no_such_data"}, ValueError, "no_such_data"),
