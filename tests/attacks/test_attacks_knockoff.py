@@ -6,36 +6,15 @@ import json
 
 import pytest
 import torch
-from torch import Tensor
 
 from stealguard import attacks, data, models
 from stealguard.attacks import Knockoff
 from stealguard.blackbox import BlackBox
 
-SHAPE = (1, 8, 8)
-K = 10
+from ._fixtures import K, SHAPE, RecordingBlackBox, images, random_victim
 
-
-class RecordingBlackBox(BlackBox):
-    """A black box that keeps every query batch it answered."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.batches: list[Tensor] = []
-
-    def query(self, x: Tensor) -> Tensor:
-        answer = super().query(x)
-        self.batches.append(x.clone())
-        return answer
-
-
-def _random_victim(seed: int = 0) -> models.Classifier:
-    torch.manual_seed(seed)
-    return models.create("mlp", input_shape=SHAPE, num_classes=K).eval()
-
-
-def _images(n: int, seed: int = 1) -> Tensor:
-    return torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(seed))
+_random_victim = random_victim
+_images = images
 
 
 def _attack(queryset, **params) -> Knockoff:
