@@ -4,8 +4,11 @@ Subcommands::
 
     stealguard train  --dataset NAME --arch NAME --out DIR [--epochs N] [--lr X] ...
     stealguard attack --victim DIR --attack NAME --budget N --out FILE.json [--defense SPEC] ...
+    stealguard attack --target URL --attack NAME --budget N --out FILE.json [--dataset NAME] ...
     stealguard sweep  --victim DIR --attack NAME --queryset NAME --budget N --defense SPEC [--defense SPEC ...] --out DIR
     stealguard demo   [--out DIR] [--seed S] [--device D]
+    stealguard serve  --victim DIR [--defense SPEC] [--host H] [--port P] [--workers N] [--keys FILE] ...
+    stealguard keygen --keys FILE --name NAME [--quota N] [--rate R] [--burst B]
 
 A defense SPEC is ``name[:key=value,key=value]``, e.g. ``mad:epsilon=0.5,norm=l1``.
 Results go to stdout and files, progress bars to stderr. Every bad argument (unknown
@@ -17,6 +20,7 @@ status 2 and one line ``stealguard: error: ...`` on stderr; a run that fails on 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +30,7 @@ from typing import Any, NoReturn
 from stealguard import __version__
 from stealguard.blackbox import BudgetExceededError
 from stealguard.defenses.spec import parse_defense_spec
+from stealguard.serve.remote import RemoteError
 
 PROG = "stealguard"
 USAGE_ERROR = 2
@@ -105,6 +110,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_attack(args: argparse.Namespace) -> int:
     from stealguard.harness import format_table, load_victim, run_attack, write_json
 
+    if args.target is not None:
+        return _attack_remote(args)
+    if args.victim is None:
+        raise ValueError("attack needs --victim DIR (in-process) or --target URL (a `stealguard serve` service)")
+    if args.dataset is not None:
+        raise ValueError("--dataset is for --target only; in-process attacks evaluate on the victim's data set")
     victim = load_victim(args.victim)
     result = run_attack(
         victim=victim,
@@ -122,6 +133,70 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     write_json(result, args.out)
     print(format_table([result]))
     print(f"wrote {args.out}")
+    return 0
+
+
+def _attack_remote(args: argparse.Namespace) -> int:
+    import json
+
+    from stealguard.harness import write_json
+    from stealguard.harness.experiment import run_remote_attack
+
+    if args.victim is not None:
+        raise ValueError("give --victim or --target, not both")
+    if args.defense != "none":
+        raise ValueError("--defense is chosen by the service; it cannot be set with --target")
+    params = _attack_params(args)
+    result = run_remote_attack(
+        target=args.target,
+        api_key=args.api_key,
+        attack=args.attack,
+        attack_params={k: v for k, v in params.items() if k != "replica_arch"},
+        queryset=args.queryset if args.queryset is not None else args.dataset,
+        dataset=args.dataset,
+        replica_arch=params.get("replica_arch"),
+        data_root=args.data_root,
+        budget=args.budget,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        download=args.download,
+    )
+    write_json(result, args.out)
+    shown = {k: result[k] for k in ("target", "attack", "queries_used", "attacker_accuracy", "fidelity", "fidelity_note")}
+    print(json.dumps(shown, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from stealguard.serve.app import ServeConfig, serve
+
+    config = ServeConfig(
+        victim=str(args.victim),
+        defense=args.defense,
+        data_dir=str(args.data_dir),
+        keys=None if args.keys is None else str(args.keys),
+        quota=args.quota,
+        rate=args.rate,
+        burst=args.burst,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        query_log=not args.no_query_log,
+    )
+    serve(config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from stealguard.serve.access import add_key
+
+    key = add_key(args.keys, name=args.name, quota=args.quota, rate=args.rate, burst=args.burst)
+    print(f"added key {args.name!r} to {args.keys} (only its SHA-256 is stored; this is the only time it is shown):")
+    print(key)
     return 0
 
 
@@ -166,8 +241,10 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
         parser.add_argument("--download", action="store_true", help="download missing data files where supported")
 
 
-def _attack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--victim", type=Path, required=True, help="victim directory written by `stealguard train`")
+def _attack_options(parser: argparse.ArgumentParser, *, victim_required: bool = True) -> None:
+    parser.add_argument(
+        "--victim", type=Path, required=victim_required, default=None, help="victim directory written by `stealguard train`"
+    )
     parser.add_argument("--attack", required=True, help="attack name: knockoff, jbda, jb_self, jb_top3")
     parser.add_argument("--budget", type=int, required=True, help="queries the attacker may send")
     parser.add_argument("--epochs", type=int, default=None, help="replica training epochs (default: the attack's)")
@@ -202,7 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_cmd_train)
 
     attack = commands.add_parser("attack", help="steal a victim behind a defense and measure both sides")
-    _attack_options(attack)
+    _attack_options(attack, victim_required=False)
+    attack.add_argument("--target", default=None, metavar="URL", help="attack a `stealguard serve` service instead of --victim")
+    attack.add_argument(
+        "--api-key", default=os.environ.get("STEALGUARD_API_KEY"), help="key for --target (default $STEALGUARD_API_KEY)"
+    )
+    attack.add_argument("--dataset", default=None, help="with --target: test data set (default: the one in the model card)")
     attack.add_argument("--queryset", default=None, help="attacker's query data set (default: the victim's data set)")
     attack.add_argument("--defense", default="none", metavar="SPEC", help="defense spec NAME[:key=value,...] (default none)")
     attack.add_argument("--out", type=Path, required=True, help="result JSON file")
@@ -216,6 +298,33 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, required=True, help="output directory")
     _common(sweep)
     sweep.set_defaults(handler=_cmd_sweep)
+
+    serve = commands.add_parser("serve", help="serve a victim behind a defense over HTTP (FastAPI + uvicorn)")
+    serve.add_argument("--victim", type=Path, required=True, help="victim directory written by `stealguard train`")
+    serve.add_argument("--defense", default="none", metavar="SPEC", help="defense spec NAME[:key=value,...] (default none)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--keys", type=Path, default=None, help="key file (`stealguard keygen`); default: no keys required")
+    serve.add_argument("--data-dir", type=Path, default=Path("serve_data"), help="quota and query-log databases (default serve_data)")
+    serve.add_argument("--quota", type=int, default=None, help="without --keys: total queries the server answers")
+    serve.add_argument("--rate", type=float, default=None, help="without --keys: queries per second")
+    serve.add_argument("--burst", type=float, default=None, help="without --keys: rate-limit bucket size (default max(rate, 1))")
+    serve.add_argument("--max-batch", type=int, default=1024, help="most inputs per request (default 1024)")
+    serve.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body (default 32 MiB)")
+    serve.add_argument("--threads", type=int, default=None, help="torch threads per worker (default torch's)")
+    serve.add_argument("--no-query-log", action="store_true", help="do not keep the forensic query log")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    _common(serve, data=False)
+    serve.set_defaults(handler=_cmd_serve)
+
+    keygen = commands.add_parser("keygen", help="create an API key for `stealguard serve --keys FILE`")
+    keygen.add_argument("--keys", type=Path, required=True, help="key file (created if absent)")
+    keygen.add_argument("--name", required=True, help="the key's name (unique in the file)")
+    keygen.add_argument("--quota", type=int, default=None, help="total queries (default unlimited)")
+    keygen.add_argument("--rate", type=float, default=None, help="queries per second (default unlimited)")
+    keygen.add_argument("--burst", type=float, default=None, help="rate-limit bucket size (default max(rate, 1))")
+    keygen.set_defaults(handler=_cmd_keygen)
 
     demo = commands.add_parser("demo", help="two-minute demonstration on the built-in digits data")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
@@ -236,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ValueError, TypeError, FileNotFoundError, BudgetExceededError) as err:
+        return _fail(err)
+    except RemoteError as err:
         return _fail(err)
     except FloatingPointError as err:
         _fail(err)

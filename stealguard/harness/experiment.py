@@ -203,3 +203,152 @@ def run_attack(
         "query_l1_mean": float(query_l1.mean()) if query_l1.numel() else math.nan,
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def attack_blackbox(
+    blackbox: Any,
+    *,
+    attack: str = "knockoff",
+    attack_params: dict[str, Any] | None = None,
+    queryset: Any,
+    replica_arch: str,
+    budget: int,
+    seed: int = 0,
+    device: DeviceLike = "auto",
+    progress: bool = True,
+) -> tuple[nn.Module, Any]:
+    """Run ``attack`` against any black box (in-process or remote) as :func:`run_attack` does.
+
+    The attack is built with the harness's defaults (``queryset``, ``replica_arch``, ``seed``,
+    ``device``, ``progress`` where it takes them, overridden by ``attack_params``) and run
+    under ``torch.manual_seed(seed)`` in a forked RNG, so the same seed and the same answers
+    give the same replica as :func:`run_attack`.
+
+    Args:
+        blackbox: anything with ``query``, ``input_shape``, ``num_classes``, ``queries_used``
+            and ``remaining`` (``BlackBox``, ``stealguard.serve.RemoteBlackBox``).
+        queryset: an ``ImageDataset`` at the black box's input shape. budget: >= 1. seed: >= 0.
+
+    Returns:
+        ``(replica, attack_object)``; the replica maps ``(N, *input_shape)`` to logits ``(N, K)``.
+
+    Raises:
+        ValueError, TypeError: unknown attack, parameters out of range.
+    """
+    check_int("budget", budget, low=1)
+    check_int("seed", seed, low=0)
+    device = resolve_device(device)
+    attacks.get(attack)
+    supplied = {"queryset": queryset, "replica_arch": replica_arch, "seed": seed, "device": device, "progress": progress}
+    accepted = attacks.parameters(attack)
+    params = {key: value for key, value in supplied.items() if key in accepted}
+    params.update(attack_params or {})
+    attack_obj = attacks.create(attack, **params)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        replica: nn.Module = attack_obj.run(blackbox, budget)
+    return replica, attack_obj
+
+
+def run_remote_attack(
+    *,
+    target: str,
+    api_key: str | None = None,
+    attack: str = "knockoff",
+    attack_params: dict[str, Any] | None = None,
+    queryset: str | Any,
+    dataset: str | None = None,
+    replica_arch: str | None = None,
+    data_root: Path | str | None = None,
+    budget: int,
+    seed: int = 0,
+    device: DeviceLike = "auto",
+    progress: bool = True,
+    download: bool = False,
+) -> dict[str, Any]:
+    """Attack the prediction service at ``target`` and measure what an attacker can measure.
+
+    Defender-side numbers (defender accuracy, distortion, latency) are not observable
+    remotely and are absent. ``attacker_accuracy`` is the replica's accuracy on the test split
+    of ``dataset`` (default: the data set named in the service's public model card).
+    ``fidelity`` is the replica's top-1 agreement with the service's own (defended) top-1
+    answers on that test split, which costs one query per test image beyond ``budget``; it is
+    measured only when the key's remaining server quota covers them, else it is ``None``
+    and ``fidelity_note`` says why.
+
+    Args:
+        target: base URL of a ``stealguard serve`` service. api_key: its key, or None.
+        queryset: data-set name (loaded at the service's input shape, train split) or an ``ImageDataset``.
+        replica_arch: default the architecture named in the model card.
+        budget: attack queries, >= 1. Other arguments as :func:`run_attack`.
+
+    Returns:
+        ``target``, ``attack``, ``attack_params``, ``attack_report``, ``budget``,
+        ``queries_used``, ``seed``, ``queryset``, ``test_set``, ``test_size``, ``victim`` (the
+        public card), ``attacker_accuracy``, ``fidelity``, ``fidelity_note``,
+        ``fidelity_queries``, ``defender_metrics``, ``device``, ``stealguard_version``, ``elapsed_s``.
+
+    Raises:
+        stealguard.serve.RemoteError: the service cannot be reached or refuses the key.
+        stealguard.blackbox.BudgetExceededError: the key's quota ran out during the attack.
+        FileNotFoundError, ValueError, TypeError: data files, names, parameters.
+    """
+    from stealguard import metrics
+    from stealguard.models.training import predict_logits
+    from stealguard.serve.remote import RemoteBlackBox
+
+    started = time.perf_counter()
+    check_int("budget", budget, low=1)
+    device = resolve_device(device)
+    with RemoteBlackBox(target, api_key, budget=budget, seed=seed) as box:
+        card = box.card
+        test_name = dataset if dataset is not None else card["dataset"]
+        if isinstance(queryset, str):
+            queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=box.input_shape, split="train", download=download)
+        test_set = sgdata.load_dataset(test_name, root=data_root, split="test", download=download)
+        test_images, test_labels = test_set.tensors()
+        replica, attack_obj = attack_blackbox(
+            box,
+            attack=attack,
+            attack_params=attack_params,
+            queryset=queryset,
+            replica_arch=replica_arch if replica_arch is not None else card["arch"],
+            budget=budget,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
+        queries_used = box.queries_used
+        replica_logits = predict_logits(replica, test_images, device=device)
+        size = int(test_labels.shape[0])
+        server_left = box.server_usage()["remaining"]
+        fidelity: float | None = None
+        if server_left is None or server_left >= size:
+            fidelity_box = RemoteBlackBox(target, api_key, seed=seed)
+            with fidelity_box:
+                remote_answers = fidelity_box.query(test_images)
+            fidelity = metrics.fidelity(replica_logits, remote_answers)
+            note = f"agreement with the service's defended top-1 answers on the {size} test images ({size} queries beyond the attack budget)"
+        else:
+            note = f"omitted: measuring it needs {size} queries beyond the attack budget; the key has {server_left} left"
+    return {
+        "target": target,
+        "attack": attack,
+        "attack_params": _jsonable(attack_obj.params()),
+        "attack_report": attack_obj.report(),
+        "budget": budget,
+        "queries_used": queries_used,
+        "seed": seed,
+        "queryset": getattr(queryset, "name", "tensor"),
+        "test_set": getattr(test_set, "name", test_name),
+        "test_size": size,
+        "victim": {key: card.get(key) for key in ("arch", "dataset", "input_shape", "num_classes")},
+        "attacker_accuracy": metrics.accuracy(replica_logits, test_labels),
+        "fidelity": fidelity,
+        "fidelity_note": note,
+        "fidelity_queries": size if fidelity is not None else 0,
+        "defender_metrics": "not observable remotely (defender accuracy, distortion and latency need the clean answers)",
+        "device": str(device),
+        "stealguard_version": stealguard.__version__,
+        "elapsed_s": time.perf_counter() - started,
+    }

@@ -1,0 +1,16 @@
+"""The defended prediction service over HTTP and its client.
+
+* :func:`~stealguard.serve.app.create_app` / :func:`~stealguard.serve.app.serve`: the FastAPI
+  app (``POST /v1/predict``, ``GET /v1/model``, ``GET /v1/usage``, ``GET /healthz``) under uvicorn.
+* :class:`~stealguard.serve.remote.RemoteBlackBox`: the ``BlackBox`` interface over HTTP, so
+  every attack runs unchanged against a URL.
+* :mod:`~stealguard.serve.access` (keys, quotas, rate limits in SQLite),
+  :mod:`~stealguard.serve.codec` (request decoding and validation),
+  :mod:`~stealguard.serve.forensics` (the per-key query log).
+
+The server side needs ``fastapi`` and ``uvicorn``; the client only ``httpx``.
+"""
+
+from stealguard.serve.remote import RemoteBlackBox, RemoteError
+
+__all__ = ["RemoteBlackBox", "RemoteError"]

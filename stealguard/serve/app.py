@@ -1,0 +1,382 @@
+"""The defended prediction service: a FastAPI app over a victim, a defense and access control.
+
+Endpoints:
+
+* ``POST /v1/predict``: a batch ``(B, *input_shape)`` as JSON ``{"inputs": [...]}``, JSON
+  ``{"inputs_b64": ..., "shape": [...]}`` (little-endian float32) or a ``.npy`` body
+  (``Content-Type: application/x-npy``) -> ``{"probabilities": [[...]], "labels": [...]}``,
+  the defended posteriors and their top-1 labels. The key travels in ``X-API-Key``.
+* ``GET /v1/model``: the public model card (input shape, classes, limits; nothing about the defense).
+* ``GET /v1/usage``: the calling key's queries used and remaining.
+* ``GET /healthz``; the OpenAPI schema at ``/openapi.json`` (``/docs`` renders it).
+
+A request goes: key (401) -> body within the size limit (413) -> decode and validate
+(400/415/422/413) -> quota and rate (403/429 with ``Retry-After``) -> batched inference on the
+worker thread -> forensic log (queued). Every refusal is ``{"detail": "<one line>"}``;
+anything unexpected is a 500 with a fixed message. Responses, messages, headers and log lines
+never carry the clean posteriors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import stealguard
+from stealguard._checks import check_int, check_number
+from stealguard.device import resolve_device
+from stealguard.harness.experiment import build_defense, load_victim
+from stealguard.serve.access import AccessControl, AccessDenied, KeyPolicy, load_keys, retry_after_header
+from stealguard.serve.codec import CONTENT_TYPES, VALUE_RANGE, InputError, decode_inputs
+from stealguard.serve.forensics import QueryLog
+from stealguard.serve.inference import InferenceError, Predictor
+
+LOGGER = logging.getLogger("stealguard.serve")
+CONFIG_ENV = "STEALGUARD_SERVE_CONFIG"
+USAGE_DB = "usage.sqlite"
+QUERY_LOG_DB = "queries.sqlite"
+DRAIN_LIMIT = 64 * 1024 * 1024
+"""Bytes of a refused body read and discarded before answering, so the client sees the
+response rather than a reset connection."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """Everything a server process needs; JSON-able so that worker processes can rebuild it.
+
+    Args:
+        victim: victim directory written by ``stealguard train``.
+        defense: defense spec ``name[:key=value,...]`` (MAD gets the seeded surrogate of ``build_defense``).
+        data_dir: directory of the usage and query-log SQLite files (created if absent).
+        keys: key file (see :mod:`stealguard.serve.access`), or None for an open server.
+        quota: the anonymous caller's total queries (open server only), >= 0 or None.
+        rate: the anonymous caller's queries per second, > 0 or None.
+        burst: the anonymous caller's bucket size, >= 1 or None (default ``max(rate, 1)``).
+        max_batch: most inputs per request and per forward pass, >= 1 (default 1024).
+        max_body_bytes: largest request body, >= 1024 (default 32 MiB).
+        seed: seed of the defense (and MAD's surrogate), >= 0.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        threads: torch intra-op threads per process, >= 1, or None for torch's default.
+        query_log: keep the forensic query log (default True).
+
+    Raises:
+        TypeError, ValueError: a field out of range.
+    """
+
+    victim: str
+    defense: str = "none"
+    data_dir: str = "serve_data"
+    keys: str | None = None
+    quota: int | None = None
+    rate: float | None = None
+    burst: float | None = None
+    max_batch: int = 1024
+    max_body_bytes: int = 32 * 1024 * 1024
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    query_log: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("max_batch", self.max_batch, low=1)
+        check_int("max_body_bytes", self.max_body_bytes, low=1024)
+        check_int("seed", self.seed, low=0)
+        if self.quota is not None:
+            check_int("quota", self.quota, low=0)
+        if self.rate is not None:
+            check_number("rate", self.rate, low=0.0, low_inclusive=False)
+        if self.threads is not None:
+            check_int("threads", self.threads, low=1)
+
+    def to_json(self) -> str:
+        """The config as a JSON string."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+class PredictRequest(BaseModel):
+    """JSON request body (the schema is documentation: bodies are decoded by :mod:`stealguard.serve.codec`)."""
+
+    inputs: list[Any] | None = Field(None, description="nested list, shape (B, *input_shape), pixels in [0, 1]")
+    inputs_b64: str | None = Field(None, description="base64 of little-endian float32 values, C order (instead of inputs)")
+    shape: list[int] | None = Field(None, description="shape (B, *input_shape) of inputs_b64")
+
+
+class PredictResponse(BaseModel):
+    """Defended posteriors ``(B, K)`` and their top-1 labels ``(B,)``."""
+
+    probabilities: list[list[float]]
+    labels: list[int]
+
+
+class ModelInfo(BaseModel):
+    """The public model card."""
+
+    dataset: str
+    arch: str
+    input_shape: list[int]
+    num_classes: int
+    classes: list[str]
+    value_range: list[float]
+    max_batch: int
+    max_body_bytes: int
+    input_formats: list[str]
+    keys_required: bool
+    stealguard_version: str
+
+
+class UsageInfo(BaseModel):
+    """The calling key's spending."""
+
+    key: str
+    used: int
+    quota: int | None
+    remaining: int | None
+
+
+class ErrorBody(BaseModel):
+    """Every refusal."""
+
+    detail: str
+
+
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 413, 415, 422, 429)}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+async def _drain(request: Request) -> None:
+    """Read and drop up to :data:`DRAIN_LIMIT` bytes of the body."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT:
+                return
+    except Exception:  # noqa: BLE001 - a client that hangs up while we drain is no error of ours
+        return
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise InputError(400, f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            raise InputError(413, f"the body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InputError(413, f"the body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Service:
+    """The state one server process holds: predictor, access control, query log."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        model, card = load_victim(Path(config.victim))
+        defense, _ = build_defense(config.defense, card=card, seed=config.seed)
+        self.card = card
+        self.config = config
+        data_dir = Path(config.data_dir)
+        keys = load_keys(config.keys) if config.keys is not None else None
+        anonymous = KeyPolicy(name="anonymous", quota=config.quota, rate=config.rate, burst=config.burst)
+        self.access = AccessControl(data_dir / USAGE_DB, keys=keys, anonymous=anonymous)
+        self.log = QueryLog(data_dir / QUERY_LOG_DB) if config.query_log else None
+        self.predictor = Predictor(model, defense, device=resolve_device(config.device), max_batch=config.max_batch)
+        self.info = ModelInfo(
+            dataset=card.dataset,
+            arch=card.arch,
+            input_shape=list(card.input_shape),
+            num_classes=card.num_classes,
+            classes=list(card.classes),
+            value_range=list(VALUE_RANGE),
+            max_batch=config.max_batch,
+            max_body_bytes=config.max_body_bytes,
+            input_formats=list(CONTENT_TYPES),
+            keys_required=self.access.keys_required,
+            stealguard_version=stealguard.__version__,
+        )
+
+    def close(self) -> None:
+        self.predictor.close()
+        if self.log is not None:
+            self.log.close()
+        self.access.close()
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The FastAPI app serving ``config.victim`` behind ``config.defense``.
+
+    The victim, the defense, the databases and the worker thread are set up when the app
+    starts (lifespan) and released when it stops.
+
+    Raises:
+        FileNotFoundError, ValueError, TypeError: at start-up, a missing victim or key file,
+            a bad defense spec.
+    """
+    state: dict[str, _Service] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state["service"] = _Service(config)
+        LOGGER.info("serving %s (%s) on its defense; keys %s", config.victim, state["service"].card.arch,
+                    "required" if state["service"].access.keys_required else "not required")
+        try:
+            yield
+        finally:
+            state.pop("service").close()
+
+    app = FastAPI(
+        title="stealguard defended prediction API",
+        version=stealguard.__version__,
+        description="Defended class probabilities of a classifier; see GET /v1/model for the input format.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return _error(err.status_code, str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> JSONResponse:
+        LOGGER.error("unexpected %s on %s %s", type(err).__name__, request.method, request.url.path)
+        return _error(500, "internal server error")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: ``{"status": "ok"}`` once the model is loaded."""
+        return {"status": "ok"}
+
+    @app.get("/v1/model", response_model=ModelInfo)
+    async def model_card() -> ModelInfo:
+        """The public model card: input shape, classes, value range, request limits."""
+        return state["service"].info
+
+    @app.get("/v1/usage", response_model=UsageInfo, responses=_ERRORS)
+    async def usage(request: Request) -> Any:
+        """Queries the calling key has used and has left."""
+        service = state["service"]
+        try:
+            policy = service.access.authenticate(request.headers.get("x-api-key"))
+        except AccessDenied as err:
+            return _error(err.status, err.message)
+        spent = await run_in_threadpool(service.access.usage, policy)
+        return UsageInfo(key=spent.name, used=spent.used, quota=spent.quota, remaining=spent.remaining)
+
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": PredictRequest.model_json_schema()},
+                    "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    async def predict(request: Request) -> Any:
+        """Defended probabilities ``(B, K)`` and top-1 labels of a batch ``(B, *input_shape)``."""
+        service = state["service"]
+        try:
+            policy = service.access.authenticate(request.headers.get("x-api-key"))
+            body = await _read_body(request, service.config.max_body_bytes)
+            x = await run_in_threadpool(
+                decode_inputs,
+                body,
+                request.headers.get("content-type"),
+                input_shape=service.card.input_shape,
+                max_batch=service.config.max_batch,
+            )
+            spent = await run_in_threadpool(service.access.charge, policy, int(x.shape[0]))
+        except (AccessDenied, InputError) as err:
+            await _drain(request)
+            retry = getattr(err, "retry_after", None)
+            headers = {"Retry-After": retry_after_header(retry)} if retry is not None else None
+            LOGGER.info("refused %s: %d %s", request.url.path, err.status, err.message)
+            return _error(err.status, err.message, headers)
+        try:
+            defended = await service.predictor.predict(x)
+        except InferenceError:
+            await run_in_threadpool(service.access.refund, policy, int(x.shape[0]))
+            return _error(500, "inference failed")
+        if service.log is not None:
+            service.log.record(policy.name, x)
+        headers = {"X-Queries-Used": str(spent.used)}
+        if spent.remaining is not None:
+            headers["X-Quota-Remaining"] = str(spent.remaining)
+        content = {"probabilities": defended.tolist(), "labels": defended.argmax(dim=1).tolist()}
+        return JSONResponse(content, headers=headers)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for uvicorn worker processes: the config is JSON in ``$STEALGUARD_SERVE_CONFIG``.
+
+    Raises:
+        KeyError: the variable is not set.
+    """
+    return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
+
+
+def check_config(config: ServeConfig) -> None:
+    """Fail fast, before uvicorn starts: load the victim, the key file and build the defense.
+
+    Raises:
+        FileNotFoundError, ValueError, TypeError: as :func:`create_app` would at start-up.
+    """
+    _, card = load_victim(Path(config.victim))
+    build_defense(config.defense, card=card, seed=config.seed)
+    if config.keys is not None:
+        load_keys(config.keys)
+    resolve_device(config.device)
+
+
+def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:
+    """Run the service under uvicorn until interrupted (``workers`` processes share the databases).
+
+    Raises:
+        FileNotFoundError, ValueError, TypeError: a bad config (checked before uvicorn starts).
+    """
+    import uvicorn
+
+    check_int("port", port, low=0, high=65535)
+    check_int("workers", workers, low=1)
+    check_config(config)
+    os.environ[CONFIG_ENV] = config.to_json()
+    uvicorn.run(
+        "stealguard.serve.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
