@@ -5,11 +5,14 @@ Use ``create(name, **params)``; ``names()`` lists what is registered. Every atta
 """
 
 from stealguard.attacks.base import Attack
+from stealguard.attacks.data_free import DataFreeAttack
+from stealguard.attacks.dfme import DFME
 from stealguard.attacks.jacobian import JacobianAttack
 from stealguard.attacks.jb_self import JBSelf
 from stealguard.attacks.jb_top3 import JBTop3
 from stealguard.attacks.jbda import JBDA
 from stealguard.attacks.knockoff import Knockoff
+from stealguard.attacks.maze import MAZE
 from stealguard.attacks.oracle import Oracle
 from stealguard.attacks.registry import create, get, names, parameters, register
 from stealguard.attacks.replica import ReplicaAttack
@@ -18,9 +21,14 @@ register("knockoff", Knockoff)
 register("jbda", JBDA)
 register("jb_self", JBSelf)
 register("jb_top3", JBTop3)
+register("dfme", DFME)
+register("maze", MAZE)
 
 __all__ = [
+    "DFME",
     "JBDA",
+    "MAZE",
+    "DataFreeAttack",
     "Attack",
     "JBSelf",
     "JBTop3",
