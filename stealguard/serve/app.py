@@ -39,7 +39,7 @@ import stealguard
 from stealguard._checks import check_int, check_number
 from stealguard.device import resolve_device
 from stealguard.harness.experiment import build_defense, load_victim
-from stealguard.serve.access import AccessControl, AccessDenied, KeyPolicy, load_keys, retry_after_header
+from stealguard.serve.access import AccessControl, AccessDenied, KeyPolicy, Usage, load_keys, retry_after_header
 from stealguard.serve.codec import CONTENT_TYPES, VALUE_RANGE, InputError, decode_inputs
 from stealguard.serve.forensics import QueryLog
 from stealguard.serve.inference import InferenceError, Predictor
@@ -222,6 +222,15 @@ class _Service:
             stealguard_version=stealguard.__version__,
         )
 
+    def admit(self, policy: KeyPolicy, body: bytes, content_type: str | None) -> tuple[torch.Tensor, Usage]:
+        """Decode and validate ``body``, then charge its queries (one thread-pool hop for both).
+
+        Raises:
+            InputError: the body is invalid. AccessDenied: quota or rate refuses it.
+        """
+        x = decode_inputs(body, content_type, input_shape=self.card.input_shape, max_batch=self.config.max_batch)
+        return x, self.access.charge(policy, int(x.shape[0]))
+
     def close(self) -> None:
         self.predictor.close()
         if self.log is not None:
@@ -308,14 +317,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             policy = service.access.authenticate(request.headers.get("x-api-key"))
             body = await _read_body(request, service.config.max_body_bytes)
-            x = await run_in_threadpool(
-                decode_inputs,
-                body,
-                request.headers.get("content-type"),
-                input_shape=service.card.input_shape,
-                max_batch=service.config.max_batch,
-            )
-            spent = await run_in_threadpool(service.access.charge, policy, int(x.shape[0]))
+            x, spent = await run_in_threadpool(service.admit, policy, body, request.headers.get("content-type"))
         except (AccessDenied, InputError) as err:
             await _drain(request)
             retry = getattr(err, "retry_after", None)
