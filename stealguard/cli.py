@@ -245,7 +245,7 @@ def _attack_options(parser: argparse.ArgumentParser, *, victim_required: bool = 
     parser.add_argument(
         "--victim", type=Path, required=victim_required, default=None, help="victim directory written by `stealguard train`"
     )
-    parser.add_argument("--attack", required=True, help="attack name: knockoff, jbda, jb_self, jb_top3")
+    parser.add_argument("--attack", required=True, help="attack name: knockoff, jbda, jb_self, jb_top3, dfme, maze")
     parser.add_argument("--budget", type=int, required=True, help="queries the attacker may send")
     parser.add_argument("--epochs", type=int, default=None, help="replica training epochs (default: the attack's)")
     parser.add_argument("--policy", default=None, help="knockoff sampling policy: random (default) or adaptive")
