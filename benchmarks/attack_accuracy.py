@@ -1,4 +1,4 @@
-"""Replica accuracy of every image attack against an undefended (or defended) MNIST LeNet.
+"""Replica accuracy of the attacks against an undefended (or defended) MNIST LeNet.
 
 Runs ``stealguard train`` (once, if the victim directory is missing) and then one
 ``stealguard attack`` process per attack, each writing its JSON result; prints every
@@ -7,6 +7,7 @@ replica accuracy, fidelity, time). Usage (2 CPU cores: see benchmarks/README.md 
 
     python benchmarks/attack_accuracy.py --data-root ../shared/data --budget 50000 --out runs/attacks-50k
     python benchmarks/attack_accuracy.py --budget 10000 --epochs 30 --attacks jbda knockoff-adaptive
+    python benchmarks/attack_accuracy.py --budget 1000000 --attacks dfme maze --defense mad:epsilon=0.5
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ ATTACKS: dict[str, list[str]] = {
     "jb_top3": ["--attack", "jb_top3", "--queryset", "mnist"],
     "knockoff": ["--attack", "knockoff", "--queryset", "fashionmnist"],
     "knockoff-adaptive": ["--attack", "knockoff", "--policy", "adaptive", "--queryset", "fashionmnist"],
+    "dfme": ["--attack", "dfme"],
+    "maze": ["--attack", "maze"],
 }
+DATA_FREE = ("dfme", "maze")
+"""Attacks without a replica training schedule in epochs (``--epochs`` does not apply)."""
 
 
 def _run(argv: list[str]) -> None:
@@ -40,7 +45,7 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=50000)
     parser.add_argument("--epochs", type=int, default=None, help="final replica epochs (default: each attack's own)")
     parser.add_argument("--defense", default="none")
-    parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
+    parser.add_argument("--attacks", nargs="+", default=[a for a in ATTACKS if a not in DATA_FREE], choices=list(ATTACKS))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/attack-accuracy"))
@@ -53,10 +58,10 @@ def main() -> int:
         _run([*stealguard, "train", "--dataset", "mnist", "--arch", "lenet", "--data-root", args.data_root, "--out", str(victim), "--seed", str(args.seed)])
     rows = []
     for name in args.attacks:
-        result = args.out / f"{name}-{args.defense.split(':')[0]}-{args.budget}.json"
+        result = args.out / f"{name}-{args.defense.replace(':', '-').replace('=', '').replace(',', '-')}-{args.budget}.json"
         argv = [*stealguard, "attack", "--victim", str(victim), *ATTACKS[name], "--budget", str(args.budget),
                 "--defense", args.defense, "--data-root", args.data_root, "--seed", str(args.seed), "--out", str(result)]
-        if args.epochs is not None:
+        if args.epochs is not None and name not in DATA_FREE:
             argv += ["--epochs", str(args.epochs)]
         started = time.perf_counter()
         _run(argv + (["--quiet"] if args.quiet else []))
