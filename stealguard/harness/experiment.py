@@ -103,6 +103,46 @@ def _card_summary(card: Any) -> dict[str, Any]:
     }
 
 
+def takes_queryset(attack: str) -> bool:
+    """Whether ``attack`` uses a query set of images (the data-free attacks do not).
+
+    Raises:
+        ValueError: unknown attack name.
+    """
+    return "queryset" in attacks.parameters(attack)
+
+
+def _queryset_name(attack: str, queryset: Any) -> str | None:
+    if not takes_queryset(attack):
+        return None
+    return getattr(queryset, "name", "tensor")
+
+
+def build_attack(
+    attack: str,
+    attack_params: dict[str, Any] | None,
+    *,
+    queryset: Any,
+    replica_arch: str,
+    seed: int,
+    device: DeviceLike,
+    progress: bool,
+) -> attacks.Attack:
+    """The attack ``attack`` with the harness's defaults where it takes them.
+
+    ``queryset``, ``replica_arch``, ``seed``, ``device`` and ``progress`` go to the attack
+    when its constructor has the parameter; ``attack_params`` override them.
+
+    Raises:
+        ValueError: unknown attack, a value out of range. TypeError: a parameter the attack does not take.
+    """
+    supplied = {"queryset": queryset, "replica_arch": replica_arch, "seed": seed, "device": device, "progress": progress}
+    accepted = attacks.parameters(attack)
+    params = {key: value for key, value in supplied.items() if key in accepted}
+    params.update(attack_params or {})
+    return attacks.create(attack, **params)
+
+
 def run_attack(
     *,
     victim: Victim,
@@ -156,16 +196,13 @@ def run_attack(
     device = resolve_device(device)
     model, card = load_victim(victim)
     defense_obj, label = build_defense(defense, card=card, seed=seed)
-    attacks.get(attack)
-    if isinstance(queryset, str):
+    if isinstance(queryset, str) and takes_queryset(attack):
         queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=tuple(card.input_shape), split="train", download=download)
     if test_set is None:
         test_set = sgdata.load_dataset(card.dataset, root=data_root, split="test", download=download)
-    supplied = {"queryset": queryset, "replica_arch": card.arch, "seed": seed, "device": device, "progress": progress}
-    accepted = attacks.parameters(attack)
-    params = {key: value for key, value in supplied.items() if key in accepted}
-    params.update(attack_params or {})
-    attack_obj = attacks.create(attack, **params)
+    attack_obj = build_attack(
+        attack, attack_params, queryset=queryset, replica_arch=card.arch, seed=seed, device=device, progress=progress
+    )
     test_images, test_labels = test_set.tensors()
 
     with torch.random.fork_rng(devices=[]):
@@ -192,7 +229,7 @@ def run_attack(
         "budget": budget,
         "queries_used": blackbox.queries_used,
         "seed": seed,
-        "queryset": getattr(queryset, "name", "tensor"),
+        "queryset": _queryset_name(attack, queryset),
         "test_set": getattr(test_set, "name", None),
         "test_size": int(test_labels.shape[0]),
         "victim": _card_summary(card),
@@ -238,12 +275,9 @@ def attack_blackbox(
     check_int("budget", budget, low=1)
     check_int("seed", seed, low=0)
     device = resolve_device(device)
-    attacks.get(attack)
-    supplied = {"queryset": queryset, "replica_arch": replica_arch, "seed": seed, "device": device, "progress": progress}
-    accepted = attacks.parameters(attack)
-    params = {key: value for key, value in supplied.items() if key in accepted}
-    params.update(attack_params or {})
-    attack_obj = attacks.create(attack, **params)
+    attack_obj = build_attack(
+        attack, attack_params, queryset=queryset, replica_arch=replica_arch, seed=seed, device=device, progress=progress
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         replica: nn.Module = attack_obj.run(blackbox, budget)
@@ -303,7 +337,7 @@ def run_remote_attack(
     with RemoteBlackBox(target, api_key, budget=budget, seed=seed) as box:
         card = box.card
         test_name = dataset if dataset is not None else card["dataset"]
-        if isinstance(queryset, str):
+        if isinstance(queryset, str) and takes_queryset(attack):
             queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=box.input_shape, split="train", download=download)
         test_set = sgdata.load_dataset(test_name, root=data_root, split="test", download=download)
         test_images, test_labels = test_set.tensors()
@@ -339,7 +373,7 @@ def run_remote_attack(
         "budget": budget,
         "queries_used": queries_used,
         "seed": seed,
-        "queryset": getattr(queryset, "name", "tensor"),
+        "queryset": _queryset_name(attack, queryset),
         "test_set": getattr(test_set, "name", test_name),
         "test_size": size,
         "victim": {key: card.get(key) for key in ("arch", "dataset", "input_shape", "num_classes")},

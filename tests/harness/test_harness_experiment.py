@@ -207,3 +207,19 @@ def test_tables_and_plot(tmp_path: Path) -> None:
     assert plot_tradeoff(rows, tmp_path / "p.png").stat().st_size > 1000
     write_json({"ratio": math.inf}, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == {"ratio": "inf"}
+
+
+@pytest.mark.parametrize("attack", ["dfme", "maze"])
+def test_data_free_attacks_need_no_queryset(victim: Path, split, attack: str) -> None:
+    params = {"batch_size": 16, "latent_dim": 8, "generator_width": 4}
+    result = _run(victim, split, attack=attack, attack_params=params, queryset="no-such-dataset", budget=200, defense="dcp")
+    assert result["queryset"] is None and result["queries_used"] == 200
+    assert result["attack_report"]["iterations"] >= 1
+    assert 0 <= result["attacker_accuracy"] <= 1 and 0 <= result["fidelity"] <= 1
+
+
+def test_jacobian_attack_through_the_harness_reports_rounds(victim: Path, split) -> None:
+    params = {"epochs": 2, "round_epochs": 2, "seed_size": 10}
+    result = _run(victim, split, attack="jb_top3", attack_params=params, budget=130)
+    assert result["queries_used"] == 130 and result["queryset"] == split[1].name
+    assert result["attack_report"] == {"rounds": 2, "transfer_set_size": 130}
