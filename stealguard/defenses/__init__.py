@@ -5,6 +5,7 @@ Use ``create(name, **params)``; ``names()`` lists what is registered.
 
 from stealguard.defenses.base import Defense, check_query
 from stealguard.defenses.simplex import onto_simplex
+from stealguard.defenses.adaptive_misinformation import AdaptiveMisinformation
 from stealguard.defenses.dcp import DCP
 from stealguard.defenses.label_only import LabelOnly
 from stealguard.defenses.mad import MAD, MADArgmax
@@ -25,8 +26,10 @@ register("rounding", Rounding)
 register("label_only", LabelOnly)
 register("mad", MAD)
 register("mad_argmax", MADArgmax)
+register("adaptive_misinformation", AdaptiveMisinformation)
 
 __all__ = [
+    "AdaptiveMisinformation",
     "MAD",
     "MADArgmax",
     "Defense",

@@ -21,6 +21,7 @@ from stealguard import data as sgdata
 from stealguard._checks import check_int
 from stealguard.blackbox import BlackBox
 from stealguard.defenses.base import Defense
+from stealguard.defenses.misinformation import misinformation_for_victim
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.evaluate import evaluate_defense, evaluate_replica
 from stealguard.models.base import Classifier
@@ -57,15 +58,31 @@ def make_surrogate(card: Any, seed: int) -> Classifier:
     return surrogate.eval()
 
 
-def build_defense(defense: str | Defense | None, *, card: Any, seed: int) -> tuple[Defense, str]:
+def build_defense(
+    defense: str | Defense | None,
+    *,
+    card: Any,
+    seed: int,
+    victim_dir: Path | str | None = None,
+    data_root: Path | str | None = None,
+    download: bool = False,
+    device: DeviceLike = "cpu",
+    progress: bool = False,
+) -> tuple[Defense, str]:
     """The defense a spec names and its label (the spec string).
 
     A defense that takes a ``surrogate`` (MAD) and gets none in the spec receives
-    :func:`make_surrogate` ``(card, seed)``; one that takes a ``seed`` gets ``seed``.
+    :func:`make_surrogate` ``(card, seed)``; one that takes a ``seed`` gets ``seed``. One that
+    takes a ``misinformation`` model (``adaptive_misinformation``) gets the victim's, loaded from
+    ``<victim_dir>/misinformation/`` or trained on the training split of ``card.dataset`` (from
+    ``data_root``, with ``download``, on ``device``, tqdm bar with ``progress``) and saved there
+    (not saved without ``victim_dir``); see
+    :func:`stealguard.defenses.misinformation.misinformation_for_victim`.
 
     Raises:
         ValueError: unparsable spec, unknown defense, a parameter out of range.
         TypeError: a parameter the defense does not take.
+        stealguard.data.DataNotFoundError: a misinformation model must be trained and the data set is missing.
     """
     if defense is None:
         return defenses.create("none"), "none"
@@ -79,6 +96,10 @@ def build_defense(defense: str | Defense | None, *, card: Any, seed: int) -> tup
         params["surrogate"] = make_surrogate(card, seed)
     if "seed" in accepted and "seed" not in params:
         params["seed"] = seed
+    if "misinformation" in accepted and "misinformation" not in params:
+        params["misinformation"] = misinformation_for_victim(
+            card, victim_dir=victim_dir, data_root=data_root, download=download, device=device, progress=progress
+        )
     return defenses.create(name, **params), defense.strip()
 
 
@@ -195,7 +216,16 @@ def run_attack(
     check_int("seed", seed, low=0)
     device = resolve_device(device)
     model, card = load_victim(victim)
-    defense_obj, label = build_defense(defense, card=card, seed=seed)
+    defense_obj, label = build_defense(
+        defense,
+        card=card,
+        seed=seed,
+        victim_dir=None if isinstance(victim, tuple) else Path(victim),
+        data_root=data_root,
+        download=download,
+        device=device,
+        progress=progress,
+    )
     if isinstance(queryset, str) and takes_queryset(attack):
         queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=tuple(card.input_shape), split="train", download=download)
     if test_set is None:

@@ -37,12 +37,17 @@ SURROGATE_DEFENSES: dict[str, dict[str, Any]] = {
 }
 """Defenses that take a ``surrogate=`` network; ``make_defense`` builds a small MLP for them."""
 
+MISINFORMATION_DEFENSES: dict[str, dict[str, Any]] = {
+    "adaptive_misinformation": {"tau": 0.8, "nu": 1000.0},
+}
+"""Defenses that take a ``misinformation=`` network; ``make_defense`` builds a small MLP (seed 1) for them."""
+
 MAX_CLASSES: dict[str, int] = {"mad": 64, "mad_argmax": 64}
 """Cap on K for defenses whose cost grows with K (default cap: 1000)."""
 
 
 def has_test_params(name: str) -> bool:
-    return name in TEST_PARAMS or name in SURROGATE_DEFENSES
+    return name in TEST_PARAMS or name in SURROGATE_DEFENSES or name in MISINFORMATION_DEFENSES
 
 
 def defense_names() -> list[Any]:
@@ -76,6 +81,9 @@ def make_defense(name: str, num_classes: int, input_dim: int = INPUT_DIM) -> D.D
     """Build the registered defense ``name`` with its default test parameters."""
     if name in SURROGATE_DEFENSES:
         return D.create(name, surrogate=make_surrogate(num_classes, input_dim), **SURROGATE_DEFENSES[name])
+    if name in MISINFORMATION_DEFENSES:
+        model = make_surrogate(num_classes, input_dim, seed=1)
+        return D.create(name, misinformation=model, **MISINFORMATION_DEFENSES[name])
     if name not in TEST_PARAMS:
         pytest.skip(f"no test parameters for defense {name!r}: add it to TEST_PARAMS in tests/defenses/conftest.py")
     return D.create(name, **TEST_PARAMS[name])
