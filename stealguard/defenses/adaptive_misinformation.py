@@ -78,17 +78,20 @@ class AdaptiveMisinformation(Defense):
             ``(N, K)``, typically trained with
             :func:`stealguard.defenses.misinformation.train_misinformation_model` (the CLI
             loads it from ``<victim_dir>/misinformation/`` or trains it there). Required.
-        tau: detector threshold in (0, 1] (default 0.9). The paper sweeps ``tau`` to trace its
-            security/accuracy trade-off; 0.9 keeps in-distribution answers of a well-trained
-            victim (top probability mostly above 0.9) and sends low-confidence answers to
-            the misinformation model.
-        nu: detector steepness, ``> 0`` (default 1000, the paper's near-step; same default as ``dcp``).
+        tau: detector threshold in (0, 1] (default 0.5). The paper sweeps ``tau`` to trace its
+            security/accuracy trade-off and reports operating points costing benign users
+            < 0.5% accuracy. 0.5 is close to one on digits (mlp victim, 96.7% clean): defender
+            accuracy 96.1%, mean L1 0.027 on the test set, while Knockoff with 600 FashionMNIST
+            queries drops from 72.7% to 31.5% (tau = 0.9: 86.4%, L1 0.27, attacker 7.5%).
+            Raise it for victims that are confident in-distribution.
+        nu: detector steepness, ``> 0`` (default 1000, a near-step at ``tau`` as in the paper;
+            the authors' code uses 10000; same default as ``dcp``).
 
     Budget: none (``budget()`` is None): a row below ``tau`` may move by up to 2 in L1.
 
     Argmax: rows whose top probability exceeds :func:`blend_argmax_threshold` ``(tau, nu)`` keep
-    their argmax whatever the misinformation model says (for the defaults, ~0.9002); below it
-    no promise. Ties aside.
+    their argmax whatever the misinformation model says (~0.5047 for the defaults,
+    ~0.9002 for ``tau = 0.9``, just above 1/2 for ``tau`` well below 1/2); below it no promise. Ties aside.
 
     Shape:
         x: ``(N, ...)`` as the misinformation model takes it; probs ``(N, K)``; output
@@ -102,7 +105,7 @@ class AdaptiveMisinformation(Defense):
 
     name = "adaptive_misinformation"
 
-    def __init__(self, *, misinformation: nn.Module | None = None, tau: float = 0.9, nu: float = 1000.0) -> None:
+    def __init__(self, *, misinformation: nn.Module | None = None, tau: float = 0.5, nu: float = 1000.0) -> None:
         if misinformation is None:
             raise ValueError(
                 f"{self.name} needs misinformation=<nn.Module> (a model trained to put low probability on the true class); "

@@ -14,6 +14,7 @@ from stealguard import data, models
 from stealguard.defenses.adaptive_misinformation import blend_argmax_threshold
 from stealguard.defenses.misinformation import (
     misinformation_dir,
+    misinformation_for_victim,
     misinformation_loss,
     train_misinformation_model,
 )
@@ -220,3 +221,21 @@ def test_run_attack_trains_the_misinformation_model_once_then_loads_it(tmp_path:
     saved, card = models.load_model(misinformation_dir(victim))
     assert card.arch == "mlp" and card.train["loss"] == "-log(1 - p_true)"
     assert _mean_p_true(saved, test) < 1 / card.num_classes
+
+
+def _digits_card(num_classes: int = 10) -> models.ModelCard:
+    return models.ModelCard(arch="mlp", dataset="digits", input_shape=(1, 8, 8), num_classes=num_classes, train={"epochs": 1}, seed=3)
+
+
+def test_without_a_victim_dir_the_model_is_trained_and_not_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    model = misinformation_for_victim(_digits_card(), device="cpu", progress=False)
+    assert model.num_classes == 10 and not model.training
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_saved_model_that_does_not_fit_the_victim_is_an_error(tmp_path: Path) -> None:
+    other = _digits_card(num_classes=3)
+    models.save_model(models.create("mlp", input_shape=(1, 8, 8), num_classes=3), other, misinformation_dir(tmp_path))
+    with pytest.raises(ValueError, match="delete the directory"):
+        misinformation_for_victim(_digits_card(), victim_dir=tmp_path, device="cpu", progress=False)
