@@ -3,7 +3,8 @@
 A model directory holds the weights (every entry of ``state_dict``, buffers included,
 written with ``safetensors.torch.save_file``) and a JSON :class:`ModelCard` that says how
 to rebuild the architecture. :func:`load_model` rebuilds the net with
-:func:`stealguard.models.create` and reads the tensors with ``safetensors.torch.load_file``;
+:func:`stealguard.models.create` (the GroupNorm variant when the card's ``dp`` record says
+``norm: "group"``) and reads the tensors with ``safetensors.torch.load_file``;
 nothing is ever unpickled, so a model directory from an untrusted source cannot run code.
 """
 
@@ -23,10 +24,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from stealguard import __version__
-from stealguard._checks import check_int, check_number
+from stealguard._checks import check_choice, check_int, check_number
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.models.base import Classifier
-from stealguard.models.registry import check_input_shape, create
+from stealguard.models.registry import NORMS, check_input_shape, create
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
@@ -34,6 +35,38 @@ CARD_FILE = "card.json"
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+DP_REQUIRED = ("noise_multiplier", "max_grad_norm", "delta", "epsilon", "accountant", "norm")
+DP_OPTIONAL = ("sample_rate", "steps")
+
+
+def _check_dp(record: Any) -> dict[str, Any]:
+    """Validate the card's ``dp`` record; return it as a plain dict with float numbers."""
+    if not isinstance(record, Mapping):
+        raise TypeError(f"card field 'dp' must be a dict or null, got {type(record).__name__}")
+    missing = [key for key in DP_REQUIRED if key not in record]
+    unknown = sorted(set(record) - set(DP_REQUIRED) - set(DP_OPTIONAL))
+    if missing or unknown:
+        raise ValueError(
+            f"card field 'dp' must hold {', '.join(DP_REQUIRED)} (optionally {', '.join(DP_OPTIONAL)}); "
+            f"missing {missing}, unknown {unknown}"
+        )
+    out = {
+        "noise_multiplier": check_number("card field 'dp.noise_multiplier'", record["noise_multiplier"], low=0.0),
+        "max_grad_norm": check_number("card field 'dp.max_grad_norm'", record["max_grad_norm"], low=0.0, low_inclusive=False),
+        "delta": check_number("card field 'dp.delta'", record["delta"], low=0.0, high=1.0, low_inclusive=False, high_inclusive=False),
+        "epsilon": None if record["epsilon"] is None else check_number("card field 'dp.epsilon'", record["epsilon"], low=0.0),
+        "accountant": record["accountant"],
+        "norm": check_choice("card field 'dp.norm'", record["norm"], NORMS),
+    }
+    if not isinstance(out["accountant"], str) or not out["accountant"]:
+        raise TypeError(f"card field 'dp.accountant' must be a non-empty string, got {record['accountant']!r}")
+    if "sample_rate" in record:
+        out["sample_rate"] = check_number("card field 'dp.sample_rate'", record["sample_rate"], low=0.0, high=1.0, low_inclusive=False)
+    if "steps" in record:
+        out["steps"] = check_int("card field 'dp.steps'", record["steps"], low=0)
+    return out
 
 
 def _floats(name: str, value: Any, length: int) -> tuple[float, ...]:
@@ -58,6 +91,14 @@ class ModelCard:
         test_accuracy: top-1 test accuracy in [0, 1], or None if not measured.
         train: training parameters (JSON-serialisable dict), e.g. the arguments of ``fit``.
         seed: seed of the run (>= 0), or None.
+        dp: None (default) for ordinary training, or the DP-SGD record of
+            :func:`stealguard.models.dp.fit_dp`: ``noise_multiplier`` (>= 0),
+            ``max_grad_norm`` (> 0), ``delta`` in (0, 1), ``epsilon`` reached (>= 0, or
+            None when the noise multiplier is 0 and there is no guarantee), ``accountant``
+            (``"rdp"`` / ``"prv"``), ``norm`` (``"group"``: BatchNorm was replaced by
+            GroupNorm, so the architecture is rebuilt with ``create(..., norm="group")``;
+            ``"batch"``: as registered) and optionally ``sample_rate``, ``steps``. Cards
+            without the field (all cards before DP-SGD) load as before.
         stealguard_version: version that wrote the card (default: the running one).
         created: ISO-8601 timestamp (default: now, UTC).
 
@@ -76,6 +117,7 @@ class ModelCard:
     test_accuracy: float | None = None
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int | None = None
+    dp: dict[str, Any] | None = None
     stealguard_version: str = __version__
     created: str = dataclasses.field(default_factory=_now)
 
@@ -108,6 +150,8 @@ class ModelCard:
             raise TypeError(f"card field 'train' must be JSON-serialisable with finite numbers: {err}") from None
         if self.seed is not None:
             check_int("card field 'seed'", self.seed, low=0)
+        if self.dp is not None:
+            object.__setattr__(self, "dp", _check_dp(self.dp))
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "classes", tuple(classes))
         object.__setattr__(self, "mean", mean)
@@ -115,8 +159,10 @@ class ModelCard:
         object.__setattr__(self, "train", train)
 
     def to_dict(self) -> dict[str, Any]:
-        """The card as plain JSON types (tuples become lists)."""
+        """The card as plain JSON types (tuples become lists; ``dp`` left out when None)."""
         out = dataclasses.asdict(self)
+        if out["dp"] is None:
+            del out["dp"]
         for name in ("input_shape", "classes", "mean", "std"):
             out[name] = list(out[name])
         return out
@@ -141,6 +187,11 @@ class ModelCard:
         if missing:
             raise ValueError(f"model card is missing required field(s) {', '.join(missing)}")
         return cls(**dict(data))
+
+
+def card_norm(card: ModelCard) -> str:
+    """Normalisation variant of the card's architecture: ``"group"`` for DP-SGD models that had BatchNorm replaced, else ``"batch"``."""
+    return card.dp["norm"] if card.dp is not None else "batch"
 
 
 def save_model(model: Classifier, card: ModelCard, directory: str | os.PathLike[str]) -> Path:
@@ -169,7 +220,9 @@ def save_model(model: Classifier, card: ModelCard, directory: str | os.PathLike[
         if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(held, getattr(card, name))):
             raise ValueError(f"card {name} {list(getattr(card, name))} differs from the model's {held}")
     state = {key: value.detach().to("cpu").contiguous().clone() for key, value in model.state_dict().items()}
-    expected = create(card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std)
+    expected = create(
+        card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std, norm=card_norm(card)
+    )
     _check_state(state, expected.state_dict(), card.arch, "the model")
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -238,7 +291,9 @@ def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu")
         card = ModelCard.from_dict(data)
     except (TypeError, ValueError) as err:
         raise ValueError(f"invalid model card {card_path}: {err}") from None
-    model = create(card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std)
+    model = create(
+        card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std, norm=card_norm(card)
+    )
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:

@@ -3,21 +3,28 @@
 A builder is a function ``build(input_shape, num_classes) -> nn.Module`` that maps
 normalised ``(N, *input_shape)`` inputs to logits ``(N, num_classes)``, ends in an
 ``nn.Linear`` (the last module in ``.modules()`` order) and raises ``ValueError`` saying
-why when it cannot take ``input_shape``. ``create`` wraps the net in a :class:`Classifier`.
+why when it cannot take ``input_shape``. ``create`` wraps the net in a :class:`Classifier`;
+``create(..., norm="group")`` builds the GroupNorm variant that DP-SGD trains
+(:mod:`stealguard.models.dp`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from stealguard._checks import check_int
+from stealguard._checks import check_choice, check_int
 from stealguard.models.base import Classifier
 
 Builder = Callable[[tuple[int, int, int], int], nn.Module]
 
 _REGISTRY: dict[str, Builder] = {}
+
+NORMS = ("batch", "group")
+GROUP_NORM_MAX_GROUPS = 32
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def register(name: str, builder: Builder, *, force: bool = False) -> None:
@@ -57,6 +64,23 @@ def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
 
 
+def batchnorm_to_groupnorm(net: nn.Module) -> nn.Module:
+    """Replace every BatchNorm in ``net`` (in place) by ``GroupNorm(gcd(32, C), C)``; return ``net``.
+
+    The rule of Opacus' ``ModuleValidator.fix`` (opacus 1.6, ``_batchnorm_to_groupnorm``:
+    Wu, He, "Group Normalization", ECCV 2018, arXiv:1803.08494, 32 groups where C allows),
+    so a net DP-trained after ``ModuleValidator.fix`` is rebuilt with identical modules.
+    A net without BatchNorm is returned unchanged.
+    """
+    for name, child in list(net.named_children()):
+        if isinstance(child, _BATCH_NORMS):
+            groups = math.gcd(GROUP_NORM_MAX_GROUPS, child.num_features)
+            setattr(net, name, nn.GroupNorm(groups, child.num_features, affine=child.affine))
+        else:
+            batchnorm_to_groupnorm(child)
+    return net
+
+
 def create(
     arch: str,
     *,
@@ -64,6 +88,7 @@ def create(
     num_classes: int,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    norm: str = "batch",
 ) -> Classifier:
     """Build the architecture ``arch`` for ``input_shape`` inputs and ``num_classes`` outputs.
 
@@ -76,6 +101,9 @@ def create(
         num_classes: K >= 2.
         mean, std: per-channel normalisation (length C) applied inside the model;
             defaults 0 and 1.
+        norm: ``"batch"`` (default) builds the architecture as registered; ``"group"``
+            replaces each BatchNorm by GroupNorm (:func:`batchnorm_to_groupnorm`), the
+            variant DP-SGD trains. Architectures without BatchNorm are the same either way.
 
     Returns:
         A :class:`Classifier` in training mode, mapping ``(N, C, H, W)`` in [0, 1] to
@@ -84,7 +112,7 @@ def create(
     Raises:
         ValueError: unknown ``arch`` (the message lists the registered names), an
             ``input_shape`` the architecture cannot take (the message says why),
-            ``num_classes`` < 2, or bad mean/std.
+            ``num_classes`` < 2, bad mean/std, or ``norm`` not in ``("batch", "group")``.
         TypeError: ``input_shape`` or ``num_classes`` of the wrong type.
 
     Example:
@@ -97,5 +125,8 @@ def create(
         raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(names())}")
     shape = check_input_shape(input_shape)
     check_int("num_classes", num_classes, low=2)
+    check_choice("norm", norm, NORMS)
     net = _REGISTRY[arch](shape, num_classes)
+    if norm == "group":
+        net = batchnorm_to_groupnorm(net)
     return Classifier(net, input_shape=shape, num_classes=num_classes, mean=mean, std=std)
