@@ -76,7 +76,7 @@ def build_defense(
     takes a ``misinformation`` model (``adaptive_misinformation``) gets the victim's, loaded from
     ``<victim_dir>/misinformation/`` or trained on the training split of ``card.dataset`` (from
     ``data_root``, with ``download``, on ``device``, tqdm bar with ``progress``) and saved there
-    (not saved without ``victim_dir``); see
+    (not saved without ``victim_dir``), after the spec's other parameters passed their checks; see
     :func:`stealguard.defenses.misinformation.misinformation_for_victim`.
 
     Raises:
@@ -97,6 +97,7 @@ def build_defense(
     if "seed" in accepted and "seed" not in params:
         params["seed"] = seed
     if "misinformation" in accepted and "misinformation" not in params:
+        defenses.create(name, **params, misinformation=nn.Identity())
         params["misinformation"] = misinformation_for_victim(
             card, victim_dir=victim_dir, data_root=data_root, download=download, device=device, progress=progress
         )

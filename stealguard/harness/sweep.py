@@ -56,8 +56,9 @@ def sweep(
         raise ValueError("defenses must be a non-empty list of defense specs")
     specs = list(defenses)
     model, card = load_victim(victim)
+    victim_dir = None if isinstance(victim, tuple) else Path(victim)
     for spec in specs:
-        build_defense(spec, card=card, seed=seed)
+        build_defense(spec, card=card, seed=seed, victim_dir=victim_dir, data_root=data_root, download=download, device=device)
     if include_none and not any(isinstance(s, str) and s.strip().partition(":")[0].strip() == "none" for s in specs):
         specs.insert(0, "none")
     if isinstance(queryset, str):
@@ -68,7 +69,7 @@ def sweep(
     for spec in tqdm(specs, desc="sweep", unit="defense", disable=not progress):
         rows.append(
             run_attack(
-                victim=(model, card),
+                victim=(model, card) if victim_dir is None else victim_dir,
                 defense=spec,
                 attack=attack,
                 attack_params=attack_params,

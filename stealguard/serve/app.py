@@ -199,7 +199,9 @@ class _Service:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         model, card = load_victim(Path(config.victim))
-        defense, _ = build_defense(config.defense, card=card, seed=config.seed)
+        defense, _ = build_defense(
+            config.defense, card=card, seed=config.seed, victim_dir=Path(config.victim), device=resolve_device(config.device)
+        )
         self.card = card
         self.config = config
         data_dir = Path(config.data_dir)
@@ -356,7 +358,7 @@ def check_config(config: ServeConfig) -> None:
         FileNotFoundError, ValueError, TypeError: as :func:`create_app` would at start-up.
     """
     _, card = load_victim(Path(config.victim))
-    build_defense(config.defense, card=card, seed=config.seed)
+    build_defense(config.defense, card=card, seed=config.seed, victim_dir=Path(config.victim), device=resolve_device(config.device))
     if config.keys is not None:
         load_keys(config.keys)
     resolve_device(config.device)

@@ -239,3 +239,15 @@ def test_a_saved_model_that_does_not_fit_the_victim_is_an_error(tmp_path: Path) 
     models.save_model(models.create("mlp", input_shape=(1, 8, 8), num_classes=3), other, misinformation_dir(tmp_path))
     with pytest.raises(ValueError, match="delete the directory"):
         misinformation_for_victim(_digits_card(), victim_dir=tmp_path, device="cpu", progress=False)
+
+
+def test_build_defense_checks_the_spec_before_training(tmp_path) -> None:
+    from stealguard.harness import build_defense, fit_victim
+
+    train = data.load_dataset("digits", split="train")
+    test = data.load_dataset("digits", split="test")
+    _, card = fit_victim(train.subset(range(200)), test.subset(range(50)), arch="mlp", epochs=1, seed=0, device="cpu",
+                         out=tmp_path / "v", progress=False)
+    with pytest.raises(ValueError, match="tau"):
+        build_defense("adaptive_misinformation:tau=7", card=card, seed=0, victim_dir=tmp_path / "v")
+    assert not (tmp_path / "v" / "misinformation").exists()
