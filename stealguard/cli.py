@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    stealguard train  --dataset NAME --arch NAME --out DIR [--epochs N] [--lr X] ...
+    stealguard train  --dataset NAME --arch NAME --out DIR [--epochs N] [--lr X] [--dp noise_multiplier=S,max_grad_norm=C] ...
     stealguard attack --victim DIR --attack NAME --budget N --out FILE.json [--defense SPEC] ...
     stealguard attack --target URL --attack NAME --budget N --out FILE.json [--dataset NAME] ...
     stealguard sweep  --victim DIR --attack NAME --queryset NAME --budget N --defense SPEC [--defense SPEC ...] --out DIR
@@ -86,6 +86,19 @@ def _attack_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _dp_params(text: str | None) -> dict[str, Any] | None:
+    """``"noise_multiplier=1.1,max_grad_norm=1"`` -> ``{"noise_multiplier": 1.1, "max_grad_norm": 1}`` (None stays None)."""
+    if text is None:
+        return None
+    try:
+        _, params = parse_defense_spec("dp:" + text)
+    except ValueError as err:
+        raise ValueError(f"--dp {text!r}: {err}") from None
+    if not params:
+        raise ValueError(f"--dp {text!r} must look like noise_multiplier=S,max_grad_norm=C[,delta=D]")
+    return params
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from stealguard.harness import train_victim
 
@@ -102,7 +115,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.quiet,
         download=args.download,
+        dp=_dp_params(args.dp),
     )
+    if card.dp is not None:
+        epsilon = "inf" if card.dp["epsilon"] is None else f"{card.dp['epsilon']:.4g}"
+        print(
+            f"trained {card.arch} on {card.dataset} with DP-SGD (noise_multiplier {card.dp['noise_multiplier']:g}, "
+            f"max_grad_norm {card.dp['max_grad_norm']:g}): test accuracy {card.test_accuracy:.4f}, "
+            f"epsilon {epsilon} at delta {card.dp['delta']:g}; saved to {args.out}"
+        )
+        return 0
     print(f"trained {card.arch} on {card.dataset}: test accuracy {card.test_accuracy:.4f}; saved to {args.out}")
     return 0
 
@@ -275,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", default=None, help="sgd or adam (default per arch)")
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default per arch)")
     train.add_argument("--out", type=Path, required=True, help="directory for model.safetensors + card.json")
+    train.add_argument(
+        "--dp",
+        default=None,
+        metavar="KEY=VALUE,...",
+        help="train with DP-SGD (Opacus): noise_multiplier=S,max_grad_norm=C[,delta=D][,accountant=rdp|prv]",
+    )
     _common(train)
     train.set_defaults(handler=_cmd_train)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,16 @@ def fit_victim(
     device: DeviceLike = "auto",
     out: Path | str | None = None,
     progress: bool = True,
+    dp: Mapping[str, Any] | None = None,
 ) -> tuple[Classifier, Any]:
     """Train ``arch`` on ``train_set``, measure it on ``test_set`` and (with ``out``) save it.
 
     The model normalises with ``stealguard.data.default_normalization(train_set)``; weights
     are initialised under ``torch.manual_seed(seed)`` and trained with
     :func:`stealguard.models.training.fit` (seeded by ``seed``). Three-channel data is
-    trained with random crop + flip augmentation.
+    trained with random crop + flip augmentation. With ``dp`` the victim is trained by
+    DP-SGD (:func:`stealguard.models.dp.fit_dp`, same settings, BatchNorm replaced by
+    GroupNorm) and the card's ``dp`` record holds the parameters and the epsilon reached.
 
     Args:
         train_set, test_set: ``ImageDataset`` s with the same input shape and classes.
@@ -57,6 +61,9 @@ def fit_victim(
         epochs, lr, optimizer, batch_size: ``None`` takes :func:`training_defaults`.
         seed: >= 0. device: where training runs. out: directory for ``save_model``.
         progress: tqdm bar on stderr.
+        dp: None (ordinary training) or DP-SGD settings ``noise_multiplier``,
+            ``max_grad_norm`` and optionally ``delta``, ``accountant``
+            (:func:`stealguard.models.dp.check_dp_params`).
 
     Returns:
         ``(model, card)``: the trained classifier (eval mode, cpu) and its ``ModelCard``.
@@ -67,6 +74,11 @@ def fit_victim(
     if arch not in models.names():
         raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(models.names())}")
     check_int("seed", seed, low=0)
+    dp_params = None
+    if dp is not None:
+        from stealguard.models.dp import check_dp_params
+
+        dp_params = check_dp_params(dp)
     settings = training_defaults(arch)
     given = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size}
     settings.update({key: value for key, value in given.items() if value is not None})
@@ -79,17 +91,35 @@ def fit_victim(
         )
     images, labels = train_set.tensors()
     augment = models.augment_crop_flip() if train_set.input_shape[0] == 3 else None
-    models.fit(
-        model,
-        images,
-        labels,
-        **settings,
-        seed=seed,
-        device=device,
-        progress=progress,
-        desc=f"train {arch} on {train_set.name}",
-        augment=augment,
-    )
+    dp_record = None
+    if dp_params is not None:
+        from stealguard.models.dp import fit_dp
+
+        result = fit_dp(
+            model,
+            images,
+            labels,
+            **dp_params,
+            **settings,
+            seed=seed,
+            device=device,
+            progress=progress,
+            desc=f"DP-SGD {arch} on {train_set.name}",
+            augment=augment,
+        )
+        model, dp_record = result.model, result.record()
+    else:
+        models.fit(
+            model,
+            images,
+            labels,
+            **settings,
+            seed=seed,
+            device=device,
+            progress=progress,
+            desc=f"train {arch} on {train_set.name}",
+            augment=augment,
+        )
     test_images, test_labels = test_set.tensors()
     test_accuracy = models.accuracy_on(model, test_images, test_labels, device=device)
     model = model.cpu().eval()
@@ -104,6 +134,7 @@ def fit_victim(
         test_accuracy=test_accuracy,
         train=dict(settings, augment=augment is not None, train_size=len(labels)),
         seed=seed,
+        dp=dp_record,
     )
     if out is not None:
         models.save_model(model, card, Path(out))
@@ -124,8 +155,9 @@ def train_victim(
     out: Path | str | None = None,
     progress: bool = True,
     download: bool = False,
+    dp: Mapping[str, Any] | None = None,
 ) -> tuple[Classifier, Any]:
-    """Load ``dataset`` (train and test split) and train a victim with :func:`fit_victim`.
+    """Load ``dataset`` (train and test split) and train a victim with :func:`fit_victim` (DP-SGD with ``dp``).
 
     Raises:
         stealguard.data.DataNotFoundError: the data set's files are not under ``data_root``.
@@ -147,4 +179,5 @@ def train_victim(
         device=device,
         out=out,
         progress=progress,
+        dp=dp,
     )
