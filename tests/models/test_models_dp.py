@@ -67,7 +67,9 @@ def test_default_delta_is_a_power_of_ten_below_one_over_n() -> None:
 
 def test_dp_training_is_reproducible_and_reports_finite_epsilon(small) -> None:
     x, y = small
-    first = _dp(_mlp().eval(), x, y, epochs=2, batch_size=128)
+    model = _mlp().eval()
+    first = _dp(model, x, y, epochs=2, batch_size=128)
+    assert first.model is model, "a model without BatchNorm is trained in place"
     again = _dp(_mlp(), x, y, epochs=2, batch_size=128)
     other_seed = _dp(_mlp(), x, y, epochs=2, batch_size=128, seed=1)
     assert _same_weights(first.model, again.model)
