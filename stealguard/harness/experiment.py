@@ -122,6 +122,7 @@ def _card_summary(card: Any) -> dict[str, Any]:
         "num_classes": card.num_classes,
         "test_accuracy": card.test_accuracy,
         "seed": getattr(card, "seed", None),
+        "dp": getattr(card, "dp", None),
     }
 
 

@@ -223,3 +223,13 @@ def test_jacobian_attack_through_the_harness_reports_rounds(victim: Path, split)
     result = _run(victim, split, attack="jb_top3", attack_params=params, budget=130)
     assert result["queries_used"] == 130 and result["queryset"] == split[1].name
     assert result["attack_report"] == {"rounds": 2, "transfer_set_size": 130}
+
+
+def test_a_dp_victims_record_reaches_the_result(victim: Path, split, tmp_path: Path) -> None:
+    assert _run(victim, split, budget=50)["victim"]["dp"] is None
+    out = tmp_path / "dp-victim"
+    fit_victim(split[0].subset(range(200)), split[2], arch="mlp", epochs=1, seed=0, device="cpu", out=out, progress=False,
+               dp={"noise_multiplier": 1.0, "max_grad_norm": 1.0})
+    result = _run(out, split, budget=50)
+    assert result["victim"]["dp"]["noise_multiplier"] == 1.0 and result["victim"]["dp"]["epsilon"] > 0
+    assert json.loads(json.dumps(result)) == result
