@@ -208,6 +208,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         query_log=not args.no_query_log,
+        data_root=None if args.data_root is None else str(args.data_root),
     )
     serve(config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
     return 0
@@ -343,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=None, help="torch threads per worker (default torch's)")
     serve.add_argument("--no-query-log", action="store_true", help="do not keep the forensic query log")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument(
+        "--data-root", type=Path, default=None, help="data sets, for defenses that train a model on first use (adaptive_misinformation)"
+    )
     _common(serve, data=False)
     serve.set_defaults(handler=_cmd_serve)
 

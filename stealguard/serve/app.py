@@ -71,6 +71,8 @@ class ServeConfig:
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: torch intra-op threads per process, >= 1, or None for torch's default.
         query_log: keep the forensic query log (default True).
+        data_root: where the data sets are, for a defense that trains a model on first use
+            (``adaptive_misinformation`` without a saved misinformation model); None: the default root.
 
     Raises:
         TypeError, ValueError: a field out of range.
@@ -89,6 +91,7 @@ class ServeConfig:
     device: str = "cpu"
     threads: int | None = None
     query_log: bool = True
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         check_int("max_batch", self.max_batch, low=1)
@@ -200,7 +203,8 @@ class _Service:
             torch.set_num_threads(config.threads)
         model, card = load_victim(Path(config.victim))
         defense, _ = build_defense(
-            config.defense, card=card, seed=config.seed, victim_dir=Path(config.victim), device=resolve_device(config.device)
+            config.defense, card=card, seed=config.seed, victim_dir=Path(config.victim), data_root=config.data_root,
+            device=resolve_device(config.device),
         )
         self.card = card
         self.config = config
@@ -358,7 +362,10 @@ def check_config(config: ServeConfig) -> None:
         FileNotFoundError, ValueError, TypeError: as :func:`create_app` would at start-up.
     """
     _, card = load_victim(Path(config.victim))
-    build_defense(config.defense, card=card, seed=config.seed, victim_dir=Path(config.victim), device=resolve_device(config.device))
+    build_defense(
+        config.defense, card=card, seed=config.seed, victim_dir=Path(config.victim), data_root=config.data_root,
+        device=resolve_device(config.device),
+    )
     if config.keys is not None:
         load_keys(config.keys)
     resolve_device(config.device)

@@ -186,3 +186,25 @@ def test_remote_black_box_reports_the_victims_shape(server: Server) -> None:
         assert remote.input_shape == SHAPE and remote.num_classes == 10 and remote.remaining == 10
         assert remote.query(images(3)).shape == (3, 10)
         assert remote.queries_used == 3 and remote.remaining == 7
+
+
+def test_adaptive_misinformation_is_served_with_the_model_saved_beside_the_victim(
+    victim_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    victim = tmp_path / "victim"
+    shutil.copytree(victim_dir, victim)
+    running = Server(victim, tmp_path / "data", tmp_path / "server.log", "--defense", "adaptive_misinformation",
+                     "--data-root", str(tmp_path / "no-data-needed-for-digits"))
+    try:
+        x = images(5, seed=3)
+        reply = httpx.post(f"{running.url}/v1/predict", json={"inputs": x.tolist()}, timeout=30.0)
+        assert reply.status_code == 200
+        model, card = load_victim(victim)
+        defense, _ = build_defense("adaptive_misinformation", card=card, seed=0, victim_dir=victim)
+        expected = BlackBox(model, defense, device="cpu").query(x)
+        assert np.allclose(reply.json()["probabilities"], expected.numpy(), atol=1e-6)
+    finally:
+        running.stop()
+    assert (victim / "misinformation" / "card.json").is_file()
