@@ -35,16 +35,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from stealguard._checks import check_bool, check_choice, check_int, check_number
-from stealguard.device import DeviceLike, resolve_device
+from stealguard._checks import check_choice, check_int, check_number
+from stealguard.device import DeviceLike
 from stealguard.models.training import (
-    OPTIMIZERS,
-    SCHEDULES,
     Augment,
     _check_inputs,
     _check_module,
     _check_targets,
     _lr_factor,
+    check_training_settings,
     make_optimizer,
 )
 
@@ -278,20 +277,10 @@ def fit_dp(
             f"accountant 'prv' needs noise_multiplier >= {PRV_MIN_NOISE} (opacus' PRV runs out of memory "
             f"for small noise), got {noise_multiplier!r}; use accountant 'rdp'"
         )
-    check_int("epochs", epochs, low=1)
-    check_int("batch_size", batch_size, low=1)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    lr = check_number("lr", lr, low=0.0, low_inclusive=False)
-    momentum = check_number("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
-    weight_decay = check_number("weight_decay", weight_decay, low=0.0)
-    check_choice("schedule", schedule, SCHEDULES)
-    check_int("seed", seed, low=0)
-    check_bool("progress", progress)
-    if not isinstance(desc, str):
-        raise TypeError(f"desc must be a string, got {desc!r}")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be callable or None, got {augment!r}")
-    target_device = resolve_device(device)
+    lr, momentum, weight_decay, target_device = check_training_settings(
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        schedule=schedule, seed=seed, progress=progress, desc=desc, augment=augment, device=device,
+    )
 
     norm = "group" if _has_batchnorm(model) else "batch"
     if norm == "group":

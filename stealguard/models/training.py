@@ -101,6 +101,43 @@ def _lr_factor(schedule: str, step: int, total_steps: int, epoch: int, epochs: i
     return 1.0
 
 
+def check_training_settings(
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    schedule: str,
+    seed: int,
+    progress: bool,
+    desc: str,
+    augment: Augment | None,
+    device: DeviceLike,
+) -> tuple[float, float, float, torch.device]:
+    """Check the settings :func:`fit` and ``fit_dp`` share; return ``(lr, momentum, weight_decay, device)``.
+
+    Raises:
+        TypeError / ValueError: a setting of the wrong type or out of range (the message names it).
+    """
+    check_int("epochs", epochs, low=1)
+    check_int("batch_size", batch_size, low=1)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    lr = check_number("lr", lr, low=0.0, low_inclusive=False)
+    momentum = check_number("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
+    weight_decay = check_number("weight_decay", weight_decay, low=0.0)
+    check_choice("schedule", schedule, SCHEDULES)
+    check_int("seed", seed, low=0)
+    check_bool("progress", progress)
+    if not isinstance(desc, str):
+        raise TypeError(f"desc must be a string, got {desc!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be callable or None, got {augment!r}")
+    target_device = resolve_device(device)
+    return lr, momentum, weight_decay, target_device
+
+
 def fit(
     model: nn.Module,
     inputs: Tensor,
@@ -171,20 +208,10 @@ def fit(
             raise ValueError(f"targets probabilities must have K = {num_classes} columns like the model, got {targets.shape[1]}")
         if not soft and int(targets.max()) >= num_classes:
             raise ValueError(f"targets labels must be < num_classes = {num_classes}, got maximum {int(targets.max())}")
-    check_int("epochs", epochs, low=1)
-    check_int("batch_size", batch_size, low=1)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    lr = check_number("lr", lr, low=0.0, low_inclusive=False)
-    momentum = check_number("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
-    weight_decay = check_number("weight_decay", weight_decay, low=0.0)
-    check_choice("schedule", schedule, SCHEDULES)
-    check_int("seed", seed, low=0)
-    check_bool("progress", progress)
-    if not isinstance(desc, str):
-        raise TypeError(f"desc must be a string, got {desc!r}")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"augment must be callable or None, got {augment!r}")
-    target_device = resolve_device(device)
+    lr, momentum, weight_decay, target_device = check_training_settings(
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        schedule=schedule, seed=seed, progress=progress, desc=desc, augment=augment, device=device,
+    )
 
     model.to(target_device)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
