@@ -32,10 +32,10 @@ from stealguard._checks import check_bool, check_choice, check_int, check_number
 from stealguard.attacks.base import Attack
 from stealguard.attacks.generator import ImageGenerator
 from stealguard.attacks.oracle import Oracle
+from stealguard.attacks.replica_source import build_replica, check_replica_source, replica_source_params
 from stealguard.attacks.zeroth_order import estimate_gradient
 from stealguard.blackbox import BlackBox
 from stealguard.device import DeviceLike, resolve_device
-from stealguard.models.registry import create
 
 SCHEDULES = ("step", "cosine", "none")
 STEP_MILESTONES = (0.1, 0.3, 0.5)
@@ -104,12 +104,7 @@ class DataFreeAttack(Attack):
             "smoothing": smoothing, "latent_dim": latent_dim, "generator_width": generator_width, "schedule": schedule,
         }
         value = {key: self.defaults[key] if v is None else v for key, v in given.items()}
-        if replica_arch is not None and not isinstance(replica_arch, str):
-            raise TypeError(f"replica_arch must be a string or None, got {replica_arch!r}")
-        if replica_factory is not None and not callable(replica_factory):
-            raise TypeError(f"replica_factory must be callable or None, got {replica_factory!r}")
-        self.replica_arch = replica_arch
-        self.replica_factory = replica_factory
+        self.replica_arch, self.replica_factory = check_replica_source(replica_arch, replica_factory)
         self.batch_size = check_int("batch_size", value["batch_size"], low=1)
         self.student_lr = check_number("student_lr", value["student_lr"], low=0, low_inclusive=False)
         self.generator_lr = check_number("generator_lr", value["generator_lr"], low=0, low_inclusive=False)
@@ -186,18 +181,12 @@ class DataFreeAttack(Attack):
         return student.eval()
 
     def _make_student(self, blackbox: BlackBox) -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            if self.replica_factory is not None:
-                return self.replica_factory()
-            if self.replica_arch is None:
-                raise ValueError(f"{type(self).__name__} needs replica_arch or replica_factory to build the student; both are None")
-            channels = blackbox.input_shape[0]
-            mean, std = STUDENT_NORMALISATION
-            return create(
-                self.replica_arch, input_shape=tuple(blackbox.input_shape), num_classes=blackbox.num_classes,
-                mean=[mean] * channels, std=[std] * channels,
-            )
+        channels = blackbox.input_shape[0]
+        mean, std = STUDENT_NORMALISATION
+        return build_replica(
+            self.replica_arch, self.replica_factory, blackbox, mean=[mean] * channels, std=[std] * channels,
+            seed=self.seed, owner=type(self).__name__, role="student",
+        )
 
     def _generator_step(
         self, generator: ImageGenerator, student: nn.Module, optimizer: torch.optim.Optimizer, oracle: Oracle, rng: torch.Generator
@@ -243,10 +232,8 @@ class DataFreeAttack(Attack):
         return {"iterations": self.iterations_run, "queries_per_iteration": self.queries_per_iteration()}
 
     def params(self) -> dict[str, Any]:
-        factory = self.replica_factory
         return {
-            "replica_arch": self.replica_arch,
-            "replica_factory": None if factory is None else getattr(factory, "__qualname__", repr(factory)),
+            **replica_source_params(self.replica_arch, self.replica_factory),
             "batch_size": self.batch_size,
             "student_lr": self.student_lr,
             "generator_lr": self.generator_lr,

@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from stealguard._checks import check_bool, check_choice, check_int, check_number
 from stealguard.attacks.base import Attack
 from stealguard.attacks.oracle import Oracle
+from stealguard.attacks.replica_source import build_replica, check_replica_source, replica_source_params
 from stealguard.blackbox import BlackBox
 from stealguard.data.base import ImageDataset
 from stealguard.device import DeviceLike, resolve_device
-from stealguard.models.registry import create
 from stealguard.models.training import fit
 
 TRAIN_ON = ("probs", "argmax")
@@ -117,12 +117,7 @@ class ReplicaAttack(Attack):
         repeat: int = 1,
     ) -> None:
         self.images, self.labels, self.queryset_name = query_images(queryset)
-        if replica_arch is not None and not isinstance(replica_arch, str):
-            raise TypeError(f"replica_arch must be a string or None, got {replica_arch!r}")
-        if replica_factory is not None and not callable(replica_factory):
-            raise TypeError(f"replica_factory must be callable or None, got {replica_factory!r}")
-        self.replica_arch = replica_arch
-        self.replica_factory = replica_factory
+        self.replica_arch, self.replica_factory = check_replica_source(replica_arch, replica_factory)
         given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                  "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule}
         settings = {key: self.training_defaults[key] if value is None else value for key, value in given.items()}
@@ -151,21 +146,17 @@ class ReplicaAttack(Attack):
         ``reference`` ``(N, C, H, W)``: the attacker's images whose per-channel mean and std
         the replica normalises with (when built from ``replica_arch``).
         """
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            if self.replica_factory is not None:
-                return self.replica_factory()
-            if self.replica_arch is None:
-                raise ValueError(f"{type(self).__name__} needs replica_arch or replica_factory to build the replica; both are None")
-            dims = [0] + list(range(2, reference.dim()))
-            std = reference.std(dim=dims) if reference.shape[0] > 1 else torch.ones(reference.shape[1])
-            return create(
-                self.replica_arch,
-                input_shape=tuple(blackbox.input_shape),
-                num_classes=blackbox.num_classes,
-                mean=reference.mean(dim=dims).tolist(),
-                std=std.nan_to_num(1.0).clamp_min(1e-3).tolist(),
-            )
+        dims = [0] + list(range(2, reference.dim()))
+        std = reference.std(dim=dims) if reference.shape[0] > 1 else torch.ones(reference.shape[1])
+        return build_replica(
+            self.replica_arch,
+            self.replica_factory,
+            blackbox,
+            mean=reference.mean(dim=dims).tolist(),
+            std=std.nan_to_num(1.0).clamp_min(1e-3).tolist(),
+            seed=seed,
+            owner=type(self).__name__,
+        )
 
     def training_targets(self, answers: Tensor) -> Tensor:
         """What the replica is trained on: the answers ``(N, K)`` or their top-1 labels ``(N,)``."""
@@ -201,12 +192,10 @@ class ReplicaAttack(Attack):
             )
 
     def params(self) -> dict[str, Any]:
-        factory = self.replica_factory
         return {
             "queryset": self.queryset_name,
             "queryset_size": int(self.images.shape[0]),
-            "replica_arch": self.replica_arch,
-            "replica_factory": None if factory is None else getattr(factory, "__qualname__", repr(factory)),
+            **replica_source_params(self.replica_arch, self.replica_factory),
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "lr": self.lr,
