@@ -1,0 +1,187 @@
+"""Summaries of a results file: seed means, trade-off plots, and defenses compared at equal cost.
+
+The question of Orekondy et al. (ICLR 2020, Fig. 5-6) is which defense leaves the attacker
+the lowest accuracy *at the same price* for the defender, the price being either the
+defender's own accuracy or the mean L1 distortion of its answers. Defenses are measured at
+different operating points, so :func:`compare_at_equal` reads each rival's trade-off curve
+by piecewise-linear interpolation at the reference defense's operating points (only inside
+the range the rival's points cover: nothing is extrapolated).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stealguard.harness.plots import plot_tradeoff
+
+METRICS = ("defender_accuracy", "attacker_accuracy", "fidelity", "l1_mean", "queries_used", "elapsed_s")
+"""Per-row numbers averaged over seeds by :func:`aggregate`."""
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (victim, attack label, defense setting): metrics averaged over seeds.
+
+    Each output row has ``victim``, ``attack_name``, ``defense``, ``label``,
+    ``defense_params``, ``victim_accuracy``, ``seeds`` (sorted), ``n`` and for every metric in
+    :data:`METRICS` the mean under its own name and the sample standard deviation under
+    ``<metric>_std`` (0 for one seed). A cell run twice with the same seed counts once (its
+    latest row). Order: first appearance.
+    """
+    latest: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for row in rows:
+        latest[(row["victim"], row["attack_name"], row["label"], row["seed"])] = row
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for (victim, attack, label, _seed), row in latest.items():
+        groups.setdefault((victim, attack, label), []).append(row)
+    out = []
+    for (victim, attack, label), members in groups.items():
+        first = members[0]
+        summary: dict[str, Any] = {
+            "victim": victim,
+            "attack_name": attack,
+            "label": label,
+            "defense": first["defense"],
+            "defense_params": first.get("defense_params"),
+            "victim_accuracy": first.get("victim_accuracy"),
+            "seeds": sorted(r["seed"] for r in members),
+            "n": len(members),
+        }
+        for metric in METRICS:
+            summary[metric], summary[f"{metric}_std"] = _mean_std([r.get(metric) for r in members])
+        out.append(summary)
+    return out
+
+
+def _cost(row: dict[str, Any], x_key: str) -> float:
+    """What a defender pays at ``row``: its mean L1, or its lost accuracy (minus defender accuracy)."""
+    return -float(row[x_key]) if x_key == "defender_accuracy" else float(row[x_key])
+
+
+def best_at_cost(points: Sequence[tuple[float, float]], cost: float) -> float | None:
+    """Lowest attacker accuracy reachable at no more than ``cost``, from measured ``(cost, attacker accuracy)`` points.
+
+    The points' Pareto front (each kept point protects better than every cheaper one) is
+    joined piecewise-linearly; above the dearest front point its value holds (a larger
+    allowance never forces a worse setting). ``None`` when ``cost`` is below every point's cost.
+    """
+    finite = sorted((c, a) for c, a in points if math.isfinite(c) and math.isfinite(a))
+    front: list[tuple[float, float]] = []
+    for c, a in finite:
+        if not front or a < front[-1][1]:
+            front.append((c, a))
+    if not front or cost < front[0][0]:
+        return None
+    for (c0, a0), (c1, a1) in zip(front, front[1:]):
+        if c0 <= cost <= c1:
+            return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)
+    return front[-1][1]
+
+
+def compare_at_equal(
+    rows: Sequence[dict[str, Any]], *, reference: str, rivals: Sequence[str], x_key: str
+) -> list[dict[str, Any]]:
+    """At each operating point of ``reference``, the rivals' attacker accuracy at the same ``x_key``.
+
+    Args:
+        rows: :func:`aggregate` rows of one (victim, attack).
+        reference: the defense whose points are the comparison points (e.g. ``mad``).
+        rivals: defenses read off their curves at those points (e.g. ``reverse_sigmoid``).
+        x_key: ``defender_accuracy`` or ``l1_mean``.
+
+    Returns:
+        One dict per reference point, sorted by ``x_key``: ``label``, ``x``,
+        ``attacker_accuracy`` (the reference's) and its ``attacker_accuracy_std``, and per
+        rival ``<rival>`` = :func:`best_at_cost` over the rival's points and the undefended
+        one (the lowest attacker accuracy the rival reaches at no greater cost), or ``None``
+        when every rival point costs more.
+    """
+    curves = {
+        rival: [(_cost(r, x_key), r["attacker_accuracy"]) for r in rows if r["defense"] in (rival, "none")] for rival in rivals
+    }
+    out = []
+    for row in sorted((r for r in rows if r["defense"] == reference), key=lambda r: r[x_key]):
+        entry = {
+            "label": row["label"],
+            "x": row[x_key],
+            "attacker_accuracy": row["attacker_accuracy"],
+            "attacker_accuracy_std": row.get("attacker_accuracy_std", 0.0),
+        }
+        for rival, points in curves.items():
+            entry[rival] = best_at_cost(points, _cost(row, x_key))
+        out.append(entry)
+    return out
+
+
+def verdict(comparison: Sequence[dict[str, Any]], rival: str, *, margin: float = 0.0) -> tuple[int, int, int]:
+    """``(lower, higher, comparable)``: at how many comparison points the reference leaves the
+    attacker lower / higher accuracy than ``rival`` by more than ``margin`` (points where the
+    rival is out of range are not counted)."""
+    lower = higher = comparable = 0
+    for entry in comparison:
+        other = entry.get(rival)
+        if other is None:
+            continue
+        if entry["attacker_accuracy"] < other - margin:
+            lower += 1
+        elif entry["attacker_accuracy"] > other + margin:
+            higher += 1
+        else:
+            comparable += 1
+    return lower, higher, comparable
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`aggregate` rows: one line per defense setting, mean ± std over seeds (in %)."""
+    lines = [
+        "| victim | attack | defense setting | seeds | defender acc | attacker acc | fidelity | mean L1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        attacker = f"{_pct(r['attacker_accuracy'])} ± {_pct(r['attacker_accuracy_std'])}"
+        lines.append(
+            f"| {r['victim']} | {r['attack_name']} | `{r['label']}` | {r['n']} | {_pct(r['defender_accuracy'])} | "
+            f"{attacker} | {_pct(r['fidelity'])} | {r['l1_mean']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def comparison_table(comparison: Sequence[dict[str, Any]], *, x_key: str, reference: str, rivals: Sequence[str]) -> str:
+    """Markdown table of :func:`compare_at_equal` output (accuracies in %)."""
+    x_title = "defender acc" if x_key == "defender_accuracy" else "mean L1"
+    head = f"| {reference} setting | {x_title} | {reference} attacker acc | " + " | ".join(f"best {r} at no greater cost" for r in rivals) + " |"
+    lines = [head, "|" + "---|" * (3 + len(rivals))]
+    for entry in comparison:
+        x = _pct(entry["x"]) if x_key == "defender_accuracy" else f"{entry['x']:.3f}"
+        ref = f"{_pct(entry['attacker_accuracy'])} ± {_pct(entry['attacker_accuracy_std'])}"
+        rival_cells = " | ".join("no setting as cheap" if entry[r] is None else _pct(entry[r]) for r in rivals)
+        lines.append(f"| `{entry['label']}` | {x} | {ref} | {rival_cells} |")
+    return "\n".join(lines)
+
+
+def write_plots(rows: Sequence[dict[str, Any]], out_dir: Path | str) -> list[Path]:
+    """One trade-off PNG per (victim, attack) of :func:`aggregate` rows: ``<victim>-<attack>.png``."""
+    out_dir = Path(out_dir)
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        pairs.setdefault((row["victim"], row["attack_name"]), []).append(row)
+    paths = []
+    for (victim, attack), members in pairs.items():
+        seeds = max(r["n"] for r in members)
+        title = f"{attack} vs {victim} (mean of {seeds} seed{'s' if seeds > 1 else ''})"
+        paths.append(plot_tradeoff(members, out_dir / f"{victim}-{attack}.png", title=title))
+    return paths

@@ -1,0 +1,263 @@
+"""``Grid``: a reproduction sweep as data (victims x attacks x defense settings x seeds).
+
+A grid is read from a TOML file (``benchmarks/configs/*.toml``)::
+
+    name = "paper"
+    budget = 50000
+    seeds = [0, 1]
+    defenses = ["none", "mad:epsilon=0.5", "reverse_sigmoid:beta=0.1", "dp_sgd:noise_multiplier=1.0"]
+
+    [[victim]]
+    name = "mnist-lenet"          # folder of the cached victim
+    dataset = "mnist"
+    arch = "lenet"
+    train = { epochs = 5 }        # optional overrides of the arch's training defaults
+
+    [[attack]]
+    name = "knockoff"             # label in results and plots
+    attack = "knockoff"           # registry name (default: name)
+    queryset = { mnist = "fashionmnist", fashionmnist = "mnist" }   # per victim data set, or one name
+    params = { epochs = 30 }      # the attack's parameters
+
+Defense settings are the CLI's specs. ``dp_sgd:noise_multiplier=S[,max_grad_norm=C]`` is not
+a posterior perturbation but a victim trained with DP-SGD (Opacus), attacked undefended: the
+sweep trains and caches one such victim per setting.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stealguard import attacks, defenses
+from stealguard.defenses.spec import parse_defense_spec
+
+DP_SGD = "dp_sgd"
+"""Pseudo-defense name of a DP-SGD-trained victim."""
+DP_DEFAULTS: dict[str, float] = {"max_grad_norm": 1.0}
+DP_PARAMS = ("noise_multiplier", "max_grad_norm", "delta")
+
+
+def _fail(where: str, message: str) -> ValueError:
+    return ValueError(f"grid {where}: {message}")
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"must be a table of key = value, got {value!r}")
+    return dict(value)
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "/\\:, "):
+        raise _fail(where, f"must be a non-empty name without '/', ':', ',' or spaces, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class VictimSpec:
+    """A victim to train (once) and attack: ``name`` (cache folder), ``dataset``, ``arch``,
+    ``train`` (overrides of ``epochs``, ``lr``, ``optimizer``, ``batch_size``), ``seed``."""
+
+    name: str
+    dataset: str
+    arch: str
+    train: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "dataset": self.dataset, "arch": self.arch, "train": self.train, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack of the grid: ``name`` (label), ``attack`` (registry name), ``queryset``
+    (one data-set name, a mapping victim data set -> name, or ``None`` for data-free
+    attacks), ``params`` (keyword parameters of the attack)."""
+
+    name: str
+    attack: str
+    queryset: str | dict[str, str] | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def queryset_for(self, dataset: str) -> str | None:
+        """The query set this attack uses against a victim trained on ``dataset``."""
+        if self.queryset is None or isinstance(self.queryset, str):
+            return self.queryset
+        if dataset not in self.queryset:
+            raise _fail(f"attack {self.name!r}", f"queryset names no data set for victims of {dataset!r} ({sorted(self.queryset)})")
+        return self.queryset[dataset]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: ``victim`` behind ``defense`` attacked by ``attack`` with ``budget`` queries and ``seed``."""
+
+    victim: VictimSpec
+    attack: AttackSpec
+    defense: str
+    seed: int
+    budget: int
+
+    @property
+    def defense_name(self) -> str:
+        return parse_defense_spec(self.defense)[0]
+
+    @property
+    def dp(self) -> dict[str, float] | None:
+        """DP-SGD settings when the defense is ``dp_sgd``, else ``None``."""
+        name, params = parse_defense_spec(self.defense)
+        return {**DP_DEFAULTS, **params} if name == DP_SGD else None
+
+    @property
+    def queryset(self) -> str | None:
+        return self.attack.queryset_for(self.victim.dataset)
+
+    def key(self) -> str:
+        """Canonical JSON of everything that defines the cell (its identity in the results file)."""
+        name, params = parse_defense_spec(self.defense)
+        return json.dumps(
+            {
+                "victim": self.victim.identity(),
+                "attack": {"name": self.attack.name, "attack": self.attack.attack, "queryset": self.queryset, "params": self.attack.params},
+                "defense": {"name": name, "params": params},
+                "seed": self.seed,
+                "budget": self.budget,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A sweep: every victim x attack x defense x seed at one budget (see the module docstring)."""
+
+    name: str
+    budget: int
+    seeds: tuple[int, ...]
+    victims: tuple[VictimSpec, ...]
+    attacks: tuple[AttackSpec, ...]
+    defenses: tuple[str, ...]
+
+    def cells(self) -> Iterator[Cell]:
+        """Cells in run order: victim, attack, seed, then defense (so early results already form curves)."""
+        for victim in self.victims:
+            for attack in self.attacks:
+                for seed in self.seeds:
+                    for defense in self.defenses:
+                        yield Cell(victim=victim, attack=attack, defense=defense, seed=seed, budget=self.budget)
+
+    def dp_settings(self) -> list[dict[str, float]]:
+        """The distinct DP-SGD settings among the defenses."""
+        out: list[dict[str, float]] = []
+        for spec in self.defenses:
+            name, params = parse_defense_spec(spec)
+            if name == DP_SGD and {**DP_DEFAULTS, **params} not in out:
+                out.append({**DP_DEFAULTS, **params})
+        return out
+
+
+def _check_defense(spec: Any, where: str) -> str:
+    if not isinstance(spec, str):
+        raise _fail(where, f"must be a defense spec string, got {spec!r}")
+    name, params = parse_defense_spec(spec)
+    if name == DP_SGD:
+        unknown = set(params) - set(DP_PARAMS)
+        if "noise_multiplier" not in params or unknown:
+            raise _fail(where, f"{spec!r}: dp_sgd takes noise_multiplier (required), max_grad_norm, delta; got {sorted(params)}")
+        return spec.strip()
+    if name not in defenses.names():
+        raise _fail(where, f"unknown defense {name!r}; available: {', '.join(defenses.names())}, {DP_SGD}")
+    unknown = set(params) - set(defenses.parameters(name))
+    if unknown:
+        raise _fail(where, f"{spec!r}: {name} takes no parameter(s) {sorted(unknown)}")
+    return spec.strip()
+
+
+def grid_from_dict(config: Mapping[str, Any]) -> Grid:
+    """Build and check a :class:`Grid` from a parsed config (see the module docstring).
+
+    Raises:
+        ValueError: a missing or malformed field, an unknown attack or defense (the message
+            names the field).
+    """
+    config = _table(config, "config")
+    allowed = {"name", "budget", "seeds", "defenses", "victim", "attack"}
+    if set(config) - allowed:
+        raise _fail("config", f"unknown field(s) {sorted(set(config) - allowed)}; allowed: {sorted(allowed)}")
+    name = _name(config.get("name"), "name")
+    budget = config.get("budget")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise _fail("budget", f"must be an integer >= 1, got {budget!r}")
+    seeds = config.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise _fail("seeds", f"must be a non-empty list of integers >= 0, got {seeds!r}")
+    specs = config.get("defenses")
+    if not isinstance(specs, list) or not specs:
+        raise _fail("defenses", f"must be a non-empty list of defense specs, got {specs!r}")
+    victims = []
+    for index, raw in enumerate(config.get("victim") or []):
+        raw = _table(raw, f"victim[{index}]")
+        missing = {"name", "dataset", "arch"} - set(raw)
+        if missing or set(raw) - {"name", "dataset", "arch", "train", "seed"}:
+            raise _fail(f"victim[{index}]", f"needs name, dataset, arch (optional train, seed); got {sorted(raw)}")
+        victims.append(
+            VictimSpec(
+                name=_name(raw["name"], f"victim[{index}].name"), dataset=str(raw["dataset"]), arch=str(raw["arch"]),
+                train=_table(raw.get("train"), f"victim[{index}].train"), seed=int(raw.get("seed", 0)),
+            )
+        )
+    if not victims:
+        raise _fail("victim", "the grid needs at least one [[victim]]")
+    attack_specs = []
+    for index, raw in enumerate(config.get("attack") or []):
+        raw = _table(raw, f"attack[{index}]")
+        if "name" not in raw or set(raw) - {"name", "attack", "queryset", "params"}:
+            raise _fail(f"attack[{index}]", f"needs name (optional attack, queryset, params); got {sorted(raw)}")
+        label = _name(raw["name"], f"attack[{index}].name")
+        registry_name = str(raw.get("attack", label))
+        if registry_name not in attacks.names():
+            raise _fail(f"attack[{index}]", f"unknown attack {registry_name!r}; available: {', '.join(attacks.names())}")
+        queryset = raw.get("queryset")
+        if queryset is not None and not isinstance(queryset, (str, Mapping)):
+            raise _fail(f"attack[{index}].queryset", f"must be a data-set name or a table victim data set -> name, got {queryset!r}")
+        attack_specs.append(
+            AttackSpec(
+                name=label, attack=registry_name,
+                queryset=dict(queryset) if isinstance(queryset, Mapping) else queryset,
+                params=_table(raw.get("params"), f"attack[{index}].params"),
+            )
+        )
+    if not attack_specs:
+        raise _fail("attack", "the grid needs at least one [[attack]]")
+    grid = Grid(
+        name=name, budget=budget, seeds=tuple(seeds), victims=tuple(victims), attacks=tuple(attack_specs),
+        defenses=tuple(_check_defense(spec, f"defenses[{i}]") for i, spec in enumerate(specs)),
+    )
+    for victim in grid.victims:
+        for attack in grid.attacks:
+            attack.queryset_for(victim.dataset)
+    return grid
+
+
+def load_grid(path: Path | str) -> Grid:
+    """Read and check a grid TOML file.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: invalid TOML or grid (names the field).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid config {str(path)!r} does not exist")
+    try:
+        config = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"grid config {path}: invalid TOML: {err}") from None
+    return grid_from_dict(config)

@@ -1,0 +1,243 @@
+"""Run a :class:`~stealguard.harness.grid.Grid` cell by cell into a :class:`ResultsFile`, resumably.
+
+Victims are trained once and cached under ``<work_dir>/victims/`` (a DP-SGD victim per
+``dp_sgd`` setting beside them); a cell whose key is already in the results file is not run
+again. Each finished cell is appended at once, so an interrupted sweep loses at most the
+cells in flight. With ``workers > 1`` cells run in separate processes (one torch thread
+each by default), which uses small CPUs better than one process with several threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import multiprocessing
+import subprocess
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+import stealguard
+from stealguard import data as sgdata
+from stealguard import models
+from stealguard._checks import check_int
+from stealguard.device import DeviceLike, resolve_device
+from stealguard.harness.experiment import run_attack
+from stealguard.harness.grid import DP_SGD, Cell, Grid, VictimSpec
+from stealguard.harness.results import ResultsFile
+from stealguard.harness.train import train_victim
+from stealguard.models.io import CARD_FILE, ModelCard
+
+VICTIMS_DIR = "victims"
+
+
+@functools.cache
+def code_version() -> str:
+    """``stealguard.__version__`` plus the git commit of the source tree (``+g<sha>``, ``.dirty``
+    when the package's files differ from it, new files included), or the version alone outside a git checkout."""
+    source = Path(stealguard.__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=source, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=source, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return stealguard.__version__
+    return f"{stealguard.__version__}+g{sha}{'.dirty' if dirty else ''}"
+
+
+def victim_path(work_dir: Path | str, spec: VictimSpec, dp: dict[str, float] | None = None) -> Path:
+    """Cache folder of ``spec`` (``dp`` given: of its DP-SGD-trained twin)."""
+    base = Path(work_dir) / VICTIMS_DIR / spec.name
+    if dp is None:
+        return base
+    suffix = "-".join(f"{key}{dp[key]:g}" for key in sorted(dp))
+    return base.with_name(f"{spec.name}-dp-{suffix}")
+
+
+def prepare_victim(
+    spec: VictimSpec,
+    *,
+    work_dir: Path | str,
+    data_root: Path | str | None,
+    dp: dict[str, float] | None = None,
+    device: DeviceLike = "auto",
+    progress: bool = True,
+) -> Path:
+    """The cached victim's folder, training it first (seeded, the spec's settings) if it is not there."""
+    path = victim_path(work_dir, spec, dp)
+    if not (path / CARD_FILE).is_file():
+        train_victim(
+            dataset=spec.dataset, data_root=data_root, arch=spec.arch, seed=spec.seed, device=device, out=path,
+            progress=progress, dp=dp, **spec.train,
+        )
+    return path
+
+
+def _probabilities(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    model = model.to(device).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            out.append(torch.softmax(model(images[start : start + batch_size].to(device)).double(), dim=1).cpu())
+    return torch.cat(out)
+
+
+def answer_distortion(base_dir: Path, other_dir: Path, *, data_root: Path | str | None, device: DeviceLike = "cpu") -> tuple[float, float]:
+    """Mean and max L1 distance between two victims' answers on the test split of the base's data set.
+
+    This is the distortion a DP-SGD victim's answers carry relative to the undefended victim
+    (what a posterior defense's ``l1_mean`` measures against the clean answers).
+    """
+    device = resolve_device(device)
+    base, card = models.load_model(base_dir, device="cpu")
+    other, _ = models.load_model(other_dir, device="cpu")
+    images, _labels = sgdata.load_dataset(card.dataset, root=data_root, split="test").tensors()
+    l1 = (_probabilities(base, images, device) - _probabilities(other, images, device)).abs().sum(dim=1)
+    return float(l1.mean()), float(l1.max())
+
+
+def run_cell(
+    cell: Cell,
+    *,
+    work_dir: Path | str,
+    data_root: Path | str | None,
+    device: DeviceLike = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run one cell (its victims must be prepared) and return its results-file row."""
+    base_dir = victim_path(work_dir, cell.victim)
+    dp = cell.dp
+    target = victim_path(work_dir, cell.victim, dp) if dp is not None else base_dir
+    result = run_attack(
+        victim=target,
+        defense="none" if dp is not None else cell.defense,
+        attack=cell.attack.attack,
+        attack_params=dict(cell.attack.params),
+        queryset=cell.queryset,
+        data_root=data_root,
+        budget=cell.budget,
+        seed=cell.seed,
+        device=device,
+        progress=progress,
+    )
+    base_card = ModelCard.from_dict(json.loads((base_dir / CARD_FILE).read_text()))
+    row = {
+        **result,
+        "key": cell.key(),
+        "victim": cell.victim.name,
+        "victim_dataset": cell.victim.dataset,
+        "victim_arch": cell.victim.arch,
+        "victim_accuracy": base_card.test_accuracy,
+        "attack_name": cell.attack.name,
+        "label": cell.defense,
+        "code_version": code_version(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if dp is not None:
+        l1_mean, l1_max = answer_distortion(base_dir, target, data_root=data_root, device=device)
+        row.update(defense=DP_SGD, defense_params=dp, l1_mean=l1_mean, l1_max=l1_max, query_l1_mean=None, angular_deviation_mean=None)
+    return row
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_grid(
+    grid: Grid,
+    *,
+    results: ResultsFile,
+    work_dir: Path | str,
+    data_root: Path | str | None,
+    device: DeviceLike = "auto",
+    workers: int = 1,
+    threads_per_worker: int = 1,
+    select: Callable[[Cell], bool] | None = None,
+    progress: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[tuple[Cell, BaseException]]]:
+    """Run every cell of ``grid`` not yet in ``results`` (and accepted by ``select``).
+
+    Victims (and DP-SGD victims) are prepared first, in this process. Each finished row is
+    appended to ``results`` at once and passed to ``on_row``. A failing cell does not stop
+    the others.
+
+    Args:
+        workers: processes running cells, >= 1 (1: in this process).
+        threads_per_worker: torch threads of each worker process when ``workers > 1``.
+
+    Returns:
+        ``(rows, failures)``: the new rows, and ``(cell, exception)`` for each cell that failed.
+    """
+    check_int("workers", workers, low=1)
+    check_int("threads_per_worker", threads_per_worker, low=1)
+    done = results.keys()
+    todo = [cell for cell in grid.cells() if cell.key() not in done and (select is None or select(cell))]
+    needed: dict[Path, tuple[VictimSpec, dict[str, float] | None]] = {}
+    for cell in todo:
+        needed.setdefault(victim_path(work_dir, cell.victim), (cell.victim, None))
+        if cell.dp is not None:
+            needed.setdefault(victim_path(work_dir, cell.victim, cell.dp), (cell.victim, cell.dp))
+    for spec, dp in needed.values():
+        prepare_victim(spec, work_dir=work_dir, data_root=data_root, dp=dp, device=device, progress=progress)
+
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[Cell, BaseException]] = []
+
+    def finish(row: dict[str, Any]) -> None:
+        results.append(row)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    bar = tqdm(total=len(todo), desc=f"{grid.name} cells", unit="cell", disable=not progress)
+    if workers == 1:
+        for cell in todo:
+            try:
+                finish(run_cell(cell, work_dir=work_dir, data_root=data_root, device=device, progress=progress))
+            except Exception as err:  # noqa: BLE001 - one failing cell must not stop the sweep
+                failures.append((cell, err))
+            bar.update(1)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads_per_worker,)) as pool:
+            pending: dict[Future[dict[str, Any]], Cell] = {
+                pool.submit(run_cell, cell, work_dir=work_dir, data_root=data_root, device=device, progress=False): cell
+                for cell in todo
+            }
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = pending.pop(future)
+                    try:
+                        finish(future.result())
+                    except Exception as err:  # noqa: BLE001
+                        failures.append((cell, err))
+                    bar.update(1)
+    bar.close()
+    return rows, failures
+
+
+def select_cells(
+    *, victims: Sequence[str] = (), attacks: Sequence[str] = (), defenses: Sequence[str] = (), seeds: Sequence[int] = ()
+) -> Callable[[Cell], bool]:
+    """A ``select`` for :func:`run_grid`: cells whose victim name, attack label, defense name
+    (e.g. ``mad``, ``dp_sgd``) and seed are in the given lists (an empty list accepts all)."""
+
+    def accept(cell: Cell) -> bool:
+        return (
+            (not victims or cell.victim.name in victims)
+            and (not attacks or cell.attack.name in attacks)
+            and (not defenses or cell.defense_name in defenses or cell.defense in defenses)
+            and (not seeds or cell.seed in seeds)
+        )
+
+    return accept

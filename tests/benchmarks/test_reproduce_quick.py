@@ -1,0 +1,47 @@
+"""`benchmarks/reproduce.py --quick`: the whole reproduction pipeline on digits, as CI runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from stealguard.harness.grid import load_grid
+from stealguard.harness.results import ResultsFile
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "reproduce.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def test_quick_mode_end_to_end(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    done = _run("--quick", "--out", str(out), "--work", str(work), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    grid = load_grid(REPO / "benchmarks" / "configs" / "quick.toml")
+    rows = ResultsFile(out / "results.csv").rows()
+    assert sorted(r["key"] for r in rows) == sorted(c.key() for c in grid.cells())
+    assert {r["defense"] for r in rows} >= {"none", "mad", "reverse_sigmoid", "random_noise", "dp_sgd", "label_only"}
+    summary = (out / "summary.md").read_text()
+    assert "python benchmarks/reproduce.py --quick" in summary
+    for attack in ("knockoff", "jbda"):
+        assert (out / f"digits-mlp-{attack}.png").stat().st_size > 1000
+        assert f"## {attack} vs digits-mlp: mad against reverse_sigmoid, random_noise at equal cost" in summary
+    assert summary.count("leaves the attacker lower accuracy than") == 8
+
+    again = _run("--quick", "--out", str(out), "--work", str(work), "--quiet")
+    assert again.returncode == 0 and len(ResultsFile(out / "results.csv").rows()) == len(rows)
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "x"\nbudget = 10\ndefenses = ["nonsense"]\n[[victim]]\nname = "d"\ndataset = "digits"\narch = "mlp"\n'
+        '[[attack]]\nname = "knockoff"\nqueryset = "digits"\n'
+    )
+    done = _run("--config", str(bad), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: grid defenses[0]") and "Traceback" not in done.stderr

@@ -1,0 +1,83 @@
+"""Seed aggregation, the Pareto-front comparison at equal cost, and the report pieces."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stealguard.harness.compare import aggregate, best_at_cost, compare_at_equal, comparison_table, summary_table, verdict, write_plots
+
+
+def _row(defense, label, seed, attacker, defender=0.99, l1=0.0):
+    return {
+        "victim": "v", "attack_name": "knockoff", "defense": defense, "label": label, "seed": seed, "defense_params": {},
+        "victim_accuracy": 0.99, "defender_accuracy": defender, "attacker_accuracy": attacker, "fidelity": attacker,
+        "l1_mean": l1, "queries_used": 100, "elapsed_s": 1.0,
+    }
+
+
+def test_aggregate_means_and_std_over_seeds_latest_row_wins():
+    rows = [_row("mad", "m", 0, 0.5), _row("mad", "m", 1, 0.7), _row("mad", "m", 1, 0.9), _row("none", "none", 0, 0.95)]
+    by_label = {r["label"]: r for r in aggregate(rows)}
+    assert by_label["m"]["seeds"] == [0, 1] and by_label["m"]["n"] == 2
+    assert math.isclose(by_label["m"]["attacker_accuracy"], 0.7)
+    assert math.isclose(by_label["m"]["attacker_accuracy_std"], math.sqrt(0.08))
+    assert by_label["none"]["attacker_accuracy_std"] == 0.0
+
+
+def test_best_at_cost_uses_the_pareto_front():
+    points = [(0.0, 0.9), (1.0, 0.95), (1.0, 0.6), (2.0, 0.3), (3.0, 0.5)]
+    assert best_at_cost(points, -0.1) is None
+    assert best_at_cost(points, 0.0) == 0.9
+    assert math.isclose(best_at_cost(points, 0.5), 0.75)
+    assert math.isclose(best_at_cost(points, 1.5), 0.45)
+    assert best_at_cost(points, 10.0) == 0.3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 2), st.floats(0, 1)), min_size=1, max_size=12),
+    st.floats(0, 2),
+    st.floats(0, 2),
+)
+def test_best_at_cost_is_monotone_and_never_beats_a_cheaper_point(points, c1, c2):
+    low, high = sorted((c1, c2))
+    a_low, a_high = best_at_cost(points, low), best_at_cost(points, high)
+    if a_low is not None:
+        assert a_high is not None and a_high <= a_low + 1e-12
+    if a_high is not None:
+        assert a_high >= min(a for _, a in points) - 1e-12
+        cheaper = [a for c, a in points if c <= high]
+        assert a_high <= min(cheaper) + 1e-12
+
+
+def test_compare_at_equal_l1_and_defender_accuracy():
+    rows = aggregate(
+        [
+            _row("none", "none", 0, 0.95),
+            _row("mad", "mad:epsilon=0.5", 0, 0.6, defender=0.98, l1=0.5),
+            _row("reverse_sigmoid", "rs:1", 0, 0.9, defender=0.99, l1=1.0),
+            _row("random_noise", "rn:1", 0, 0.8, defender=0.97, l1=1.0),
+        ]
+    )
+    by_l1 = compare_at_equal(rows, reference="mad", rivals=["reverse_sigmoid", "random_noise"], x_key="l1_mean")
+    (entry,) = by_l1
+    assert math.isclose(entry["reverse_sigmoid"], 0.925) and math.isclose(entry["random_noise"], 0.875)
+    by_acc = compare_at_equal(rows, reference="mad", rivals=["reverse_sigmoid", "random_noise"], x_key="defender_accuracy")
+    (entry,) = by_acc
+    assert entry["reverse_sigmoid"] == 0.9 and math.isclose(entry["random_noise"], 0.875)
+    assert verdict(by_l1, "reverse_sigmoid") == (1, 0, 0)
+    assert verdict(by_l1, "reverse_sigmoid", margin=0.5) == (0, 0, 1)
+    table = comparison_table(by_l1, x_key="l1_mean", reference="mad", rivals=["reverse_sigmoid", "random_noise"])
+    assert "| `mad:epsilon=0.5` | 0.500 | 60.0 ± 0.0 | 92.5 | 87.5 |" in table
+    assert "`rs:1`" in summary_table(rows)
+
+
+def test_write_plots_one_png_per_victim_attack(tmp_path):
+    rows = aggregate([_row("none", "none", 0, 0.95), _row("mad", "m", 0, 0.5, l1=0.5)])
+    rows += [dict(r, attack_name="jbda") for r in rows]
+    paths = write_plots(rows, tmp_path)
+    assert sorted(p.name for p in paths) == ["v-jbda.png", "v-knockoff.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)

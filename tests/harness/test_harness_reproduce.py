@@ -1,0 +1,89 @@
+"""run_grid on a tiny digits grid: rows for every cell, resume, selection, failures, DP-SGD victims, workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from stealguard.harness.grid import grid_from_dict
+from stealguard.harness.reproduce import code_version, run_grid, select_cells, victim_path
+from stealguard.harness.results import ResultsFile
+
+CONFIG = {
+    "name": "tiny",
+    "budget": 200,
+    "seeds": [0],
+    "defenses": ["none", "reverse_sigmoid:beta=0.5", "dp_sgd:noise_multiplier=1.0"],
+    "victim": [{"name": "d", "dataset": "digits", "arch": "mlp", "train": {"epochs": 3}}],
+    "attack": [{"name": "knockoff", "queryset": "digits", "params": {"epochs": 2}}],
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid")
+    grid = grid_from_dict(CONFIG)
+    results = ResultsFile(root / "results.csv")
+    rows, failures = run_grid(grid, results=results, work_dir=root / "work", data_root=None, device="cpu", progress=False)
+    return grid, results, root, rows, failures
+
+
+def test_every_cell_has_a_row_with_its_parameters(finished):
+    grid, results, root, rows, failures = finished
+    assert failures == []
+    stored = results.rows()
+    assert [r["key"] for r in stored] == [c.key() for c in grid.cells()] == [r["key"] for r in rows]
+    for row in stored:
+        assert row["queries_used"] <= row["budget"] == 200
+        assert 0.0 <= row["attacker_accuracy"] <= 1.0 and 0.0 <= row["defender_accuracy"] <= 1.0
+        assert row["code_version"] == code_version() and row["code_version"].startswith("0.")
+        assert row["victim"] == "d" and row["attack_name"] == "knockoff" and row["queryset"] == "digits"
+    assert [r["defense"] for r in stored] == ["none", "reverse_sigmoid", "dp_sgd"]
+
+
+def test_dp_sgd_cell_attacks_a_dp_victim_and_measures_its_distance(finished):
+    grid, results, root, _rows, _failures = finished
+    dp_cell = [c for c in grid.cells() if c.dp is not None][0]
+    assert (victim_path(root / "work", dp_cell.victim, dp_cell.dp) / "card.json").is_file()
+    none_row, _rs, dp_row = results.rows()
+    assert dp_row["defense_params"] == {"noise_multiplier": 1.0, "max_grad_norm": 1.0}
+    assert dp_row["l1_mean"] > 0.0 and dp_row["l1_max"] >= dp_row["l1_mean"]
+    assert dp_row["victim_accuracy"] == none_row["victim_accuracy"]
+    assert abs(none_row["defender_accuracy"] - none_row["victim_accuracy"]) < 1e-6
+    assert dp_row["defender_accuracy"] != none_row["defender_accuracy"]
+
+
+def test_resume_runs_nothing_twice(finished):
+    grid, results, root, _rows, _failures = finished
+    before = results.path.read_text()
+    rows, failures = run_grid(grid, results=results, work_dir=root / "work", data_root=None, device="cpu", progress=False)
+    assert rows == [] and failures == [] and results.path.read_text() == before
+
+
+def test_selection_and_failures_do_not_stop_the_sweep(tmp_path):
+    config = dict(CONFIG, defenses=["none", "rounding:decimals=1"], attack=[
+        {"name": "knockoff", "queryset": "digits", "params": {"epochs": 1}},
+        {"name": "broken", "attack": "knockoff", "queryset": "digits", "params": {"epochs": 1, "lr": -1.0}},
+    ])
+    grid = grid_from_dict(config)
+    results = ResultsFile(tmp_path / "r.csv")
+    rows, failures = run_grid(
+        grid, results=results, work_dir=tmp_path / "w", data_root=None, device="cpu", progress=False,
+        select=select_cells(defenses=["rounding"]),
+    )
+    assert [r["label"] for r in rows] == ["rounding:decimals=1"]
+    assert [(c.attack.name, type(e)) for c, e in failures] == [("broken", ValueError)]
+    assert "lr" in str(failures[0][1])
+    assert results.keys() == {rows[0]["key"]}
+
+
+@pytest.mark.integration
+def test_two_worker_processes_give_the_same_rows_as_one(finished, tmp_path):
+    grid, results, root, _rows, _failures = finished
+    parallel = ResultsFile(tmp_path / "r.csv")
+    select = select_cells(defenses=["none", "reverse_sigmoid"])
+    rows, failures = run_grid(grid, results=parallel, work_dir=root / "work", data_root=None, device="cpu", progress=False, workers=2, select=select)
+    assert failures == [] and len(rows) == 2
+    serial = {r["key"]: r for r in results.rows()}
+    for row in parallel.rows():
+        assert row["attacker_accuracy"] == serial[row["key"]]["attacker_accuracy"]
+        assert row["defender_accuracy"] == serial[row["key"]]["defender_accuracy"]
