@@ -9,6 +9,7 @@ Subcommands::
     stealguard demo   [--out DIR] [--seed S] [--device D]
     stealguard serve  --victim DIR [--defense SPEC] [--host H] [--port P] [--workers N] [--keys FILE] ...
     stealguard keygen --keys FILE --name NAME [--quota N] [--rate R] [--burst B]
+    stealguard quantize --victim DIR --out DIR [--calibration N] [--seed S] [--data-root DIR]
 
 A defense SPEC is ``name[:key=value,key=value]``, e.g. ``mad:epsilon=0.5,norm=l1``.
 Results go to stdout and files, progress bars to stderr. Every bad argument (unknown
@@ -255,6 +256,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from stealguard import data
+    from stealguard.harness import load_victim
+    from stealguard.models import quantize_victim, save_model
+
+    if args.out.resolve() == args.victim.resolve():
+        raise ValueError(f"--out {args.out} must differ from --victim: the float victim would be overwritten")
+    model, card = load_victim(args.victim)
+    if card.quantization is not None:
+        raise ValueError(f"victim {args.victim} is already int8-quantized; quantize its float original")
+    train_images, _ = data.load_dataset(card.dataset, root=args.data_root, split="train", download=args.download).tensors()
+    test_images, test_labels = data.load_dataset(card.dataset, root=args.data_root, split="test", download=args.download).tensors()
+    int8_model, int8_card = quantize_victim(
+        model, card, train_images=train_images, test_images=test_images, test_labels=test_labels,
+        calibration=args.calibration, seed=args.seed,
+    )
+    save_model(int8_model, int8_card, args.out)
+    record = int8_card.quantization
+    print(
+        f"quantized {card.arch} on {card.dataset} to int8 ({record['engine']}, {record['calibration_size']} calibration images): "
+        f"test accuracy float {record['float_test_accuracy']:.4f}, int8 {record['int8_test_accuracy']:.4f}; "
+        f"runs on the CPU only; saved to {args.out}"
+    )
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -362,6 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
     _common(demo, data=False)
     demo.set_defaults(handler=_cmd_demo)
+
+    quantize = commands.add_parser("quantize", help="int8-quantize a trained victim (post-training static; runs on the CPU)")
+    quantize.add_argument("--victim", type=Path, required=True, help="float victim directory written by `stealguard train`")
+    quantize.add_argument("--out", type=Path, required=True, help="directory for the int8 model.safetensors + card.json")
+    quantize.add_argument("--calibration", type=int, default=512, help="training images to calibrate on (default 512)")
+    quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration draw (default 0)")
+    quantize.add_argument("--data-root", type=Path, default=None, help="directory holding the victim's data set")
+    quantize.add_argument("--download", action="store_true", help="download missing data files where supported")
+    quantize.set_defaults(handler=_cmd_quantize)
     return parser
 
 

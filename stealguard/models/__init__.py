@@ -8,6 +8,7 @@ from stealguard.models.base import Classifier
 from stealguard.models.io import ModelCard, load_model, save_model
 from stealguard.models.lenet import build_lenet
 from stealguard.models.mlp import build_mlp
+from stealguard.models.quantization import QuantizedClassifier, build_quantized, quantize, quantize_victim
 from stealguard.models.registry import check_input_shape, create, names, register
 from stealguard.models.resnet import build_resnet18
 from stealguard.models.training import (
@@ -28,8 +29,10 @@ register("resnet18", build_resnet18)
 __all__ = [
     "Classifier",
     "ModelCard",
+    "QuantizedClassifier",
     "accuracy_on",
     "augment_crop_flip",
+    "build_quantized",
     "check_input_shape",
     "create",
     "fit",
@@ -37,6 +40,8 @@ __all__ = [
     "names",
     "predict_logits",
     "predict_proba",
+    "quantize",
+    "quantize_victim",
     "register",
     "save_model",
     "soft_cross_entropy",

@@ -6,6 +6,9 @@ to rebuild the architecture. :func:`load_model` rebuilds the net with
 :func:`stealguard.models.create` (the GroupNorm variant when the card's ``dp`` record says
 ``norm: "group"``) and reads the tensors with ``safetensors.torch.load_file``;
 nothing is ever unpickled, so a model directory from an untrusted source cannot run code.
+An int8 model (card field ``quantization``) stores its int8 values and quantization
+parameters as plain tensors (:mod:`stealguard.models.quantized_state`) and is loaded into
+the graph :func:`stealguard.models.quantization.build_quantized` rebuilds from the card.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from stealguard import __version__
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.models.base import Classifier
+from stealguard.models.quantization import QuantizedClassifier, build_quantized, check_quantization_record
+from stealguard.models.quantized_state import from_plain_tensors, to_plain_tensors
 from stealguard.models.registry import NORMS, check_input_shape, create
 
 WEIGHTS_FILE = "model.safetensors"
@@ -99,6 +104,13 @@ class ModelCard:
             GroupNorm, so the architecture is rebuilt with ``create(..., norm="group")``;
             ``"batch"``: as registered) and optionally ``sample_rate``, ``steps``. Cards
             without the field (all cards before DP-SGD) load as before.
+        quantization: None (default) for a float model, or the int8 record of
+            :func:`stealguard.models.quantization.quantize_victim` (validated by
+            :func:`stealguard.models.quantization.check_quantization_record`): ``engine``
+            (``"x86"``), ``scheme`` (``"ptq_static_fx"``), ``calibration_size`` (>= 1),
+            ``calibration_seed`` (>= 0), ``float_test_accuracy`` and
+            ``int8_test_accuracy`` (in [0, 1] or None), ``torch_version``. An int8 card's
+            ``test_accuracy`` is the int8 one.
         stealguard_version: version that wrote the card (default: the running one).
         created: ISO-8601 timestamp (default: now, UTC).
 
@@ -118,6 +130,7 @@ class ModelCard:
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int | None = None
     dp: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None
     stealguard_version: str = __version__
     created: str = dataclasses.field(default_factory=_now)
 
@@ -152,6 +165,8 @@ class ModelCard:
             check_int("card field 'seed'", self.seed, low=0)
         if self.dp is not None:
             object.__setattr__(self, "dp", _check_dp(self.dp))
+        if self.quantization is not None:
+            object.__setattr__(self, "quantization", check_quantization_record(self.quantization))
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "classes", tuple(classes))
         object.__setattr__(self, "mean", mean)
@@ -159,10 +174,11 @@ class ModelCard:
         object.__setattr__(self, "train", train)
 
     def to_dict(self) -> dict[str, Any]:
-        """The card as plain JSON types (tuples become lists; ``dp`` left out when None)."""
+        """The card as plain JSON types (tuples become lists; ``dp`` and ``quantization`` left out when None)."""
         out = dataclasses.asdict(self)
-        if out["dp"] is None:
-            del out["dp"]
+        for name in ("dp", "quantization"):
+            if out[name] is None:
+                del out[name]
         for name in ("input_shape", "classes", "mean", "std"):
             out[name] = list(out[name])
         return out
@@ -194,17 +210,38 @@ def card_norm(card: ModelCard) -> str:
     return card.dp["norm"] if card.dp is not None else "batch"
 
 
+def _rebuild(card: ModelCard) -> Classifier:
+    """The card's architecture with fresh weights; for an int8 card, its quantized graph."""
+    shape = {"input_shape": card.input_shape, "num_classes": card.num_classes, "mean": card.mean, "std": card.std}
+    if card.quantization is not None:
+        return build_quantized(card.arch, **shape, norm=card_norm(card), engine=card.quantization["engine"])
+    return create(card.arch, **shape, norm=card_norm(card))
+
+
+def _arch_label(card: ModelCard) -> str:
+    return f"{card.arch} (int8)" if card.quantization is not None else card.arch
+
+
+def _tensors(model: Classifier) -> dict[str, Tensor]:
+    """Every ``state_dict`` entry as a contiguous CPU tensor; an int8 model's flattened by ``to_plain_tensors``."""
+    if isinstance(model, QuantizedClassifier):
+        return to_plain_tensors(model.state_dict())
+    return {key: value.detach().to("cpu").contiguous().clone() for key, value in model.state_dict().items()}
+
+
 def save_model(model: Classifier, card: ModelCard, directory: str | os.PathLike[str]) -> Path:
     """Write ``model`` and ``card`` to ``directory`` (created if needed) and return its path.
 
     Files: ``model.safetensors`` (every ``state_dict`` entry, buffers included, as
-    contiguous CPU tensors) and ``card.json``. Existing files of those names are replaced
-    atomically.
+    contiguous CPU tensors; for a :class:`~stealguard.models.quantization.QuantizedClassifier`
+    the int8 values, scales and zero points as plain tensors) and ``card.json``. Existing
+    files of those names are replaced atomically.
 
     Raises:
         TypeError: ``model`` is not a :class:`Classifier` or ``card`` not a :class:`ModelCard`.
-        ValueError: the card disagrees with the model (input shape, classes, mean/std, or
-            a ``card.arch`` whose weights do not match the model's).
+        ValueError: the card disagrees with the model (input shape, classes, mean/std, a
+            ``card.arch`` whose weights do not match the model's, or an int8 model without
+            the card's ``quantization`` record or the other way round).
     """
     if not isinstance(model, Classifier):
         raise TypeError(f"model must be a stealguard Classifier, got {type(model).__name__}")
@@ -219,11 +256,15 @@ def save_model(model: Classifier, card: ModelCard, directory: str | os.PathLike[
         held = getattr(model, name).detach().cpu().flatten().tolist()
         if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(held, getattr(card, name))):
             raise ValueError(f"card {name} {list(getattr(card, name))} differs from the model's {held}")
-    state = {key: value.detach().to("cpu").contiguous().clone() for key, value in model.state_dict().items()}
-    expected = create(
-        card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std, norm=card_norm(card)
-    )
-    _check_state(state, expected.state_dict(), card.arch, "the model")
+    quantized = isinstance(model, QuantizedClassifier)
+    if quantized and card.quantization is None:
+        raise ValueError("the model is int8-quantized but the card has no 'quantization' record (see quantize_victim)")
+    if not quantized and card.quantization is not None:
+        raise ValueError("the card has a 'quantization' record but the model is a float model, not int8-quantized")
+    if quantized and model.engine != card.quantization["engine"]:
+        raise ValueError(f"the model was quantized for engine {model.engine!r}, the card says {card.quantization['engine']!r}")
+    state = _tensors(model)
+    _check_state(state, _tensors(_rebuild(card)), _arch_label(card), "the model")
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     weights_tmp = path / f".{WEIGHTS_FILE}.tmp"
@@ -265,7 +306,9 @@ def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu")
     """Rebuild a classifier saved by :func:`save_model`; return it in eval mode with its card.
 
     The architecture is built from ``card.json`` and the weights are read with
-    ``safetensors.torch.load_file``; no pickle is ever loaded.
+    ``safetensors.torch.load_file``; no pickle is ever loaded. An int8 card (field
+    ``quantization``) gives a :class:`~stealguard.models.quantization.QuantizedClassifier`,
+    which runs on the CPU whatever ``device`` says (it warns when ``device`` is not the CPU).
 
     Args:
         directory: folder holding ``model.safetensors`` and ``card.json``.
@@ -276,7 +319,8 @@ def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu")
             names the expected path).
         ValueError: the card is not valid JSON or fails validation; the weights file is
             not a safetensors file; or the weights do not match the architecture (the
-            message names missing/unexpected keys or mismatched shapes).
+            message names missing/unexpected keys or mismatched shapes; for an int8 model
+            also dtypes and quantization parameters).
     """
     path = Path(directory)
     target_device = resolve_device(device)
@@ -291,18 +335,19 @@ def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu")
         card = ModelCard.from_dict(data)
     except (TypeError, ValueError) as err:
         raise ValueError(f"invalid model card {card_path}: {err}") from None
-    model = create(
-        card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std, norm=card_norm(card)
-    )
+    model = _rebuild(card)
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{weights_path} is not a valid safetensors file: {err}") from None
-    _check_state(state, model.state_dict(), card.arch, str(weights_path))
+    quantized = isinstance(model, QuantizedClassifier)
+    _check_state(state, _tensors(model) if quantized else model.state_dict(), _arch_label(card), str(weights_path))
     for name in ("mean", "std"):
         stored = state[name].flatten().tolist()
         if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(stored, getattr(card, name))):
             raise ValueError(f"{weights_path} holds {name} {stored} but the card says {list(getattr(card, name))}")
+    if quantized:
+        state = from_plain_tensors(state, model.state_dict(), source=str(weights_path))
     model.load_state_dict(state, strict=True)
     model.to(target_device)
     model.eval()
