@@ -3,6 +3,7 @@
 A grid is read from a TOML file (``benchmarks/configs/*.toml``)::
 
     name = "paper"
+    results = "paper"             # optional: results folder shared by several grids (default: name)
     budget = 50000
     seeds = [0, 1]
     defenses = ["none", "mad:epsilon=0.5", "reverse_sigmoid:beta=0.1", "dp_sgd:noise_multiplier=1.0"]
@@ -33,13 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from stealguard import attacks, defenses
 from stealguard.defenses.spec import parse_defense_spec
+from stealguard.models.dp import check_dp_params
+
+PLACEHOLDERS = {"surrogate": lambda: nn.Linear(1, 2), "misinformation": nn.Identity}
+"""Stand-ins for the model-valued defense parameters the sweep supplies, so a grid's specs are
+checked (ranges included) when it is loaded, before anything trains."""
 
 DP_SGD = "dp_sgd"
 """Pseudo-defense name of a DP-SGD-trained victim."""
 DP_DEFAULTS: dict[str, float] = {"max_grad_norm": 1.0}
-DP_PARAMS = ("noise_multiplier", "max_grad_norm", "delta")
 
 
 def _fail(where: str, message: str) -> ValueError:
@@ -145,6 +152,12 @@ class Grid:
     victims: tuple[VictimSpec, ...]
     attacks: tuple[AttackSpec, ...]
     defenses: tuple[str, ...]
+    results: str = ""
+    """Name of the results folder (and victim cache); grids naming the same one share cells."""
+
+    def __post_init__(self) -> None:
+        if not self.results:
+            object.__setattr__(self, "results", self.name)
 
     def cells(self) -> Iterator[Cell]:
         """Cells in run order: victim, attack, seed, then defense (so early results already form curves)."""
@@ -167,17 +180,21 @@ class Grid:
 def _check_defense(spec: Any, where: str) -> str:
     if not isinstance(spec, str):
         raise _fail(where, f"must be a defense spec string, got {spec!r}")
-    name, params = parse_defense_spec(spec)
-    if name == DP_SGD:
-        unknown = set(params) - set(DP_PARAMS)
-        if "noise_multiplier" not in params or unknown:
-            raise _fail(where, f"{spec!r}: dp_sgd takes noise_multiplier (required), max_grad_norm, delta; got {sorted(params)}")
-        return spec.strip()
-    if name not in defenses.names():
-        raise _fail(where, f"unknown defense {name!r}; available: {', '.join(defenses.names())}, {DP_SGD}")
-    unknown = set(params) - set(defenses.parameters(name))
-    if unknown:
-        raise _fail(where, f"{spec!r}: {name} takes no parameter(s) {sorted(unknown)}")
+    try:
+        name, params = parse_defense_spec(spec)
+        if name == DP_SGD:
+            check_dp_params({**DP_DEFAULTS, **params})
+            return spec.strip()
+        if name not in defenses.names():
+            raise ValueError(f"unknown defense {name!r}; available: {', '.join(defenses.names())}, {DP_SGD}")
+        accepted = defenses.parameters(name)
+        unknown = set(params) - set(accepted)
+        if unknown:
+            raise ValueError(f"{name} takes no parameter(s) {sorted(unknown)}")
+        extra = {key: make() for key, make in PLACEHOLDERS.items() if key in accepted and key not in params}
+        defenses.create(name, **params, **extra)
+    except (TypeError, ValueError) as err:
+        raise _fail(where, f"{spec!r}: {err}") from None
     return spec.strip()
 
 
@@ -189,10 +206,11 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
             names the field).
     """
     config = _table(config, "config")
-    allowed = {"name", "budget", "seeds", "defenses", "victim", "attack"}
+    allowed = {"name", "results", "budget", "seeds", "defenses", "victim", "attack"}
     if set(config) - allowed:
         raise _fail("config", f"unknown field(s) {sorted(set(config) - allowed)}; allowed: {sorted(allowed)}")
     name = _name(config.get("name"), "name")
+    results = _name(config.get("results", name), "results")
     budget = config.get("budget")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise _fail("budget", f"must be an integer >= 1, got {budget!r}")
@@ -238,7 +256,7 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
     if not attack_specs:
         raise _fail("attack", "the grid needs at least one [[attack]]")
     grid = Grid(
-        name=name, budget=budget, seeds=tuple(seeds), victims=tuple(victims), attacks=tuple(attack_specs),
+        name=name, results=results, budget=budget, seeds=tuple(seeds), victims=tuple(victims), attacks=tuple(attack_specs),
         defenses=tuple(_check_defense(spec, f"defenses[{i}]") for i, spec in enumerate(specs)),
     )
     for victim in grid.victims:

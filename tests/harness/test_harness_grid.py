@@ -37,6 +37,13 @@ def test_cells_cover_the_product_with_unique_keys():
     assert all(c.queryset is None for c in cells if c.attack.attack == "dfme")
 
 
+def test_results_name_defaults_to_the_grid_name():
+    assert grid_from_dict(BASE).results == "g"
+    assert grid_from_dict(_with(results="shared")).results == "shared"
+    with pytest.raises(ValueError, match="results"):
+        grid_from_dict(_with(results="a b"))
+
+
 def test_dp_cells_and_settings():
     grid = grid_from_dict(BASE)
     dp_cells = [c for c in grid.cells() if c.dp is not None]
@@ -64,6 +71,11 @@ def test_key_ignores_spacing_but_not_values():
         ({"defenses": ["nonsense"]}, "unknown defense 'nonsense'"),
         ({"defenses": ["mad:epsilonn=0.5"]}, "takes no parameter"),
         ({"defenses": ["dp_sgd:max_grad_norm=1"]}, "noise_multiplier"),
+        ({"defenses": ["dp_sgd:noise_multiplier=-1"]}, "noise_multiplier"),
+        ({"defenses": ["dp_sgd:noise_multiplier=1,clip=2"]}, "clip"),
+        ({"defenses": ["mad:epsilon=5"]}, r"defenses\[0\]: 'mad:epsilon=5'.*epsilon"),
+        ({"defenses": ["none", "reverse_sigmoid:beta=-1"]}, r"defenses\[1\].*beta"),
+        ({"defenses": ["adaptive_misinformation:tau=2"]}, "tau"),
         ({"victim": []}, "at least one"),
         ({"victim": [{"name": "m", "dataset": "mnist"}]}, r"victim\[0\]"),
         ({"victim": [{"name": "a/b", "dataset": "mnist", "arch": "lenet"}]}, "name"),
