@@ -117,6 +117,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         download=args.download,
         dp=_dp_params(args.dp),
+        augment={"auto": None, "on": True, "off": False}[args.augment],
+        label_smoothing=args.label_smoothing,
     )
     if card.dp is not None:
         epsilon = "inf" if card.dp["epsilon"] is None else f"{card.dp['epsilon']:.4g}"
@@ -318,13 +320,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a victim classifier and save it")
-    train.add_argument("--dataset", required=True, help="data set name (digits, mnist, fashionmnist, cifar10, ...)")
-    train.add_argument("--arch", required=True, help="architecture (mlp, lenet, vgg16_bn, resnet18)")
+    train.add_argument(
+        "--dataset",
+        required=True,
+        help="data set name (digits, mnist, fashionmnist, cifar10, imagefolder, ...), optionally NAME:half=0|1[,seed=S]: "
+        "a stratified half of the train split (the attacker queries the other half; the test split stays whole)",
+    )
+    train.add_argument("--arch", required=True, help="architecture (mlp, lenet, vgg16_bn, resnet18, resnet9, resnet9_w64)")
     train.add_argument("--epochs", type=int, default=None, help="training epochs (default per arch)")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default per arch)")
     train.add_argument("--optimizer", default=None, help="sgd or adam (default per arch)")
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default per arch)")
     train.add_argument("--out", type=Path, required=True, help="directory for model.safetensors + card.json")
+    train.add_argument(
+        "--augment",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="random crop (4-pixel padding) + horizontal flip; auto (default): on for 3-channel images of at least 32x32",
+    )
+    train.add_argument("--label-smoothing", type=float, default=None, help="label smoothing eps in [0, 1) (default per arch: 0)")
     train.add_argument(
         "--dp",
         default=None,

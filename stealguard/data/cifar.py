@@ -10,8 +10,10 @@ Accepted layouts under ``<root>``:
 * ``cifar10/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` (the extracted
   ``cifar-10-python.tar.gz``) or the same files directly in ``cifar10/``;
 * ``cifar100/cifar-100-python/{train, test, meta}`` or the same files directly in ``cifar100/``;
-* an ImageFolder export ``cifar10/cifar10-jpg/{train,test}/<class>/*.jpg`` (e.g. the extracted
-  ``cifar10-jpg.tar.gz``), likewise ``cifar100/cifar100-jpg/``.
+* an ImageFolder export ``cifar10/cifar10-jpg/{train,test}/<class>/*.jpg`` or
+  ``cifar10-jpg/{train,test}/<class>/*.jpg`` directly under ``<root>`` (the extracted
+  ``cifar10-jpg.tar.gz``: ``tar -xzf cifar10-jpg.tar.gz -C <root>``), likewise ``cifar100-jpg``.
+  The pickle batches win when both are there.
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ def _read_classes(path: Path, spec: CifarSpec) -> tuple[str, ...]:
     return tuple(_text(n) for n in names)
 
 
-def _jpg_tree(root: Path, spec: CifarSpec) -> Path:
-    return root / spec.name / f"{spec.name}-jpg"
+def _jpg_trees(root: Path, spec: CifarSpec) -> tuple[Path, Path]:
+    """Where an extracted ImageFolder export may lie: ``<root>/<name>/<name>-jpg`` or ``<root>/<name>-jpg``."""
+    return root / spec.name / f"{spec.name}-jpg", root / f"{spec.name}-jpg"
 
 
 def load_cifar(root: str | Path, *, spec: CifarSpec, split: str, hint: str) -> ImageDataset:
@@ -143,10 +146,11 @@ def load_cifar(root: str | Path, *, spec: CifarSpec, split: str, hint: str) -> I
             if labels.numel() and int(labels.max()) >= len(classes):
                 raise ValueError(f"{directory}: label {int(labels.max())} beyond the {len(classes)} classes")
             return ImageDataset(images, labels, classes=classes, name=spec.name)
-    tree = _jpg_tree(root, spec)
-    if (tree / split).is_dir():
-        dataset = load_imagefolder(tree, split=split)
-        return ImageDataset(dataset.images, dataset.labels, classes=dataset.classes, name=spec.name)
+    trees = _jpg_trees(root, spec)
+    for tree in trees:
+        if (tree / split).is_dir():
+            dataset = load_imagefolder(tree, split=split)
+            return ImageDataset(dataset.images, dataset.labels, classes=dataset.classes, name=spec.name)
     expected = [candidates[0] / n for n in names] + [f"(or the same files in {candidates[1]})"]
-    expected.append(f"(or an ImageFolder tree {tree / split}/<class>/*.jpg)")
+    expected += [f"(or an ImageFolder tree {tree / split}/<class>/*.jpg)" for tree in trees]
     raise DataNotFoundError(spec.name, expected, hint)

@@ -3,8 +3,10 @@
 An attacker queries the victim with images of the victim's input shape, drawn from whatever
 data it has (Orekondy et al., "Knockoff Nets", CVPR 2019, arXiv:1812.02766; Papernot et al.,
 "Practical Black-Box Attacks", AsiaCCS 2017, arXiv:1602.02697). ``load_queryset`` loads a data
-set and converts it (channels, then size) to that shape; ``split_dataset`` carves a disjoint
-query set out of a training set.
+set and converts it (channels, then size) to that shape; ``split_dataset`` (from
+:mod:`stealguard.data.split`) carves a disjoint query set out of a training set, and a spec
+such as ``cifar10:half=1`` loads the half of a train split that a ``cifar10:half=0`` victim
+never saw.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import torch
 
-from stealguard._checks import check_bool, check_int, check_number
 from stealguard.data.base import ImageDataset, as_float_images
 from stealguard.data.registry import load_dataset
+from stealguard.data.split import split_dataset
+
+__all__ = ["adapt_dataset", "load_queryset", "split_dataset"]
 from stealguard.data.transforms import resize, to_channels
 
 _CHUNK = 4096
@@ -86,8 +90,13 @@ def load_queryset(
     """Load data set ``name`` (see ``load_dataset``) as attacker images of the victim's ``input_shape``.
 
     Gray -> RGB repeats the channel, RGB -> gray is ITU-R BT.601 luma; sizes change by
-    bilinear interpolation, antialiased when shrinking. Labels are those of ``name`` (attacks
-    may ignore them; they are not the victim's classes).
+    bilinear interpolation, antialiased when shrinking. Labels are those of ``name``: attacks
+    never train on them (Knockoff's adaptive policy may use them as its arms); they are not
+    the victim's classes unless ``name`` is the victim's own data set.
+
+    ``name`` may be a data-set spec with a half (``cifar10:half=1``, ``imagefolder:half=1,seed=3``;
+    see :mod:`stealguard.data.split`): the attacker's half of a train split, disjoint from the
+    ``half=0`` a victim trained on.
 
     Args:
         name, root, split, download: as for ``load_dataset``.
@@ -107,51 +116,3 @@ def load_queryset(
     _check_input_shape(input_shape)
     dataset = load_dataset(name, root=root, split=split, download=download)
     return adapt_dataset(dataset, input_shape=input_shape)
-
-
-def split_dataset(
-    dataset: ImageDataset, fraction: float, seed: int, *, stratify: bool = False
-) -> tuple[ImageDataset, ImageDataset]:
-    """Split ``dataset`` into two disjoint parts, the first holding ``fraction`` of it.
-
-    A seeded random permutation (``torch.randperm`` with a ``torch.Generator`` seeded by
-    ``seed``) picks ``round(fraction * N)`` indices for the first part; the rest form the
-    second. With ``stratify=True`` the same is done per class (``round(fraction * N_k)`` of
-    class k), so both parts keep the class proportions. Each part keeps the original order.
-
-    Args:
-        dataset: the data set to split.
-        fraction: share of the first part, in ``[0, 1]``.
-        seed: >= 0; the same seed gives the same split.
-        stratify: split per class; default False.
-
-    Returns:
-        ``(first, second)``: disjoint, together exactly ``dataset``.
-
-    Raises:
-        TypeError: dataset not an ImageDataset; fraction/seed/stratify of the wrong type.
-        ValueError: fraction outside ``[0, 1]``; seed < 0.
-
-    Example:
-        >>> query, rest = split_dataset(load_dataset("digits"), 0.25, 0)
-        >>> len(query) + len(rest) == len(load_dataset("digits"))
-        True
-    """
-    if not isinstance(dataset, ImageDataset):
-        raise TypeError(f"dataset must be an ImageDataset, got {type(dataset).__name__}")
-    fraction = check_number("fraction", fraction, low=0.0, high=1.0)
-    seed = check_int("seed", seed, low=0)
-    check_bool("stratify", stratify)
-    generator = torch.Generator().manual_seed(seed)
-    groups = [torch.nonzero(dataset.labels == k).flatten() for k in range(dataset.num_classes)] if stratify else [
-        torch.arange(len(dataset))
-    ]
-    first, second = [], []
-    for members in groups:
-        order = members[torch.randperm(len(members), generator=generator)]
-        cut = int(round(fraction * len(members)))
-        first.append(order[:cut])
-        second.append(order[cut:])
-    first_index = torch.sort(torch.cat(first)).values
-    second_index = torch.sort(torch.cat(second)).values
-    return dataset.subset(first_index), dataset.subset(second_index)

@@ -28,6 +28,7 @@ from stealguard.data.digits import load_digits
 from stealguard.data.download import DOWNLOADS, download as fetch
 from stealguard.data.idx import load_idx_dataset
 from stealguard.data.imagefolder import load_imagefolder
+from stealguard.data.split import DatasetSpec, parse_dataset_spec, take_half
 
 SPLITS = ("train", "test")
 ROOT_ENV = "STEALGUARD_DATA_ROOT"
@@ -56,8 +57,9 @@ def names() -> list[str]:
 def _hint(name: str, base: Path) -> str:
     where = f"{base / name}"
     if name in DOWNLOADS:
+        jpg = f" or extract an ImageFolder export there (tar -xzf {name}-jpg.tar.gz -C {base})," if name in _CIFAR else ""
         return (
-            f"Pass download=True (CLI: --download) to fetch the official files into {where}, "
+            f"Pass download=True (CLI: --download) to fetch the official files into {where},{jpg} "
             f"or put them there yourself. (root defaults to ${ROOT_ENV}, else ./data.)"
         )
     return f"Put the files in {where}. (root defaults to ${ROOT_ENV}, else ./data.)"
@@ -66,7 +68,8 @@ def _hint(name: str, base: Path) -> str:
 def _unknown(name: str, base: Path) -> ValueError:
     return ValueError(
         f"unknown data set {name!r}; known: {', '.join(names())}. Any folder in IDX (MNIST) layout under "
-        f"root ({base}) also works by its folder name (<root>/<name>/train-images-idx3-ubyte[.gz], ...)."
+        f"root ({base}) also works by its folder name (<root>/<name>/train-images-idx3-ubyte[.gz], ...); "
+        "a half of the train split is NAME:half=0|1[,seed=S]."
     )
 
 
@@ -78,47 +81,16 @@ def _loader(name: str, base: Path, split: str) -> Callable[[], ImageDataset]:
     )
 
 
-def load_dataset(
-    name: str,
-    *,
-    root: str | Path | None = None,
-    split: str = "train",
-    download: bool = False,
-) -> ImageDataset:
-    """Load one split of a named data set into memory.
-
-    Args:
-        name: one of ``names()``, or the name of an IDX-layout folder under ``root``.
-        root: data root (for ``imagefolder``: the tree's top, holding ``train/`` and ``test/``);
-            default ``$STEALGUARD_DATA_ROOT``, else ``./data``; ignored by ``digits``.
-        split: ``"train"`` (default) or ``"test"``.
-        download: fetch missing official files (mnist, fashionmnist, cifar10, cifar100 only;
-            a no-op for digits); default False, which never touches the network.
-
-    Returns:
-        the split as an ``ImageDataset``.
-
-    Raises:
-        TypeError: name not a string; download not a bool.
-        ValueError: unknown name (lists the known ones), bad split, ``download=True`` for a
-            data set without official download, ``imagefolder`` without ``root``, corrupt files.
-        DataNotFoundError: files missing (names every expected path and how to get them).
-        OSError: a download failed or its checksum did not match.
-
-    Example:
-        >>> ds = load_dataset("digits", split="test")
-        >>> ds.input_shape, ds.num_classes
-        ((1, 8, 8), 10)
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {name!r} ({type(name).__name__})")
-    check_choice("split", split, SPLITS)
-    check_bool("download", download)
+def _load_whole(spec: DatasetSpec, root: str | Path | None, split: str, download: bool) -> ImageDataset:
+    name = spec.name
     if name == "digits":
         return load_digits(split=split)
     if name == "imagefolder":
         if root is None:
-            raise ValueError("imagefolder needs root=<folder holding train/ and test/>")
+            raise ValueError(
+                f"imagefolder needs root=<the folder holding train/ and test/> (CLI: --data-root DIR) for data set "
+                f"{str(spec)!r}; an ImageFolder tree has no default location"
+            )
         if download:
             raise ValueError(f"download=True is supported only for {', '.join(sorted(DOWNLOADS))}; got {name!r}")
         return load_imagefolder(root, split=split)
@@ -136,3 +108,60 @@ def load_dataset(
             raise
     fetch(name, base)
     return load()
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    split: str = "train",
+    download: bool = False,
+) -> ImageDataset:
+    """Load one split of a named data set into memory.
+
+    Args:
+        name: one of ``names()``, or the name of an IDX-layout folder under ``root``; either
+            optionally with a half of the train split, ``name:half=0|1[,seed=S]``
+            (:mod:`stealguard.data.split`: stratified, seeded; split seed default 0).
+        root: data root (for ``imagefolder``: the tree's top, holding ``train/`` and ``test/``);
+            default ``$STEALGUARD_DATA_ROOT``, else ``./data``; ignored by ``digits``.
+        split: ``"train"`` (default) or ``"test"``.
+        download: fetch missing official files (mnist, fashionmnist, cifar10, cifar100 only;
+            a no-op for digits); default False, which never touches the network.
+
+    Returns:
+        the split as an ``ImageDataset``; with a half and ``split="train"`` that half, named
+        ``"<name>:half=H,seed=S"``; the test split is always whole.
+
+    Raises:
+        TypeError: name not a string; download not a bool.
+        ValueError: unknown name (lists the known ones), a malformed spec (names the bad
+            option), bad split, ``download=True`` for a data set without official download,
+            ``imagefolder`` without ``root``, corrupt files.
+        DataNotFoundError: files missing (names every expected path and how to get them).
+        OSError: a download failed or its checksum did not match.
+
+    Example:
+        >>> ds = load_dataset("digits", split="test")
+        >>> ds.input_shape, ds.num_classes
+        ((1, 8, 8), 10)
+        >>> half = load_dataset("digits:half=1")
+        >>> half.name, len(half) + len(load_dataset("digits:half=0")) == len(load_dataset("digits"))
+        ('digits:half=1,seed=0', True)
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {name!r} ({type(name).__name__})")
+    check_choice("split", split, SPLITS)
+    check_bool("download", download)
+    spec = _parse(name, root)
+    dataset = _load_whole(spec, root, split, download)
+    if spec.half is None or split != "train":
+        return dataset
+    return take_half(dataset, half=spec.half, seed=spec.split_seed)
+
+
+def _parse(name: str, root: str | Path | None) -> DatasetSpec:
+    """The spec of ``name``; a plain name that cannot be one is reported as an unknown data set."""
+    if ":" not in name and not _FOLDER_NAME.fullmatch(name):
+        raise _unknown(name, Path(root) if root is not None else default_root())
+    return parse_dataset_spec(name)

@@ -126,6 +126,34 @@ def _card_summary(card: Any) -> dict[str, Any]:
     }
 
 
+def queryset_spec(queryset: str, victim_dataset: str) -> str:
+    """``queryset`` with the victim's split seed where it names a half of the victim's data set without a seed.
+
+    A victim trained on ``imagefolder:half=0,seed=7`` and attacked with ``--queryset
+    imagefolder:half=1`` gets the attacker's half of the same split (``seed=7``), the one
+    disjoint from its training half; a seed written in ``queryset``, another data set, or a
+    victim data set that is no spec (e.g. the folder name of an old ImageFolder card) leave
+    ``queryset`` as it is.
+
+    Raises:
+        ValueError: ``queryset`` is a malformed spec.
+
+    Example:
+        >>> queryset_spec("cifar10:half=1", "cifar10:half=0,seed=7")
+        'cifar10:half=1,seed=7'
+    """
+    query = sgdata.parse_dataset_spec(queryset) if ":" in queryset else None
+    if query is None or query.half is None or query.seed is not None:
+        return queryset
+    try:
+        victim = sgdata.parse_dataset_spec(victim_dataset)
+    except ValueError:
+        return queryset
+    if victim.name != query.name or victim.half is None:
+        return queryset
+    return str(sgdata.DatasetSpec(query.name, query.half, victim.split_seed))
+
+
 def takes_queryset(attack: str) -> bool:
     """Whether ``attack`` uses a query set of images (the data-free attacks do not).
 
@@ -191,11 +219,15 @@ def run_attack(
         attack_params: extra keyword parameters of the attack (e.g. ``epochs``); the
             harness supplies ``queryset``, ``replica_arch`` (the victim's), ``seed``,
             ``device`` and ``progress`` unless given here.
-        queryset: the attacker's images: a data-set name (loaded with ``load_queryset`` at
-            the victim's input shape, train split) or an ``ImageDataset``.
+        queryset: the attacker's images: a data-set name or spec (loaded with
+            ``load_queryset`` at the victim's input shape, train split; ``cifar10:half=1``
+            is the half a ``cifar10:half=0`` victim did not train on, with the victim's split
+            seed unless the spec gives one, see :func:`queryset_spec`) or an ``ImageDataset``.
         data_root: where data files live. budget: queries, >= 1. seed: >= 0.
         device: ``auto``, ``cpu``, ``cuda``. progress: tqdm bars on stderr.
-        test_set: the labelled evaluation set; default the test split of the victim's data set.
+        test_set: the labelled evaluation set; default the (whole) test split of the victim's
+            data set, ``load_dataset(card.dataset, root=data_root, split="test")``: for an
+            ImageFolder victim ``data_root`` is the tree holding ``train/`` and ``test/``.
         download: let the data loaders download missing files.
 
     Returns:
@@ -229,7 +261,13 @@ def run_attack(
         progress=progress,
     )
     if isinstance(queryset, str) and takes_queryset(attack):
-        queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=tuple(card.input_shape), split="train", download=download)
+        queryset = sgdata.load_queryset(
+            queryset_spec(queryset, card.dataset),
+            root=data_root,
+            input_shape=tuple(card.input_shape),
+            split="train",
+            download=download,
+        )
     if test_set is None:
         test_set = sgdata.load_dataset(card.dataset, root=data_root, split="test", download=download)
     attack_obj = build_attack(
@@ -370,7 +408,13 @@ def run_remote_attack(
         card = box.card
         test_name = dataset if dataset is not None else card["dataset"]
         if isinstance(queryset, str) and takes_queryset(attack):
-            queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=box.input_shape, split="train", download=download)
+            queryset = sgdata.load_queryset(
+                queryset_spec(queryset, str(card["dataset"])),
+                root=data_root,
+                input_shape=box.input_shape,
+                split="train",
+                download=download,
+            )
         test_set = sgdata.load_dataset(test_name, root=data_root, split="test", download=download)
         test_images, test_labels = test_set.tensors()
         replica, attack_obj = attack_blackbox(

@@ -11,6 +11,7 @@ from stealguard.models.mlp import build_mlp
 from stealguard.models.quantization import QuantizedClassifier, build_quantized, quantize, quantize_victim
 from stealguard.models.registry import check_input_shape, create, names, register
 from stealguard.models.resnet import build_resnet18
+from stealguard.models.resnet9 import build_resnet9, build_resnet9_w64
 from stealguard.models.training import (
     accuracy_on,
     augment_crop_flip,
@@ -25,6 +26,8 @@ register("mlp", build_mlp)
 register("lenet", build_lenet)
 register("vgg16_bn", build_vgg16_bn)
 register("resnet18", build_resnet18)
+register("resnet9", build_resnet9)
+register("resnet9_w64", build_resnet9_w64)
 
 __all__ = [
     "Classifier",

@@ -22,7 +22,10 @@ from stealguard.device import DeviceLike, resolve_device
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "step", "none")
+SCHEDULES = ("cosine", "step", "none", "onecycle")
+ONECYCLE_PEAK = 0.2
+"""Share of the steps over which ``onecycle`` warms up to the peak learning rate (Page's
+DAWNBench ResNet-9 schedule peaks at epoch 5 of 24, about 0.2)."""
 SOFT_TARGET_TOLERANCE = 1e-3
 
 
@@ -85,10 +88,13 @@ def _batches(perm: Tensor, batch_size: int) -> list[Tensor]:
     return chunks
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``torch.optim.SGD`` (with ``momentum``) or ``torch.optim.Adam`` over ``model``'s parameters, by ``name``."""
+def make_optimizer(
+    model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float, *, nesterov: bool = False
+) -> torch.optim.Optimizer:
+    """``torch.optim.SGD`` (with ``momentum``; Nesterov's with ``nesterov``) or ``torch.optim.Adam``
+    over ``model``'s parameters, by ``name``."""
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
@@ -98,6 +104,11 @@ def _lr_factor(schedule: str, step: int, total_steps: int, epoch: int, epochs: i
         return 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
     if schedule == "step":
         return 0.1 ** sum(epoch >= milestone for milestone in (epochs // 2, (3 * epochs) // 4) if milestone > 0)
+    if schedule == "onecycle":
+        peak = max(1.0, ONECYCLE_PEAK * total_steps)
+        if step < peak:
+            return (step + 1) / peak
+        return max(0.0, (total_steps - step) / max(1.0, total_steps - peak))
     return 1.0
 
 
@@ -155,6 +166,8 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     augment: Augment | None = None,
+    nesterov: bool = False,
+    label_smoothing: float = 0.0,
 ) -> list[float]:
     """Train ``model`` in place by minibatch gradient descent; return the mean loss of each epoch.
 
@@ -166,7 +179,14 @@ def fit(
     weights on the CPU.
 
     Schedules: ``cosine`` anneals the learning rate from ``lr`` to 0 over all steps (per
-    batch); ``step`` multiplies it by 0.1 at 50% and 75% of the epochs; ``none`` keeps it.
+    batch); ``step`` multiplies it by 0.1 at 50% and 75% of the epochs; ``onecycle`` (Smith &
+    Topin, "Super-Convergence", arXiv:1708.07120, in the piecewise-linear form of Page's
+    DAWNBench ResNet-9) rises linearly to ``lr`` over the first :data:`ONECYCLE_PEAK` of the
+    steps and falls linearly to 0 at the last; ``none`` keeps it.
+
+    Label smoothing (Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016,
+    arXiv:1512.00567, Sec. 7) replaces the target ``t`` by ``(1 - eps) t + eps / K``, for
+    labels and posteriors alike.
 
     Args:
         model: the network; moved to ``device`` and left there in eval mode.
@@ -180,13 +200,15 @@ def fit(
         lr: base learning rate, > 0.
         momentum: SGD momentum in [0, 1) (default 0.9; ignored by Adam).
         weight_decay: L2 penalty >= 0 (default 5e-4).
-        schedule: ``"cosine"``, ``"step"`` or ``"none"`` (default ``"cosine"``).
+        schedule: ``"cosine"``, ``"step"``, ``"onecycle"`` or ``"none"`` (default ``"cosine"``).
         seed: >= 0, seeds shuffling, augmentation and any randomness in the model.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         progress: show a tqdm bar over the batches of all epochs.
         desc: label of the progress bar.
         augment: optional ``augment(batch, generator) -> batch`` applied to each input
             batch (e.g. :func:`augment_crop_flip`), drawing randomness from ``generator``.
+        nesterov: Nesterov momentum for ``"sgd"`` (needs ``momentum`` > 0; default False).
+        label_smoothing: eps in [0, 1) (default 0: plain cross-entropy).
 
     Returns:
         ``epochs`` floats: the sample-weighted mean training loss of each epoch.
@@ -212,9 +234,13 @@ def fit(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
         schedule=schedule, seed=seed, progress=progress, desc=desc, augment=augment, device=device,
     )
+    check_bool("nesterov", nesterov)
+    if nesterov and (optimizer != "sgd" or momentum == 0.0):
+        raise ValueError(f"nesterov=True needs optimizer 'sgd' with momentum > 0, got optimizer {optimizer!r}, momentum {momentum!r}")
+    label_smoothing = check_number("label_smoothing", label_smoothing, low=0.0, high=1.0, high_inclusive=False)
 
     model.to(target_device)
-    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
+    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay, nesterov=nesterov)
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = len(_batches(torch.arange(n), batch_size))
     total_steps = epochs * steps_per_epoch
@@ -234,7 +260,7 @@ def fit(
                     batch = augment(batch, generator)
                 logits = model(batch.to(target_device, torch.float32))
                 target = targets[index.to(targets.device)].to(target_device)
-                loss = soft_cross_entropy(logits, target.float()) if soft else F.cross_entropy(logits, target)
+                loss = _loss(logits, target, soft, label_smoothing)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"training loss became {value} at epoch {epoch + 1}, step {step + 1}; lower lr")
@@ -248,6 +274,16 @@ def fit(
             losses.append(total / n)
     model.eval()
     return losses
+
+
+def _loss(logits: Tensor, target: Tensor, soft: bool, label_smoothing: float) -> Tensor:
+    """Cross-entropy on labels or posteriors, with label smoothing ``eps`` when it is > 0."""
+    if not soft:
+        return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    probs = target.float()
+    if label_smoothing > 0.0:
+        probs = probs * (1.0 - label_smoothing) + label_smoothing / probs.shape[1]
+    return soft_cross_entropy(logits, probs)
 
 
 def predict_logits(model: nn.Module, inputs: Tensor, *, batch_size: int = 512, device: DeviceLike = "auto") -> Tensor:

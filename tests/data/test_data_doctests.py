@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["base", "transforms", "registry", "queryset", "stats"]
+MODULES = ["base", "transforms", "registry", "queryset", "split", "stats"]
 
 
 @pytest.mark.parametrize("name", MODULES)

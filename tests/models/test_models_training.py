@@ -184,7 +184,7 @@ def test_augment_crop_flip_identity_and_determinism() -> None:
         ({"lr": float("nan")}, ValueError, r"lr must be finite"),
         ({"momentum": 1.0}, ValueError, r"momentum must be in \[0, 1\), got 1.0"),
         ({"weight_decay": -1e-4}, ValueError, r"weight_decay must be in \[0, inf\), got -0.0001"),
-        ({"schedule": "linear"}, ValueError, r"schedule must be one of 'cosine', 'step', 'none'; got 'linear'"),
+        ({"schedule": "linear"}, ValueError, r"schedule must be one of 'cosine', 'step', 'none', 'onecycle'; got 'linear'"),
         ({"seed": -1}, ValueError, r"seed must be an integer in \[0, inf\], got -1"),
         ({"progress": "yes"}, TypeError, r"progress must be True or False"),
         ({"desc": 3}, TypeError, r"desc must be a string"),
