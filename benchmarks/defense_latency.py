@@ -21,7 +21,6 @@ Run:  python benchmarks/defense_latency.py            (mlp, lenet, vgg16_bn; bat
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,8 @@ from torch import Tensor, nn
 import stealguard.defenses as D
 from stealguard.defenses.mad_reference import reference_mad
 from stealguard.models import create as create_model
+
+from _timing import markdown, time_paths  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 INPUT_SHAPES = {"mlp": (1, 8, 8), "lenet": (1, 28, 28), "vgg16_bn": (3, 32, 32), "resnet18": (3, 32, 32)}
 CHEAP = ("dcp", "reverse_sigmoid", "topk", "rounding", "label_only", "random_noise")
@@ -57,32 +58,6 @@ def defenses_for(arch: str, full_jacobian: bool) -> dict[str, D.Defense]:
     if full_jacobian:
         chosen["mad (full)"] = D.create("mad", epsilon=0.5, surrogate=surrogate, jacobian="full")
     return chosen
-
-
-def median_seconds(fn: Callable[[], object], rounds: list[list[float]], index: int, inner: int) -> None:
-    """Time ``inner`` calls of ``fn`` and append the per-call time to ``rounds[index]``."""
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    rounds[index].append((time.perf_counter() - start) / inner)
-
-
-def time_paths(paths: dict[str, Callable[[], object]], *, rounds: int, budget_s: float) -> dict[str, float]:
-    """Median seconds per call of each path, measured interleaved over ``rounds`` rounds."""
-    names = list(paths)
-    inner = {}
-    for name in names:
-        for _ in range(3):
-            paths[name]()
-        start = time.perf_counter()
-        paths[name]()
-        once = max(time.perf_counter() - start, 1e-6)
-        inner[name] = max(1, int(budget_s / rounds / once))
-    samples: list[list[float]] = [[] for _ in names]
-    for _ in range(rounds):
-        for i, name in enumerate(names):
-            median_seconds(paths[name], samples, i, inner[name])
-    return {name: statistics.median(samples[i]) for i, name in enumerate(names)}
 
 
 def run_case(arch: str, batch: int, *, rounds: int, budget_s: float, full_jacobian: bool) -> list[dict[str, object]]:
@@ -146,15 +121,6 @@ def compare_full_with_reference(arch: str, batch: int, reference_samples: int) -
         "max_abs_diff": float((fast[subset].double() - slow).abs().max()),
         "same_vertex": bool(torch.equal(fast[subset].argmax(1), slow.argmax(1))),
     }
-
-
-def markdown(rows: list[dict[str, object]], columns: list[str]) -> str:
-    def fmt(value: object) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row[c]) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,6 +123,7 @@ def _card_summary(card: Any) -> dict[str, Any]:
         "test_accuracy": card.test_accuracy,
         "seed": getattr(card, "seed", None),
         "dp": getattr(card, "dp", None),
+        "quantization": getattr(card, "quantization", None),
     }
 
 
