@@ -134,6 +134,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_attack(args: argparse.Namespace) -> int:
     from stealguard.harness import format_table, load_victim, run_attack, write_json
+    from stealguard.harness.experiment import default_queryset
 
     if args.target is not None:
         return _attack_remote(args)
@@ -147,7 +148,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         defense=args.defense,
         attack=args.attack,
         attack_params=_attack_params(args),
-        queryset=args.queryset if args.queryset is not None else victim[1].dataset,
+        queryset=args.queryset if args.queryset is not None else default_queryset(victim[1].dataset),
         data_root=args.data_root,
         budget=args.budget,
         seed=args.seed,
@@ -355,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key", default=os.environ.get("STEALGUARD_API_KEY"), help="key for --target (default $STEALGUARD_API_KEY)"
     )
     attack.add_argument("--dataset", default=None, help="with --target: test data set (default: the one in the model card)")
-    attack.add_argument("--queryset", default=None, help="attacker's query data set (default: the victim's data set)")
+    attack.add_argument("--queryset", default=None, help="attacker's query data set, NAME or NAME:half=0|1 "
+                        "(default: the other half of a half-trained victim's split, else the victim's data set)")
     attack.add_argument("--defense", default="none", metavar="SPEC", help="defense spec NAME[:key=value,...] (default none)")
     attack.add_argument("--out", type=Path, required=True, help="result JSON file")
     _common(attack)

@@ -155,6 +155,23 @@ def queryset_spec(queryset: str, victim_dataset: str) -> str:
     return str(sgdata.DatasetSpec(query.name, query.half, victim.split_seed))
 
 
+def default_queryset(victim_dataset: str) -> str:
+    """The attacker's query set when none is named: the other half of a half-trained victim's
+    split (same seed, disjoint from the victim's training images), else the victim's data set.
+
+    Example:
+        >>> default_queryset("cifar10:half=0,seed=3"), default_queryset("mnist")
+        ('cifar10:half=1,seed=3', 'mnist')
+    """
+    try:
+        victim = sgdata.parse_dataset_spec(victim_dataset)
+    except ValueError:
+        return victim_dataset
+    if victim.half is None:
+        return victim_dataset
+    return str(sgdata.DatasetSpec(victim.name, 1 - victim.half, victim.split_seed))
+
+
 def takes_queryset(attack: str) -> bool:
     """Whether ``attack`` uses a query set of images (the data-free attacks do not).
 

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from stealguard import data as sgdata
 from stealguard.defenses.base import Defense
 from stealguard.device import DeviceLike
-from stealguard.harness.experiment import Victim, build_defense, load_victim, run_attack
+from stealguard.harness.experiment import Victim, build_defense, load_victim, queryset_spec, run_attack
 from stealguard.harness.plots import plot_tradeoff
 from stealguard.harness.tables import write_csv, write_json
 
@@ -62,7 +62,7 @@ def sweep(
     if include_none and not any(isinstance(s, str) and s.strip().partition(":")[0].strip() == "none" for s in specs):
         specs.insert(0, "none")
     if isinstance(queryset, str):
-        queryset = sgdata.load_queryset(queryset, root=data_root, input_shape=tuple(card.input_shape), split="train", download=download)
+        queryset = sgdata.load_queryset(queryset_spec(queryset, card.dataset), root=data_root, input_shape=tuple(card.input_shape), split="train", download=download)
     if test_set is None:
         test_set = sgdata.load_dataset(card.dataset, root=data_root, split="test", download=download)
     rows = []

@@ -161,3 +161,12 @@ def test_resnet9_with_dp_keeps_the_settings_dp_sgd_takes(tree: Path) -> None:
     assert card.dp["norm"] == "group" and "nesterov" not in card.train and card.train["schedule"] == "onecycle"
     with pytest.raises(ValueError, match=r"label_smoothing is not available with dp"):
         fit_victim(train, test, dp={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, label_smoothing=0.1, **common)
+
+
+def test_default_queryset_is_the_other_half_with_the_same_seed():
+    from stealguard.harness.experiment import default_queryset
+
+    assert default_queryset("cifar10:half=0,seed=3") == "cifar10:half=1,seed=3"
+    assert default_queryset("imagefolder:half=1") == "imagefolder:half=0,seed=0"
+    assert default_queryset("mnist") == "mnist"
+    assert default_queryset("not a spec::") == "not a spec::"
