@@ -45,3 +45,25 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path):
     done = _run("--config", str(bad), "--out", str(tmp_path / "o"))
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: grid defenses[0]") and "Traceback" not in done.stderr
+
+
+def test_paper_table_puts_our_numbers_beside_the_papers(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import reproduce
+
+    def row(defense, label, attacker, defender, std=0.01):
+        return {
+            "victim": "mnist-lenet", "attack_name": "knockoff", "defense": defense, "label": label, "victim_accuracy": 0.993,
+            "defender_accuracy": defender, "attacker_accuracy": attacker, "attacker_accuracy_std": std,
+        }
+
+    rows = [
+        row("none", "none", 0.98, 0.993),
+        row("mad", "mad:epsilon=0.5", 0.80, 0.990),
+        row("mad", "mad:epsilon=1.0", 0.60, 0.985),
+        row("mad", "mad:epsilon=1.5", 0.10, 0.20),
+    ]
+    table = reproduce.paper_table(rows)
+    line = next(li for li in table.splitlines() if li.startswith("| mnist-lenet | knockoff |"))
+    assert line == "| mnist-lenet | knockoff | 99.4 | 99.3 | 99.0 | 98.0 ± 1.0 | 69.8 | 60.0 ± 1.0 (`mad:epsilon=1.0`) |"
+    assert "| fashionmnist-lenet | jbda | 92.0 | not run | 38.7 | not run | – | not run |" in table
