@@ -37,6 +37,8 @@ import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,6 +47,8 @@ import stealguard.defenses as D
 from stealguard import data as sgdata
 from stealguard import models
 from stealguard.device import resolve_device
+from stealguard.harness.experiment import make_surrogate
+from stealguard.models.quantization import calibration_subset
 
 from _timing import joules_per_call, markdown, rapl_counters, time_paths  # noqa: E402  (benchmarks/ on sys.path)
 
@@ -52,22 +56,10 @@ COMPARED = ("reverse_sigmoid", "mad (last_layer)", "mad (full)", "adaptive_misin
 PAPER_SPEEDUP = 37.0
 
 
-def random_copy(arch: str, model: models.Classifier, seed: int) -> models.Classifier:
-    """A randomly initialised float ``arch`` network with ``model``'s input contract (shape, classes, normalisation)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return models.create(
-            arch, input_shape=model.input_shape, num_classes=model.num_classes,
-            mean=model.mean.flatten().tolist(), std=model.std.flatten().tolist(),
-        ).eval()
-
-
-def build_defenses(
-    arch: str, victim: models.Classifier, int8: bool, calibration: Tensor, full_jacobian: bool
-) -> dict[str, D.Defense]:
-    """The defenses timed with ``victim`` (each with its own random helper networks)."""
-    surrogate = random_copy(arch, victim, seed=1)
-    misinformation = random_copy(arch, victim, seed=2)
+def build_defenses(card: Any, int8: bool, calibration: Tensor, full_jacobian: bool) -> dict[str, D.Defense]:
+    """The defenses timed with the victim of ``card`` (each with its own random helper networks)."""
+    surrogate = make_surrogate(card, seed=1)
+    misinformation = make_surrogate(card, seed=2)
     if int8:
         misinformation = models.quantize(misinformation, calibration)
     chosen = {
@@ -83,14 +75,14 @@ def build_defenses(
 
 
 def time_case(
-    victim: models.Classifier, images: Tensor, *, arch: str, label: str, int8: bool, calibration: Tensor, batch: int,
+    victim: models.Classifier, images: Tensor, *, card: Any, label: str, int8: bool, calibration: Tensor, batch: int,
     device: torch.device, rounds: int, budget_s: float, full_jacobian: bool, counters: list[Path],
 ) -> list[dict[str, object]]:
     """Rows of one (victim form, batch size): time per query, ratio, energy per query of every path."""
     run_on = torch.device("cpu") if int8 else device
     victim = victim.to(run_on).eval()
     x = images[:batch].to(run_on)
-    chosen = build_defenses(arch, victim, int8, calibration, full_jacobian)
+    chosen = build_defenses(card, int8, calibration, full_jacobian)
     for defense in chosen.values():
         for module in (getattr(defense, "surrogate", None), getattr(defense, "misinformation", None)):
             if module is not None and not isinstance(module, models.QuantizedClassifier):
@@ -153,21 +145,25 @@ def speedups(rows: list[dict[str, object]]) -> list[dict[str, object]]:
     return out
 
 
-def load_victims(args: argparse.Namespace) -> tuple[str, models.Classifier, models.Classifier | None, Tensor, Tensor, str]:
-    """(arch, float victim, int8 victim or None to quantize here, timing images, calibration images, what they are)."""
+def load_victims(args: argparse.Namespace) -> tuple[Any, models.Classifier, models.Classifier | None, Tensor, Tensor, str]:
+    """(card, float victim, int8 victim or None to quantize here, timing images, calibration images, what they are).
+
+    Without ``--victim`` the card is a stand-in naming the random network's arch and input contract.
+    """
     if args.victim is None:
+        card = SimpleNamespace(arch=args.arch, input_shape=(3, 32, 32), num_classes=10, mean=None, std=None)
         torch.manual_seed(0)
-        model = models.create(args.arch, input_shape=(3, 32, 32), num_classes=10).eval()
-        images = torch.rand(max(args.batch_sizes), 3, 32, 32)
-        return args.arch, model, None, images, torch.rand(256, 3, 32, 32), f"random-weight {args.arch} on uniform noise"
+        model = models.create(card.arch, input_shape=card.input_shape, num_classes=card.num_classes).eval()
+        images = torch.rand(max(args.batch_sizes), *card.input_shape)
+        return card, model, None, images, torch.rand(256, *card.input_shape), f"random-weight {args.arch} on uniform noise"
     model, card = models.load_model(args.victim, device="cpu")
     int8 = models.load_model(args.int8, device="cpu")[0] if args.int8 else None
     test = sgdata.load_dataset(card.dataset, root=args.data_root, split="test")
     train = sgdata.load_dataset(card.dataset, root=args.data_root, split="train")
     generator = torch.Generator().manual_seed(0)
     images = test.tensors()[0][torch.randperm(len(test), generator=generator)[: max(args.batch_sizes)]]
-    calibration = train.tensors()[0][torch.randperm(len(train), generator=generator)[:256]]
-    return card.arch, model, int8, images, calibration, f"{card.arch} trained on {card.dataset} ({card.test_accuracy:.2%}), test images"
+    calibration = calibration_subset(train.tensors()[0], 256, seed=0)
+    return card, model, int8, images, calibration, f"{card.arch} trained on {card.dataset} ({card.test_accuracy:.2%}), test images"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     counters = rapl_counters()
-    arch, model, int8, images, calibration, what = load_victims(args)
+    card, model, int8, images, calibration, what = load_victims(args)
     if int8 is None:
         int8 = models.quantize(model, calibration)
     print("command: python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
@@ -200,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, victim, is_int8 in (("float", model, False), ("int8", int8, True)):
         for batch in args.batch_sizes:
             rows += time_case(
-                victim, images, arch=arch, label=label, int8=is_int8, calibration=calibration, batch=batch, device=device,
+                victim, images, card=card, label=label, int8=is_int8, calibration=calibration, batch=batch, device=device,
                 rounds=args.rounds, budget_s=args.seconds, full_jacobian=not args.no_full_jacobian, counters=counters,
             )
             print(f"done: {label} batch {batch}", file=sys.stderr)

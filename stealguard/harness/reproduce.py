@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import multiprocessing
 import subprocess
 from collections.abc import Callable, Sequence
@@ -26,12 +25,13 @@ import stealguard
 from stealguard import data as sgdata
 from stealguard import models
 from stealguard._checks import check_int
-from stealguard.device import DeviceLike, resolve_device
+from stealguard.device import DeviceLike
 from stealguard.harness.experiment import run_attack
 from stealguard.harness.grid import DP_SGD, Cell, Grid, VictimSpec
 from stealguard.harness.results import ResultsFile
 from stealguard.harness.train import train_victim
-from stealguard.models.io import CARD_FILE, ModelCard
+from stealguard.metrics import l1_distance
+from stealguard.models.io import CARD_FILE
 
 VICTIMS_DIR = "victims"
 
@@ -81,26 +81,16 @@ def prepare_victim(
     return path
 
 
-def _probabilities(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
-    model = model.to(device).eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            out.append(torch.softmax(model(images[start : start + batch_size].to(device)).double(), dim=1).cpu())
-    return torch.cat(out)
-
-
 def answer_distortion(base_dir: Path, other_dir: Path, *, data_root: Path | str | None, device: DeviceLike = "cpu") -> tuple[float, float]:
     """Mean and max L1 distance between two victims' answers on the test split of the base's data set.
 
     This is the distortion a DP-SGD victim's answers carry relative to the undefended victim
     (what a posterior defense's ``l1_mean`` measures against the clean answers).
     """
-    device = resolve_device(device)
     base, card = models.load_model(base_dir, device="cpu")
     other, _ = models.load_model(other_dir, device="cpu")
     images, _labels = sgdata.load_dataset(card.dataset, root=data_root, split="test").tensors()
-    l1 = (_probabilities(base, images, device) - _probabilities(other, images, device)).abs().sum(dim=1)
+    l1 = l1_distance(models.predict_proba(base, images, device=device), models.predict_proba(other, images, device=device))
     return float(l1.mean()), float(l1.max())
 
 
@@ -128,7 +118,7 @@ def run_cell(
         device=device,
         progress=progress,
     )
-    base_card = ModelCard.from_dict(json.loads((base_dir / CARD_FILE).read_text()))
+    base_card = models.load_card(base_dir)
     row = {
         **result,
         "key": cell.key(),

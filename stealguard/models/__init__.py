@@ -5,7 +5,7 @@
 """
 
 from stealguard.models.base import Classifier
-from stealguard.models.io import ModelCard, load_model, save_model
+from stealguard.models.io import ModelCard, load_card, load_model, save_model
 from stealguard.models.lenet import build_lenet
 from stealguard.models.mlp import build_mlp
 from stealguard.models.quantization import QuantizedClassifier, build_quantized, quantize, quantize_victim
@@ -39,6 +39,7 @@ __all__ = [
     "check_input_shape",
     "create",
     "fit",
+    "load_card",
     "load_model",
     "names",
     "predict_logits",

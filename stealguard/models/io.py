@@ -302,6 +302,25 @@ def _expect_file(path: Path, what: str) -> None:
     raise FileNotFoundError(f"{what} not found: expected {path}{hint}")
 
 
+def load_card(directory: str | os.PathLike[str]) -> ModelCard:
+    """Read and validate the ``card.json`` of a model directory (the weights are not touched).
+
+    Raises:
+        FileNotFoundError: ``card.json`` missing (the message names the expected path).
+        ValueError: the card is not valid JSON or fails validation.
+    """
+    card_path = Path(directory) / CARD_FILE
+    _expect_file(card_path, "model card")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"model card {card_path} is not valid JSON: {err}") from None
+    try:
+        return ModelCard.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"invalid model card {card_path}: {err}") from None
+
+
 def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu") -> tuple[Classifier, ModelCard]:
     """Rebuild a classifier saved by :func:`save_model`; return it in eval mode with its card.
 
@@ -324,17 +343,10 @@ def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu")
     """
     path = Path(directory)
     target_device = resolve_device(device)
-    card_path, weights_path = path / CARD_FILE, path / WEIGHTS_FILE
-    _expect_file(card_path, "model card")
+    weights_path = path / WEIGHTS_FILE
+    _expect_file(path / CARD_FILE, "model card")
     _expect_file(weights_path, "model weights")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"model card {card_path} is not valid JSON: {err}") from None
-    try:
-        card = ModelCard.from_dict(data)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"invalid model card {card_path}: {err}") from None
+    card = load_card(path)
     model = _rebuild(card)
     try:
         state = load_file(str(weights_path), device="cpu")
