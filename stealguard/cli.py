@@ -260,23 +260,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from stealguard import data
-    from stealguard.harness import load_victim
-    from stealguard.models import quantize_victim, save_model
+    from stealguard.harness.train import quantize_saved_victim
 
     if args.out.resolve() == args.victim.resolve():
         raise ValueError(f"--out {args.out} must differ from --victim: the float victim would be overwritten")
-    model, card = load_victim(args.victim)
-    if card.quantization is not None:
-        raise ValueError(f"victim {args.victim} is already int8-quantized; quantize its float original")
-    train_images, _ = data.load_dataset(card.dataset, root=args.data_root, split="train", download=args.download).tensors()
-    test_images, test_labels = data.load_dataset(card.dataset, root=args.data_root, split="test", download=args.download).tensors()
-    int8_model, int8_card = quantize_victim(
-        model, card, train_images=train_images, test_images=test_images, test_labels=test_labels,
-        calibration=args.calibration, seed=args.seed,
+    _, card = quantize_saved_victim(
+        args.victim, out=args.out, data_root=args.data_root, calibration=args.calibration, seed=args.seed, download=args.download
     )
-    save_model(int8_model, int8_card, args.out)
-    record = int8_card.quantization
+    record = card.quantization
     print(
         f"quantized {card.arch} on {card.dataset} to int8 ({record['engine']}, {record['calibration_size']} calibration images): "
         f"test accuracy float {record['float_test_accuracy']:.4f}, int8 {record['int8_test_accuracy']:.4f}; "

@@ -23,11 +23,10 @@ from stealguard.attacks.replica_source import build_replica, check_replica_sourc
 from stealguard.blackbox import BlackBox
 from stealguard.data.base import ImageDataset
 from stealguard.device import DeviceLike, resolve_device
-from stealguard.models.training import fit
+from stealguard.models.training import SCHEDULES, fit
 
 TRAIN_ON = ("probs", "argmax")
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("cosine", "step", "none")
 
 
 def query_images(queryset: Any) -> tuple[Tensor, Tensor | None, str]:
@@ -70,7 +69,7 @@ class ReplicaAttack(Attack):
             ``(N, C, H, W)`` to logits ``(N, K)``; takes precedence over ``replica_arch``.
         epochs: final training epochs, >= 1. batch_size: >= 1. lr: > 0.
         optimizer: ``"adam"`` or ``"sgd"``. momentum: SGD momentum in [0, 1).
-        weight_decay: L2 penalty >= 0. schedule: ``"cosine"``, ``"step"`` or ``"none"``
+        weight_decay: L2 penalty >= 0. schedule: ``"cosine"``, ``"step"``, ``"onecycle"`` or ``"none"``
             (see :func:`stealguard.models.training.fit`). ``None`` takes the attack's
             :attr:`training_defaults`.
         seed: >= 0; seeds sampling, replica initialisation and training.

@@ -14,11 +14,16 @@ A grid is read from a TOML file (``benchmarks/configs/*.toml``)::
     arch = "lenet"
     train = { epochs = 5 }        # optional overrides of the arch's training defaults
 
+    [[victim]]
+    name = "mnist-lenet-int8"     # the int8-quantized copy of an earlier victim
+    int8 = { of = "mnist-lenet", calibration = 512, seed = 0 }
+
     [[attack]]
     name = "knockoff"             # label in results and plots
     attack = "knockoff"           # registry name (default: name)
     queryset = { mnist = "fashionmnist", fashionmnist = "mnist" }   # per victim data set, or one name
     params = { epochs = 30 }      # the attack's parameters
+    budget = 50000                # optional: this attack's budget instead of the grid's
 
 Defense settings are the CLI's specs. ``dp_sgd:noise_multiplier=S[,max_grad_norm=C]`` is not
 a posterior perturbation but a victim trained with DP-SGD (Opacus), attacked undefended: the
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from stealguard import attacks, defenses
@@ -43,6 +49,9 @@ from stealguard.models.dp import check_dp_params
 PLACEHOLDERS = {"surrogate": lambda: nn.Linear(1, 2), "misinformation": nn.Identity}
 """Stand-ins for the model-valued defense parameters the sweep supplies, so a grid's specs are
 checked (ranges included) when it is loaded, before anything trains."""
+
+ATTACK_PLACEHOLDERS = {"queryset": lambda: torch.zeros(2, 1, 8, 8)}
+"""Likewise for the attacks' parameters the sweep supplies (the query set is loaded per victim)."""
 
 DP_SGD = "dp_sgd"
 """Pseudo-defense name of a DP-SGD-trained victim."""
@@ -68,30 +77,48 @@ def _name(value: Any, where: str) -> str:
 
 
 @dataclass(frozen=True)
+class Int8Spec:
+    """How an int8 victim is made from a float one of the grid: post-training static
+    quantization of ``base`` calibrated on ``calibration`` training images drawn with ``seed``."""
+
+    base: VictimSpec
+    calibration: int = 512
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class VictimSpec:
     """A victim to train (once) and attack: ``name`` (cache folder), ``dataset``, ``arch``,
-    ``train`` (overrides of ``epochs``, ``lr``, ``optimizer``, ``batch_size``), ``seed``."""
+    ``train`` (overrides of ``epochs``, ``lr``, ``optimizer``, ``batch_size``), ``seed``;
+    with ``int8`` set, the int8-quantized copy of another victim of the grid (whose
+    ``dataset``, ``arch``, ``train`` and ``seed`` it shares)."""
 
     name: str
     dataset: str
     arch: str
     train: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    int8: Int8Spec | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset, "arch": self.arch, "train": self.train, "seed": self.seed}
+        identity: dict[str, Any] = {"name": self.name, "dataset": self.dataset, "arch": self.arch, "train": self.train, "seed": self.seed}
+        if self.int8 is not None:
+            identity["int8"] = {"of": self.int8.base.name, "calibration": self.int8.calibration, "seed": self.int8.seed}
+        return identity
 
 
 @dataclass(frozen=True)
 class AttackSpec:
     """An attack of the grid: ``name`` (label), ``attack`` (registry name), ``queryset``
     (one data-set name, a mapping victim data set -> name, or ``None`` for data-free
-    attacks), ``params`` (keyword parameters of the attack)."""
+    attacks), ``params`` (keyword parameters of the attack), ``budget`` (overrides the grid's)."""
 
     name: str
     attack: str
     queryset: str | dict[str, str] | None
     params: dict[str, Any] = field(default_factory=dict)
+    budget: int | None = None
+    """Queries of this attack's cells; ``None``: the grid's budget."""
 
     def queryset_for(self, dataset: str) -> str | None:
         """The query set this attack uses against a victim trained on ``dataset``."""
@@ -165,7 +192,7 @@ class Grid:
             for attack in self.attacks:
                 for seed in self.seeds:
                     for defense in self.defenses:
-                        yield Cell(victim=victim, attack=attack, defense=defense, seed=seed, budget=self.budget)
+                        yield Cell(victim=victim, attack=attack, defense=defense, seed=seed, budget=attack.budget or self.budget)
 
     def dp_settings(self) -> list[dict[str, float]]:
         """The distinct DP-SGD settings among the defenses."""
@@ -175,6 +202,57 @@ class Grid:
             if name == DP_SGD and {**DP_DEFAULTS, **params} not in out:
                 out.append({**DP_DEFAULTS, **params})
         return out
+
+
+def _positive_int(value: Any, where: str, low: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise _fail(where, f"must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _victim(raw: dict[str, Any], where: str, earlier: list[VictimSpec]) -> VictimSpec:
+    """A ``[[victim]]`` table: ``name, dataset, arch [, train, seed]`` for a float victim, or
+    ``name, int8 = { of = "<earlier victim>" [, calibration = 512, seed = 0] }`` for its int8 copy."""
+    if "int8" in raw:
+        if set(raw) - {"name", "int8"}:
+            raise _fail(where, f"an int8 victim takes only name and int8 = {{ of = ..., calibration = ..., seed = ... }}; got {sorted(raw)}")
+        int8 = _table(raw["int8"], f"{where}.int8")
+        if "of" not in int8 or set(int8) - {"of", "calibration", "seed"}:
+            raise _fail(f"{where}.int8", f"needs of (optional calibration, seed); got {sorted(int8)}")
+        bases = [victim for victim in earlier if victim.name == int8["of"]]
+        if not bases or bases[0].int8 is not None:
+            floats = [victim.name for victim in earlier if victim.int8 is None]
+            raise _fail(f"{where}.int8.of", f"{int8['of']!r} is not a float victim listed before it ({floats})")
+        base = bases[0]
+        spec = Int8Spec(
+            base=base,
+            calibration=_positive_int(int8.get("calibration", 512), f"{where}.int8.calibration"),
+            seed=_positive_int(int8.get("seed", 0), f"{where}.int8.seed", low=0),
+        )
+        return VictimSpec(
+            name=_name(raw.get("name"), f"{where}.name"), dataset=base.dataset, arch=base.arch, train=base.train, seed=base.seed, int8=spec
+        )
+    missing = {"name", "dataset", "arch"} - set(raw)
+    if missing or set(raw) - {"name", "dataset", "arch", "train", "seed"}:
+        raise _fail(where, f"needs name, dataset, arch (optional train, seed), or name and int8; got {sorted(raw)}")
+    return VictimSpec(
+        name=_name(raw["name"], f"{where}.name"), dataset=str(raw["dataset"]), arch=str(raw["arch"]),
+        train=_table(raw.get("train"), f"{where}.train"), seed=_positive_int(raw.get("seed", 0), f"{where}.seed", low=0),
+    )
+
+
+def _check_attack_params(name: str, params: dict[str, Any], where: str) -> dict[str, Any]:
+    """``params`` when attack ``name`` takes them (names, types and ranges: the attack is built once)."""
+    accepted = attacks.parameters(name)
+    unknown = set(params) - set(accepted)
+    if unknown:
+        raise _fail(where, f"{name} takes no parameter(s) {sorted(unknown)}")
+    extra = {key: make() for key, make in ATTACK_PLACEHOLDERS.items() if key in accepted and key not in params}
+    try:
+        attacks.create(name, **params, **extra)
+    except (TypeError, ValueError) as err:
+        raise _fail(where, f"{name}: {err}") from None
+    return params
 
 
 def _check_defense(spec: Any, where: str) -> str:
@@ -211,46 +289,43 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
         raise _fail("config", f"unknown field(s) {sorted(set(config) - allowed)}; allowed: {sorted(allowed)}")
     name = _name(config.get("name"), "name")
     results = _name(config.get("results", name), "results")
-    budget = config.get("budget")
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-        raise _fail("budget", f"must be an integer >= 1, got {budget!r}")
+    budget = _positive_int(config.get("budget"), "budget")
     seeds = config.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise _fail("seeds", f"must be a non-empty list of integers >= 0, got {seeds!r}")
     specs = config.get("defenses")
     if not isinstance(specs, list) or not specs:
         raise _fail("defenses", f"must be a non-empty list of defense specs, got {specs!r}")
-    victims = []
+    victims: list[VictimSpec] = []
     for index, raw in enumerate(config.get("victim") or []):
-        raw = _table(raw, f"victim[{index}]")
-        missing = {"name", "dataset", "arch"} - set(raw)
-        if missing or set(raw) - {"name", "dataset", "arch", "train", "seed"}:
-            raise _fail(f"victim[{index}]", f"needs name, dataset, arch (optional train, seed); got {sorted(raw)}")
-        victims.append(
-            VictimSpec(
-                name=_name(raw["name"], f"victim[{index}].name"), dataset=str(raw["dataset"]), arch=str(raw["arch"]),
-                train=_table(raw.get("train"), f"victim[{index}].train"), seed=int(raw.get("seed", 0)),
-            )
-        )
+        victim = _victim(_table(raw, f"victim[{index}]"), f"victim[{index}]", victims)
+        if any(other.name == victim.name for other in victims):
+            raise _fail(f"victim[{index}].name", f"{victim.name!r} names two victims")
+        victims.append(victim)
     if not victims:
         raise _fail("victim", "the grid needs at least one [[victim]]")
     attack_specs = []
     for index, raw in enumerate(config.get("attack") or []):
         raw = _table(raw, f"attack[{index}]")
-        if "name" not in raw or set(raw) - {"name", "attack", "queryset", "params"}:
-            raise _fail(f"attack[{index}]", f"needs name (optional attack, queryset, params); got {sorted(raw)}")
+        if "name" not in raw or set(raw) - {"name", "attack", "queryset", "params", "budget"}:
+            raise _fail(f"attack[{index}]", f"needs name (optional attack, queryset, params, budget); got {sorted(raw)}")
         label = _name(raw["name"], f"attack[{index}].name")
         registry_name = str(raw.get("attack", label))
         if registry_name not in attacks.names():
             raise _fail(f"attack[{index}]", f"unknown attack {registry_name!r}; available: {', '.join(attacks.names())}")
+        params = _check_attack_params(registry_name, _table(raw.get("params"), f"attack[{index}].params"), f"attack[{index}].params")
         queryset = raw.get("queryset")
         if queryset is not None and not isinstance(queryset, (str, Mapping)):
             raise _fail(f"attack[{index}].queryset", f"must be a data-set name or a table victim data set -> name, got {queryset!r}")
+        attack_budget = raw.get("budget")
+        if attack_budget is not None:
+            attack_budget = _positive_int(attack_budget, f"attack[{index}].budget")
         attack_specs.append(
             AttackSpec(
                 name=label, attack=registry_name,
                 queryset=dict(queryset) if isinstance(queryset, Mapping) else queryset,
-                params=_table(raw.get("params"), f"attack[{index}].params"),
+                params=params,
+                budget=attack_budget,
             )
         )
     if not attack_specs:

@@ -29,7 +29,7 @@ from stealguard.device import DeviceLike
 from stealguard.harness.experiment import run_attack
 from stealguard.harness.grid import DP_SGD, Cell, Grid, VictimSpec
 from stealguard.harness.results import ResultsFile
-from stealguard.harness.train import train_victim
+from stealguard.harness.train import quantize_saved_victim, train_victim
 from stealguard.metrics import l1_distance
 from stealguard.models.io import CARD_FILE
 
@@ -71,9 +71,15 @@ def prepare_victim(
     device: DeviceLike = "auto",
     progress: bool = True,
 ) -> Path:
-    """The cached victim's folder, training it first (seeded, the spec's settings) if it is not there."""
+    """The cached victim's folder, training it first (seeded, the spec's settings) if it is not
+    there; an int8 victim is quantized from its (cached or trained) float base, a DP-SGD one's from the base's DP twin."""
     path = victim_path(work_dir, spec, dp)
-    if not (path / CARD_FILE).is_file():
+    if (path / CARD_FILE).is_file():
+        return path
+    if spec.int8 is not None:
+        base = prepare_victim(spec.int8.base, work_dir=work_dir, data_root=data_root, dp=dp, device=device, progress=progress)
+        quantize_saved_victim(base, out=path, data_root=data_root, calibration=spec.int8.calibration, seed=spec.int8.seed)
+    else:
         train_victim(
             dataset=spec.dataset, data_root=data_root, arch=spec.arch, seed=spec.seed, device=device, out=path,
             progress=progress, dp=dp, **spec.train,

@@ -274,3 +274,43 @@ def train_victim(
         label_smoothing=label_smoothing,
         dataset=dataset,
     )
+
+
+def quantize_saved_victim(
+    victim_dir: Path | str,
+    *,
+    out: Path | str,
+    data_root: Path | str | None = None,
+    calibration: int = 512,
+    seed: int = 0,
+    download: bool = False,
+) -> tuple[Classifier, Any]:
+    """int8-quantize the float victim saved in ``victim_dir`` and save the copy to ``out``.
+
+    Calibrates on ``calibration`` images of the victim's own training data (the card's data-set
+    spec, so a ``cifar10:half=0`` victim calibrates on its half) drawn with ``seed``, measures
+    float and int8 test accuracy (:func:`stealguard.models.quantize_victim`) and writes
+    ``model.safetensors`` + ``card.json`` to ``out``.
+
+    Returns:
+        ``(int8_model, int8_card)``.
+
+    Raises:
+        FileNotFoundError: no victim in ``victim_dir``. stealguard.data.DataNotFoundError: its
+            data set is missing. ValueError: ``out`` is ``victim_dir``, the victim is already
+            int8, its arch cannot be quantized, ``calibration`` or ``seed`` out of range.
+    """
+    if Path(out).resolve() == Path(victim_dir).resolve():
+        raise ValueError(f"out {str(out)!r} must differ from the victim directory: the float victim would be overwritten")
+    if not Path(victim_dir).is_dir():
+        raise FileNotFoundError(f"victim directory {str(victim_dir)!r} does not exist; train one with `stealguard train ... --out {victim_dir}`")
+    model, card = models.load_model(victim_dir, device="cpu")
+    if card.quantization is not None:
+        raise ValueError(f"victim {victim_dir} is already int8-quantized; quantize its float original")
+    train_images, _ = sgdata.load_dataset(card.dataset, root=data_root, split="train", download=download).tensors()
+    test_images, test_labels = sgdata.load_dataset(card.dataset, root=data_root, split="test", download=download).tensors()
+    int8_model, int8_card = models.quantize_victim(
+        model, card, train_images=train_images, test_images=test_images, test_labels=test_labels, calibration=calibration, seed=seed
+    )
+    models.save_model(int8_model, int8_card, out)
+    return int8_model, int8_card

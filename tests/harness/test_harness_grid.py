@@ -79,6 +79,17 @@ def test_key_ignores_spacing_but_not_values():
         ({"victim": []}, "at least one"),
         ({"victim": [{"name": "m", "dataset": "mnist"}]}, r"victim\[0\]"),
         ({"victim": [{"name": "a/b", "dataset": "mnist", "arch": "lenet"}]}, "name"),
+        ({"victim": [{"name": "m", "dataset": "mnist", "arch": "lenet"}] * 2}, "names two victims"),
+        ({"victim": [{"name": "q", "int8": {"of": "m"}}]}, r"victim\[0\].int8.of: 'm' is not a float victim listed before it"),
+        ({"victim": [*BASE["victim"], {"name": "q", "int8": {"of": "m"}}, {"name": "r", "int8": {"of": "q"}}]}, r"victim\[3\].int8.of: 'q'"),
+        ({"victim": [*BASE["victim"], {"name": "q", "arch": "mlp", "int8": {"of": "m"}}]}, "only name and int8"),
+        ({"victim": [*BASE["victim"], {"name": "q", "int8": {"of": "m", "bits": 4}}]}, "needs of"),
+        ({"victim": [*BASE["victim"], {"name": "q", "int8": {"of": "m", "calibration": 0}}]}, r"int8.calibration: must be an integer >= 1"),
+        ({"victim": [{"name": "m", "dataset": "mnist", "arch": "lenet", "seed": -1}]}, r"victim\[0\].seed"),
+        ({"attack": [{"name": "knockoff", "queryset": "mnist", "budget": 0}]}, r"attack\[0\].budget: must be an integer >= 1"),
+        ({"attack": [{"name": "knockoff", "queryset": "mnist", "params": {"epoch": 2}}]}, r"attack\[0\].params: knockoff takes no parameter\(s\) \['epoch'\]"),
+        ({"attack": [{"name": "knockoff", "queryset": "mnist", "params": {"schedule": "weekly"}}]}, r"attack\[0\].params: knockoff: schedule must be one of"),
+        ({"attack": [{"name": "maze", "params": {"directions": 0}}]}, r"attack\[0\].params: maze: .*directions"),
         ({"attack": [{"name": "x", "attack": "nope"}]}, "unknown attack 'nope'"),
         ({"attack": [{"name": "k", "attack": "knockoff", "queryset": {"mnist": "fashionmnist"}}]}, "fashionmnist"),
         ({"extra": 1}, "unknown field"),
@@ -87,6 +98,27 @@ def test_key_ignores_spacing_but_not_values():
 def test_bad_configs_name_the_field(changes, match):
     with pytest.raises(ValueError, match=match):
         grid_from_dict(_with(**changes))
+
+
+def test_int8_victim_shares_its_base_and_has_its_own_key():
+    config = _with(victim=[*BASE["victim"], {"name": "m-int8", "int8": {"of": "m", "calibration": 256}}])
+    grid = grid_from_dict(config)
+    base, _f, int8 = grid.victims
+    assert (int8.dataset, int8.arch, int8.train, int8.seed) == (base.dataset, base.arch, base.train, base.seed)
+    assert int8.int8 is not None and int8.int8.base == base and (int8.int8.calibration, int8.int8.seed) == (256, 0)
+    assert "int8" not in base.identity() and int8.identity()["int8"] == {"of": "m", "calibration": 256, "seed": 0}
+    keys = [c.key() for c in grid.cells()]
+    assert len(keys) == len(set(keys)) == 3 * 2 * 2 * 3
+    assert [c.queryset for c in grid.cells() if c.victim is int8 and c.attack.name == "knockoff"] == ["fashionmnist"] * 6
+
+
+def test_attack_budget_overrides_the_grid_budget():
+    attacks = [{**BASE["attack"][0], "budget": 25}, BASE["attack"][1]]
+    grid = grid_from_dict(_with(attack=attacks))
+    budgets = {(c.attack.name, c.budget) for c in grid.cells()}
+    assert budgets == {("knockoff", 25), ("dfme-small", 100)}
+    unchanged = {c.key() for c in grid_from_dict(BASE).cells() if c.attack.name == "dfme-small"}
+    assert unchanged == {c.key() for c in grid.cells() if c.attack.name == "dfme-small"}
 
 
 def test_load_grid_from_toml(tmp_path):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from stealguard import models
 
 from stealguard.harness.grid import grid_from_dict
 from stealguard.harness.reproduce import code_version, run_grid, select_cells, victim_path
@@ -87,3 +91,33 @@ def test_two_worker_processes_give_the_same_rows_as_one(finished, tmp_path):
     for row in parallel.rows():
         assert row["attacker_accuracy"] == serial[row["key"]]["attacker_accuracy"]
         assert row["defender_accuracy"] == serial[row["key"]]["defender_accuracy"]
+
+
+def test_int8_victim_is_quantized_from_its_cached_base_and_dp_twin(tmp_path):
+    config = {
+        **CONFIG,
+        "defenses": ["none", "dp_sgd:noise_multiplier=1.0"],
+        "victim": [*CONFIG["victim"], {"name": "d-int8", "int8": {"of": "d", "calibration": 128}}],
+    }
+    grid = grid_from_dict(config)
+    results = ResultsFile(tmp_path / "results.csv")
+    rows, failures = run_grid(
+        grid, results=results, work_dir=tmp_path / "work", data_root=None, device="cpu", progress=False,
+        select=select_cells(victims=["d-int8"]),
+    )
+    assert failures == [] and len(rows) == 2
+    int8_spec = grid.victims[1]
+    base_dir, int8_dir = victim_path(tmp_path / "work", grid.victims[0]), victim_path(tmp_path / "work", int8_spec)
+    base_card, int8_card = models.load_card(base_dir), models.load_card(int8_dir)
+    assert base_card.quantization is None and int8_card.quantization["calibration_size"] == 128
+    assert int8_card.quantization["float_test_accuracy"] == base_card.test_accuracy
+    dp = {"noise_multiplier": 1.0, "max_grad_norm": 1.0}
+    dp_base_card = models.load_card(victim_path(tmp_path / "work", grid.victims[0], dp))
+    dp_int8_card = models.load_card(victim_path(tmp_path / "work", int8_spec, dp))
+    assert dp_int8_card.quantization["float_test_accuracy"] == dp_base_card.test_accuracy and dp_int8_card.dp == dp_base_card.dp
+    none_row, dp_row = rows
+    assert none_row["victim"] == dp_row["victim"] == "d-int8"
+    assert none_row["victim_accuracy"] == int8_card.test_accuracy
+    assert abs(none_row["defender_accuracy"] - int8_card.test_accuracy) < 1e-6
+    assert json.loads(none_row["key"])["victim"]["int8"] == {"of": "d", "calibration": 128, "seed": 0}
+
