@@ -336,7 +336,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             await run_in_threadpool(service.access.refund, policy, int(x.shape[0]))
             return _error(500, "inference failed")
         if service.log is not None:
-            service.log.record(policy.name, x)
+            await run_in_threadpool(service.log.record, policy.name, x)
         headers = {"X-Queries-Used": str(spent.used)}
         if spent.remaining is not None:
             headers["X-Quota-Remaining"] = str(spent.remaining)

@@ -1,15 +1,21 @@
 """Query log for forensics: who asked what, when, off the request path.
 
-Every answered request is handed to :meth:`QueryLog.record`, which only enqueues it; a
-background thread hashes every input (SHA-256 of its float32 bytes) and appends one row
-per input ``(key, timestamp, input_sha256)`` to a SQLite table. The log holds no pixels and
-no answers, only enough to count a key's queries, time them and recognise repeated or
+Every answered request is handed to :meth:`QueryLog.record`, which hashes its inputs
+(SHA-256 of their float32 bytes) and enqueues the digests; a background thread appends one
+row per input ``(key, timestamp, input_sha256)`` to a SQLite table. The log holds no pixels
+and no answers, only enough to count a key's queries, time them and recognise repeated or
 shared inputs (e.g. the same query set used from two keys).
+
+The queue is bounded: when the writer falls behind by ``max_pending`` requests (a slow or
+full disk), further records are dropped and counted in :attr:`QueryLog.dropped` with a
+logged warning, so the service keeps answering with bounded memory. A failed write is
+logged and counted the same way; the writer thread keeps going.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import queue
 import sqlite3
@@ -22,6 +28,10 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from stealguard._checks import check_int
+
+LOGGER = logging.getLogger("stealguard.serve")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queries (
     key TEXT NOT NULL,
@@ -31,6 +41,7 @@ CREATE TABLE IF NOT EXISTS queries (
 """
 _INDEX = "CREATE INDEX IF NOT EXISTS queries_key ON queries (key, ts)"
 _STOP = object()
+DEFAULT_MAX_PENDING = 10_000
 
 
 def input_hashes(x: Tensor) -> list[str]:
@@ -49,13 +60,17 @@ class QueryLog:
     Args:
         db_path: SQLite file (created if absent, parent created).
         clock: wall-clock seconds for the timestamps (``time.time``).
+        max_pending: requests that may wait for the writer, >= 1; more are dropped (counted
+            in :attr:`dropped`, in inputs).
     """
 
-    def __init__(self, db_path: str | os.PathLike[str], *, clock: Any = time.time) -> None:
+    def __init__(self, db_path: str | os.PathLike[str], *, clock: Any = time.time, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self.path = Path(db_path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=check_int("max_pending", max_pending, low=1))
+        self._dropped = 0
+        self._dropped_lock = threading.Lock()
         db = sqlite3.connect(str(self.path), timeout=30.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(_SCHEMA)
@@ -65,9 +80,23 @@ class QueryLog:
         self._thread = threading.Thread(target=self._write_loop, name="stealguard-query-log", daemon=True)
         self._thread.start()
 
+    @property
+    def dropped(self) -> int:
+        """Inputs not logged so far (queue full or a failed write)."""
+        return self._dropped
+
     def record(self, key: str, x: Tensor) -> None:
-        """Enqueue one answered request (returns at once; ``x`` must not be modified afterwards)."""
-        self._queue.put((key, self._clock(), x))
+        """Hash the inputs of one answered request ``x`` ``(B, *input_shape)`` and enqueue their rows.
+
+        Returns at once: when ``max_pending`` requests are already waiting, the rows are dropped
+        (see :attr:`dropped`).
+        """
+        ts = self._clock()
+        rows = [(key, ts, digest) for digest in input_hashes(x)]
+        try:
+            self._queue.put_nowait(rows)
+        except queue.Full:
+            self._drop(len(rows), "the writer is behind by max_pending requests")
 
     def flush(self) -> None:
         """Block until everything recorded so far is written."""
@@ -77,6 +106,18 @@ class QueryLog:
         """Write what is queued and stop the thread."""
         self._queue.put(_STOP)
         self._thread.join()
+
+    def _drop(self, count: int, why: str) -> None:
+        with self._dropped_lock:
+            first = self._dropped == 0
+            self._dropped += count
+            total = self._dropped
+        if first or total % 1000 < count:
+            LOGGER.warning("query log: %d input(s) not logged so far (%s)", total, why)
+
+    def _write(self, db: sqlite3.Connection, rows: list[tuple[str, float, str]]) -> None:
+        db.executemany("INSERT INTO queries (key, ts, input_sha256) VALUES (?, ?, ?)", rows)
+        db.commit()
 
     def _write_loop(self) -> None:
         db = sqlite3.connect(str(self.path), timeout=30.0)
@@ -89,14 +130,16 @@ class QueryLog:
                         items.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                stop = any(item is _STOP for item in items)
-                rows = [(key, ts, digest) for item in items if item is not _STOP for key, ts, x in [item] for digest in input_hashes(x)]
+                rows = [row for item in items if item is not _STOP for row in item]
                 if rows:
-                    db.executemany("INSERT INTO queries (key, ts, input_sha256) VALUES (?, ?, ?)", rows)
-                    db.commit()
+                    try:
+                        self._write(db, rows)
+                    except sqlite3.Error as err:
+                        db.rollback()
+                        self._drop(len(rows), f"write failed: {type(err).__name__}: {err}")
                 for _ in items:
                     self._queue.task_done()
-                if stop:
+                if any(item is _STOP for item in items):
                     return
         finally:
             db.close()
