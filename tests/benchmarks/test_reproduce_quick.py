@@ -29,8 +29,11 @@ def test_quick_mode_end_to_end(tmp_path):
     assert "python benchmarks/reproduce.py --quick" in summary
     for attack in ("knockoff", "jbda"):
         assert (out / f"digits-mlp-{attack}.png").stat().st_size > 1000
-        assert f"## {attack} vs digits-mlp: mad against reverse_sigmoid, random_noise at equal cost" in summary
-    assert summary.count("leaves the attacker lower accuracy than") == 8
+        assert f"## {attack} vs digits-mlp: mad and mad_argmax against reverse_sigmoid, random_noise at equal cost" in summary
+    assert summary.count("### mad\n") == summary.count("### mad_argmax\n") == 2
+    assert summary.count("mad leaves the attacker lower accuracy than") == 8
+    assert summary.count("mad_argmax leaves the attacker lower accuracy than") == 8
+    assert "within seed noise" in summary and "one seed" not in summary
 
     again = _run("--quick", "--out", str(out), "--work", str(work), "--quiet")
     assert again.returncode == 0 and len(ResultsFile(out / "results.csv").rows()) == len(rows)
@@ -67,3 +70,10 @@ def test_paper_table_puts_our_numbers_beside_the_papers(monkeypatch):
     line = next(li for li in table.splitlines() if li.startswith("| mnist-lenet | knockoff |"))
     assert line == "| mnist-lenet | knockoff | 99.4 | 99.3 | 99.0 | 98.0 ± 1.0 | 69.8 | 60.0 ± 1.0 (`mad:epsilon=1.0`) |"
     assert "| fashionmnist-lenet | jbda | 92.0 | not run | 38.7 | not run | – | not run |" in table
+
+
+def test_report_only_without_results_is_one_line_and_exit_2(tmp_path):
+    done = _run("--quick", "--report-only", "--out", str(tmp_path / "empty"), "--quiet")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: no results in")
+
