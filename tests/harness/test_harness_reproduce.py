@@ -7,6 +7,7 @@ import json
 import pytest
 
 from stealguard import models
+from stealguard.data import DataNotFoundError
 
 from stealguard.harness.grid import grid_from_dict
 from stealguard.harness.reproduce import code_version, run_grid, select_cells, victim_path
@@ -66,17 +67,17 @@ def test_resume_runs_nothing_twice(finished):
 def test_selection_and_failures_do_not_stop_the_sweep(tmp_path):
     config = dict(CONFIG, defenses=["none", "rounding:decimals=1"], attack=[
         {"name": "knockoff", "queryset": "digits", "params": {"epochs": 1}},
-        {"name": "broken", "attack": "knockoff", "queryset": "digits", "params": {"epochs": 1, "lr": -1.0}},
+        {"name": "broken", "attack": "knockoff", "queryset": "mnist", "params": {"epochs": 1}},
     ])
     grid = grid_from_dict(config)
     results = ResultsFile(tmp_path / "r.csv")
     rows, failures = run_grid(
-        grid, results=results, work_dir=tmp_path / "w", data_root=None, device="cpu", progress=False,
+        grid, results=results, work_dir=tmp_path / "w", data_root=tmp_path / "no-data", device="cpu", progress=False,
         select=select_cells(defenses=["rounding"]),
     )
     assert [r["label"] for r in rows] == ["rounding:decimals=1"]
-    assert [(c.attack.name, type(e)) for c, e in failures] == [("broken", ValueError)]
-    assert "lr" in str(failures[0][1])
+    assert [(c.attack.name, type(e)) for c, e in failures] == [("broken", DataNotFoundError)]
+    assert "mnist" in str(failures[0][1])
     assert results.keys() == {rows[0]["key"]}
 
 
