@@ -10,9 +10,10 @@ Endpoints:
 * ``GET /v1/usage``: the calling key's queries used and remaining.
 * ``GET /healthz``; the OpenAPI schema at ``/openapi.json`` (``/docs`` renders it).
 
-A request goes: key (401) -> body within the size limit (413) -> decode and validate
-(400/415/422/413) -> quota and rate (403/429 with ``Retry-After``) -> batched inference on the
-worker thread -> forensic log (queued). Every refusal is ``{"detail": "<one line>"}``;
+A request goes: key (401) -> body within the size limit (413) -> a stored answer when it repeats
+an earlier request's ``Idempotency-Key`` (:mod:`stealguard.serve.replay`; 400/422) -> decode and
+validate (400/415/422/413) -> quota and rate (403/429 with ``Retry-After``) -> batched inference
+on the worker thread -> forensic log (queued). Every refusal is ``{"detail": "<one line>"}``;
 anything unexpected is a 500 with a fixed message. Responses, messages, headers and log lines
 never carry the clean posteriors.
 """
@@ -31,7 +32,7 @@ from typing import Any
 import torch
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,11 +44,14 @@ from stealguard.serve.access import AccessControl, AccessDenied, KeyPolicy, Usag
 from stealguard.serve.codec import CONTENT_TYPES, VALUE_RANGE, InputError, decode_inputs
 from stealguard.serve.forensics import QueryLog
 from stealguard.serve.inference import InferenceError, Predictor
+from stealguard.serve.replay import HEADER as IDEMPOTENCY_HEADER
+from stealguard.serve.replay import REPLAYED_HEADER, ReplayStore, body_digest, check_idempotency_key
 
 LOGGER = logging.getLogger("stealguard.serve")
 CONFIG_ENV = "STEALGUARD_SERVE_CONFIG"
 USAGE_DB = "usage.sqlite"
 QUERY_LOG_DB = "queries.sqlite"
+REPLAY_DB = "replays.sqlite"
 DRAIN_LIMIT = 64 * 1024 * 1024
 """Bytes of a refused body read and discarded before answering, so the client sees the
 response rather than a reset connection."""
@@ -163,6 +167,13 @@ class ErrorBody(BaseModel):
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 413, 415, 422, 429)}
 
 
+def _usage_headers(spent: Usage) -> dict[str, str]:
+    headers = {"X-Queries-Used": str(spent.used)}
+    if spent.remaining is not None:
+        headers["X-Quota-Remaining"] = str(spent.remaining)
+    return headers
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
@@ -213,6 +224,7 @@ class _Service:
         anonymous = KeyPolicy(name="anonymous", quota=config.quota, rate=config.rate, burst=config.burst)
         self.access = AccessControl(data_dir / USAGE_DB, keys=keys, anonymous=anonymous)
         self.log = QueryLog(data_dir / QUERY_LOG_DB) if config.query_log else None
+        self.replays = ReplayStore(data_dir / REPLAY_DB)
         self.predictor = Predictor(model, defense, device=resolve_device(config.device), max_batch=config.max_batch)
         self.info = ModelInfo(
             dataset=card.dataset,
@@ -241,6 +253,7 @@ class _Service:
         self.predictor.close()
         if self.log is not None:
             self.log.close()
+        self.replays.close()
         self.access.close()
 
 
@@ -320,9 +333,18 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def predict(request: Request) -> Any:
         """Defended probabilities ``(B, K)`` and top-1 labels of a batch ``(B, *input_shape)``."""
         service = state["service"]
+        idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
+        digest = ""
         try:
             policy = service.access.authenticate(request.headers.get("x-api-key"))
             body = await _read_body(request, service.config.max_body_bytes)
+            if idempotency_key is not None:
+                check_idempotency_key(idempotency_key)
+                digest = body_digest(body, request.headers.get("content-type"))
+                stored = await run_in_threadpool(service.replays.lookup, policy.name, idempotency_key, digest)
+                if stored is not None:
+                    spent = await run_in_threadpool(service.access.usage, policy)
+                    return Response(stored, media_type="application/json", headers={**_usage_headers(spent), REPLAYED_HEADER: "true"})
             x, spent = await run_in_threadpool(service.admit, policy, body, request.headers.get("content-type"))
         except (AccessDenied, InputError) as err:
             await _drain(request)
@@ -337,11 +359,10 @@ def create_app(config: ServeConfig) -> FastAPI:
             return _error(500, "inference failed")
         if service.log is not None:
             await run_in_threadpool(service.log.record, policy.name, x)
-        headers = {"X-Queries-Used": str(spent.used)}
-        if spent.remaining is not None:
-            headers["X-Quota-Remaining"] = str(spent.remaining)
-        content = {"probabilities": defended.tolist(), "labels": defended.argmax(dim=1).tolist()}
-        return JSONResponse(content, headers=headers)
+        answer = JSONResponse({"probabilities": defended.tolist(), "labels": defended.argmax(dim=1).tolist()}, headers=_usage_headers(spent))
+        if idempotency_key is not None:
+            await run_in_threadpool(service.replays.store, policy.name, idempotency_key, digest, bytes(answer.body))
+        return answer
 
     return app
 

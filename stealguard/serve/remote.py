@@ -3,7 +3,9 @@
 Attacks use only ``query``, ``input_shape``, ``num_classes``, ``queries_used`` and
 ``remaining``, so every attack runs unchanged against a URL served by ``stealguard serve``.
 Requests carry the inputs as ``.npy`` float32 bodies; 429 and 5xx answers and connection
-errors are retried with exponential backoff (honouring ``Retry-After``). What only the
+errors are retried with exponential backoff (honouring ``Retry-After``); every batch carries a
+fresh ``Idempotency-Key``, so a retry after a lost response is answered from the server's
+store instead of being charged twice. What only the
 defender can know, the L1 distortion between defended and clean answers, is not available:
 :meth:`RemoteBlackBox.distortions` raises.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +25,7 @@ from torch import Tensor
 from stealguard._checks import check_int, check_number
 from stealguard.blackbox import BudgetExceededError
 from stealguard.serve.codec import NPY_TYPE, encode_npy
+from stealguard.serve.replay import HEADER as IDEMPOTENCY_HEADER
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -139,7 +143,8 @@ class RemoteBlackBox:
             raise BudgetExceededError(f"query of {n} inputs refused: {self.queries_used} of the budget of {self.budget} already used")
         answers = []
         for chunk in x.detach().split(self.batch_size):
-            response = self._request("POST", "/v1/predict", content=encode_npy(chunk), headers={"Content-Type": NPY_TYPE})
+            headers = {"Content-Type": NPY_TYPE, IDEMPOTENCY_HEADER: uuid.uuid4().hex}
+            response = self._request("POST", "/v1/predict", content=encode_npy(chunk), headers=headers)
             answers.append(torch.tensor(response.json()["probabilities"], dtype=torch.float32))
             self.queries_used += int(chunk.shape[0])
         if not answers:
