@@ -3,7 +3,7 @@
 Use ``create(name, **params)``; ``names()`` lists what is registered.
 """
 
-from stealguard.defenses.base import Defense, check_query
+from stealguard.defenses.base import Defense, DefenseOutputError, check_query
 from stealguard.defenses.simplex import onto_simplex
 from stealguard.defenses.adaptive_misinformation import AdaptiveMisinformation
 from stealguard.defenses.dcp import DCP
@@ -37,6 +37,7 @@ __all__ = [
     "LabelOnly",
     "NoDefense",
     "RandomNoise",
+    "DefenseOutputError",
     "ReverseSigmoid",
     "Rounding",
     "TopK",

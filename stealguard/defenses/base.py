@@ -10,6 +10,8 @@ with ``x`` the query batch ``(N, ...)`` and ``probs`` the clean probabilities ``
 on rows clamped and renormalised onto the simplex (so that row sums hold to 1e-6 even
 for K = 1000; ``_perturb`` may not modify its input in place), puts the result back on the simplex
 (clamps round-off negatives, renormalises) and returns it in the input's dtype and device.
+A ``_perturb`` result with a NaN/Inf entry or a row without positive mass is a defense bug:
+it raises :class:`DefenseOutputError` instead of being mapped silently to some simplex point.
 Subclasses write only ``_perturb``; their parameters are keyword-only and checked in
 ``__init__``.
 """
@@ -26,6 +28,32 @@ from stealguard.defenses.simplex import onto_simplex
 
 SIMPLEX_TOLERANCE = 1e-3
 """Largest accepted deviation of an input row sum from 1 (and of an entry below 0)."""
+
+
+class DefenseOutputError(RuntimeError):
+    """A defense's ``_perturb`` returned a row that cannot be put on the simplex (NaN, Inf, no mass).
+
+    This is a bug in the defense, not in the caller's input; the message names the defense and
+    the row index, never the row's values (they would reveal the clean posterior).
+    """
+
+
+def output_onto_simplex(name: str, perturbed: Tensor) -> Tensor:
+    """Put ``_perturb``'s float64 ``(N, K)`` result on the simplex: clamp round-off negatives, renormalise.
+
+    Raises:
+        DefenseOutputError: a row contains NaN or +Inf, or has no positive mass.
+    """
+    clamped = perturbed.clamp_min(0)
+    totals = clamped.sum(dim=1, keepdim=True)
+    low, high = torch.aminmax(totals)
+    # NaN propagates through clamp, sum and both reductions, so it fails both comparisons.
+    if not (float(low) > 0 and float(high) < float("inf")):
+        row = int((~((totals > 0) & torch.isfinite(totals))).nonzero()[0, 0])
+        raise DefenseOutputError(
+            f"defense {name!r} produced row {row} with NaN/Inf entries or no positive mass (a bug in the defense)"
+        )
+    return clamped / totals
 
 
 def check_query(x: Tensor, probs: Tensor) -> None:
@@ -96,11 +124,12 @@ class Defense(abc.ABC):
 
         Raises:
             TypeError, ValueError: see :func:`check_query`.
+            DefenseOutputError: the defense itself produced NaN/Inf or an empty row (a bug).
         """
         check_query(x, probs)
         if probs.shape[0] == 0:
             return probs.clone()
-        perturbed = onto_simplex(self._perturb(x, onto_simplex(probs.double())))
+        perturbed = output_onto_simplex(self.name, self._perturb(x, onto_simplex(probs.double())))
         return perturbed.to(probs.dtype)
 
     @abc.abstractmethod

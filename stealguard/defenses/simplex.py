@@ -25,11 +25,11 @@ def onto_simplex(probs: Tensor) -> Tensor:
 
     ``Defense.__call__`` accepts rows off the simplex by up to ``SIMPLEX_TOLERANCE`` (1e-3) and
     passes ``_perturb`` their image under this map, so budgets and grids are computed from exact
-    simplex points, and puts ``_perturb``'s result back on the simplex with it. A row with no
-    positive mass becomes uniform (never NaN).
+    simplex points. Rows must have positive mass (a row without any yields NaN, never a made-up
+    point); ``Defense.__call__`` checks that of ``_perturb``'s result before renormalising it.
     """
     probs = probs.clamp_min(0)
-    return torch.nan_to_num_(probs / probs.sum(dim=1, keepdim=True), nan=1.0 / probs.shape[1])
+    return probs / probs.sum(dim=1, keepdim=True)
 
 
 def distance(p: Tensor, q: Tensor, norm: str) -> Tensor:

@@ -71,3 +71,25 @@ def test_keys_quotas_rate_limits_and_restart(victim_dir: Path, tmp_path: Path) -
     assert summary["alice"]["count"] == 300 and summary["alice"]["distinct"] == 2
     assert summary["bob"]["count"] == 200
     assert alice not in log.read_text() and bob not in log.read_text()
+
+
+def test_two_workers_share_one_quota_under_concurrent_requests(victim_dir: Path, tmp_path: Path) -> None:
+    """``--workers 2``: concurrent requests on fresh connections, whichever process accepts each,
+    spend the key's quota exactly once (the SQLite charge is one transaction across processes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = tmp_path / "keys.json"
+    carol = add_key(keys, name="carol", quota=100)
+    data, log = tmp_path / "data", tmp_path / "server.log"
+    server = Server(victim_dir, data, log, "--keys", str(keys), "--workers", "2")
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            replies = list(pool.map(lambda _: predict(server.url, carol, 5), range(32)))
+    finally:
+        server.stop()
+    statuses = sorted(reply.status_code for reply in replies)
+    assert statuses == [200] * 20 + [403] * 12
+    remaining = sorted(int(reply.headers["X-Quota-Remaining"]) for reply in replies if reply.status_code == 200)
+    assert remaining == list(range(0, 100, 5))
+    assert log.read_text().count("Started server process") == 2
+    assert summarize(data / "queries.sqlite")["carol"]["count"] == 100
