@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -33,9 +35,13 @@ DATA_FREE = ("dfme", "maze")
 """Attacks without a replica training schedule in epochs (``--epochs`` does not apply)."""
 
 
-def _run(argv: list[str]) -> None:
+def _run(argv: list[str]) -> float:
+    """Run ``argv`` (printed first); return the CPU seconds (user + system) it used."""
     print("$ " + " ".join(shlex.quote(a) for a in argv), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(argv, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> int:
@@ -64,16 +70,20 @@ def main() -> int:
         if args.epochs is not None and name not in DATA_FREE:
             argv += ["--epochs", str(args.epochs)]
         started = time.perf_counter()
-        _run(argv + (["--quiet"] if args.quiet else []))
-        rows.append((name, json.loads(result.read_text()), time.perf_counter() - started))
+        cpu = _run(argv + (["--quiet"] if args.quiet else []))
+        rows.append((name, json.loads(result.read_text()), time.perf_counter() - started, cpu))
 
-    print(f"\n{len(rows)} attacks, budget {args.budget}, defense {args.defense}, victim {victim}\n")
-    print("| attack | queries used | epochs | replica accuracy | fidelity | defender accuracy | wall s |")
-    print("|---|---|---|---|---|---|---|")
-    for name, result, wall in rows:
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    print(f"\n{len(rows)} attacks, budget {args.budget}, defense {args.defense}, victim {victim}, "
+          f"OMP_NUM_THREADS={threads}, {os.cpu_count()} CPUs\n")
+    print("| attack | queries used | epochs | iterations | replica accuracy | fidelity | defender accuracy | wall s | CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, result, wall, cpu in rows:
+        report = result.get("attack_report") or {}
         print(
-            f"| {name} | {result['queries_used']} | {result['attack_params'].get('epochs')} | "
-            f"{result['attacker_accuracy']:.4f} | {result['fidelity']:.4f} | {result['defender_accuracy']:.4f} | {wall:.0f} |"
+            f"| {name} | {result['queries_used']} | {result['attack_params'].get('epochs')} | {report.get('iterations', '')} | "
+            f"{result['attacker_accuracy']:.4f} | {result['fidelity']:.4f} | {result['defender_accuracy']:.4f} | "
+            f"{wall:.0f} | {cpu:.0f} |"
         )
     return 0
 
