@@ -37,15 +37,30 @@ def calls_per_round(fn: Callable[[], object], *, rounds: int, budget_s: float, w
     return max(1, int(budget_s / rounds / once))
 
 
-def time_paths(paths: dict[str, Callable[[], object]], *, rounds: int, budget_s: float) -> dict[str, float]:
-    """Median seconds per call of each path, measured interleaved over ``rounds`` rounds."""
+def time_rounds(paths: dict[str, Callable[[], object]], *, rounds: int, budget_s: float) -> dict[str, list[float]]:
+    """Seconds per call of each path in each of ``rounds`` interleaved rounds (round r of every
+    path ran back to back, so per-round ratios between paths cancel slow drift of the machine)."""
     names = list(paths)
     inner = {name: calls_per_round(paths[name], rounds=rounds, budget_s=budget_s) for name in names}
     samples: list[list[float]] = [[] for _ in names]
     for _ in range(rounds):
         for i, name in enumerate(names):
             median_seconds(paths[name], samples, i, inner[name])
-    return {name: statistics.median(samples[i]) for i, name in enumerate(names)}
+    return {name: samples[i] for i, name in enumerate(names)}
+
+
+def time_paths(paths: dict[str, Callable[[], object]], *, rounds: int, budget_s: float) -> dict[str, float]:
+    """Median seconds per call of each path, measured interleaved over ``rounds`` rounds."""
+    return {name: statistics.median(values) for name, values in time_rounds(paths, rounds=rounds, budget_s=budget_s).items()}
+
+
+def ratio_quartiles(samples: list[float], baseline: list[float]) -> tuple[float, float, float]:
+    """Lower quartile, median and upper quartile of the per-round ratios ``samples[r] / baseline[r]``."""
+    ratios = sorted(s / b for s, b in zip(samples, baseline))
+    if len(ratios) == 1:
+        return ratios[0], ratios[0], ratios[0]
+    low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return low, statistics.median(ratios), high
 
 
 def rapl_counters() -> list[Path]:

@@ -2,8 +2,10 @@
 
 For each victim architecture and batch size, the undefended path is ``softmax(victim(x))``
 under ``no_grad``; each defended path is that plus ``defense(x, probs)``. All paths are
-timed interleaved, round after round, and each is summarised by its median, so that drift
-of the machine affects all of them alike. MAD's full-Jacobian mode is also compared with
+timed interleaved, round after round; ``us_per_query`` is a path's median over the rounds,
+``ratio`` the median over rounds of its time divided by the undefended time of the same
+round (so drift of the machine cancels) and ``ratio_iqr`` those ratios' interquartile range,
+the noise to read a ratio against. MAD's full-Jacobian mode is also compared with
 the per-sample reference method (K autograd calls per sample, G stacked, the objective at
 each vertex; ``stealguard.defenses.mad_reference``), on the same inputs, for time per query
 and for agreement of the outputs.
@@ -21,6 +23,7 @@ Run:  python benchmarks/defense_latency.py            (mlp, lenet, vgg16_bn; bat
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +35,7 @@ import stealguard.defenses as D
 from stealguard.defenses.mad_reference import reference_mad
 from stealguard.models import create as create_model
 
-from _timing import markdown, time_paths  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _timing import markdown, ratio_quartiles, time_rounds  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 INPUT_SHAPES = {"mlp": (1, 8, 8), "lenet": (1, 28, 28), "vgg16_bn": (3, 32, 32), "resnet18": (3, 32, 32)}
 CHEAP = ("dcp", "reverse_sigmoid", "topk", "rounding", "label_only", "random_noise")
@@ -74,19 +77,19 @@ def run_case(arch: str, batch: int, *, rounds: int, budget_s: float, full_jacobi
 
     chosen = defenses_for(arch, full_jacobian)
     paths = {"undefended": infer, **{name: defended(defense) for name, defense in chosen.items()}}
-    medians = time_paths(paths, rounds=rounds, budget_s=budget_s)
-    base = medians["undefended"]
+    samples = time_rounds(paths, rounds=rounds, budget_s=budget_s)
     rows = []
-    for name, seconds in medians.items():
+    for name, values in samples.items():
         target = TARGETS.get(name)
-        ratio = seconds / base
+        low, ratio, high = ratio_quartiles(values, samples["undefended"])
         rows.append(
             {
                 "arch": arch,
                 "batch": batch,
                 "path": name,
-                "us_per_query": 1e6 * seconds / batch,
+                "us_per_query": 1e6 * statistics.median(values) / batch,
                 "ratio": ratio,
+                "ratio_iqr": f"{low:.3g}-{high:.3g}",
                 "target": f"<= {target:g}x" if target else "",
                 "meets": "" if target is None else ("yes" if ratio <= target else "NO"),
             }
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 arch, batch, rounds=args.rounds, budget_s=args.seconds, full_jacobian=arch in args.full_jacobian_archs
             )
             print(f"done: {arch} batch {batch}", file=sys.stderr)
-    print(markdown(rows, ["arch", "batch", "path", "us_per_query", "ratio", "target", "meets"]))
+    print(markdown(rows, ["arch", "batch", "path", "us_per_query", "ratio", "ratio_iqr", "target", "meets"]))
     comparisons = [
         compare_full_with_reference(arch, 256, args.reference_samples)
         for arch in args.archs
