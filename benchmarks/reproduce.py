@@ -116,7 +116,7 @@ def report(results: ResultsFile, out: Path, *, command: str) -> Path:
             parts.append(f"![trade-off]({victim}-{attack}.png)")
         for reference in references:
             parts += ["", f"### {reference}"]
-            for x_key, title in (("defender_accuracy", "defender accuracy"), ("l1_mean", "mean L1 distortion")):
+            for x_key, title in (("defender_accuracy", "lost defender accuracy"), ("l1_mean", "mean L1 distortion")):
                 table = compare.compare_at_equal(members, reference=reference, rivals=rivals, x_key=x_key)
                 parts += ["", f"At equal {title}: each rival's best measured setting at no greater cost (its Pareto front, linear between settings):", ""]
                 parts.append(compare.comparison_table(table, x_key=x_key, reference=reference, rivals=rivals))

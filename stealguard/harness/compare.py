@@ -35,7 +35,8 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     Each output row has ``victim``, ``attack_name``, ``defense``, ``label``,
     ``defense_params``, ``victim_accuracy``, ``seeds`` (sorted), ``n`` and for every metric in
     :data:`METRICS` the mean under its own name and the sample standard deviation under
-    ``<metric>_std`` (0 for one seed). A cell run twice with the same seed counts once (its
+    ``<metric>_std`` (0 for one seed), and likewise ``defender_loss`` (:func:`_defender_loss`,
+    NaN where a row lacks the victim's accuracy). A cell run twice with the same seed counts once (its
     latest row). Order: first appearance.
     """
     latest: dict[tuple[str, str, str, int], dict[str, Any]] = {}
@@ -59,13 +60,32 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for metric in METRICS:
             summary[metric], summary[f"{metric}_std"] = _mean_std([r.get(metric) for r in members])
+        summary["defender_loss"], summary["defender_loss_std"] = _mean_std([_defender_loss(r) for r in members])
         out.append(summary)
     return out
 
 
-def _cost(row: dict[str, Any], x_key: str) -> float:
-    """What a defender pays at ``row``: its mean L1, or its lost accuracy (minus defender accuracy)."""
-    return -float(row[x_key]) if x_key == "defender_accuracy" else float(row[x_key])
+def _defender_loss(row: dict[str, Any]) -> float | None:
+    """Accuracy the defense costs the defender: the victim's own test accuracy minus the defended one.
+
+    Rounded to 1e-6 (a test set of 10,000 images resolves 1e-4), so that a victim accuracy stored in
+    float32 and a defended accuracy counted in float64 give exactly 0 for an unchanged accuracy.
+    """
+    victim, defended = row.get("victim_accuracy"), row.get("defender_accuracy")
+    if victim is None or defended is None:
+        return None
+    return round(float(victim) - float(defended), 6)
+
+
+def _cost(row: dict[str, Any], x_key: str, *, by_loss: bool) -> float:
+    """What a defender pays at ``row``: its mean L1, or its lost accuracy.
+
+    Lost accuracy is ``defender_loss`` (victim accuracy minus defended accuracy, so that cells
+    against two trainings of one victim compare) when ``by_loss``, else minus the defender accuracy.
+    """
+    if x_key != "defender_accuracy":
+        return float(row[x_key])
+    return float(row["defender_loss"]) if by_loss else -float(row[x_key])
 
 
 def best_at_cost(points: Sequence[tuple[float, float]], cost: float) -> float | None:
@@ -97,7 +117,8 @@ def compare_at_equal(
         rows: :func:`aggregate` rows of one (victim, attack).
         reference: the defense whose points are the comparison points (e.g. ``mad``).
         rivals: defenses read off their curves at those points (e.g. ``reverse_sigmoid``).
-        x_key: ``defender_accuracy`` or ``l1_mean``.
+        x_key: ``defender_accuracy`` (the cost is the lost accuracy, ``defender_loss``, when every
+            row has it: see :func:`_cost`) or ``l1_mean``.
 
     Returns:
         One dict per reference point, sorted by ``x_key``: ``label``, ``x``,
@@ -106,8 +127,10 @@ def compare_at_equal(
         one (the lowest attacker accuracy the rival reaches at no greater cost), or ``None``
         when every rival point costs more.
     """
+    by_loss = all(math.isfinite(float(r.get("defender_loss", math.nan))) for r in rows)
     curves = {
-        rival: [(_cost(r, x_key), r["attacker_accuracy"]) for r in rows if r["defense"] in (rival, "none")] for rival in rivals
+        rival: [(_cost(r, x_key, by_loss=by_loss), r["attacker_accuracy"]) for r in rows if r["defense"] in (rival, "none")]
+        for rival in rivals
     }
     out = []
     for row in sorted((r for r in rows if r["defense"] == reference), key=lambda r: r[x_key]):
@@ -118,7 +141,7 @@ def compare_at_equal(
             "attacker_accuracy_std": row.get("attacker_accuracy_std", 0.0),
         }
         for rival, points in curves.items():
-            entry[rival] = best_at_cost(points, _cost(row, x_key))
+            entry[rival] = best_at_cost(points, _cost(row, x_key, by_loss=by_loss))
         out.append(entry)
     return out
 

@@ -81,3 +81,33 @@ def test_write_plots_one_png_per_victim_attack(tmp_path):
     paths = write_plots(rows, tmp_path)
     assert sorted(p.name for p in paths) == ["v-jbda.png", "v-knockoff.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_equal_defender_accuracy_compares_losses_across_two_trainings_of_a_victim():
+    """A rival measured against a victim of 99.30% and a reference against a retrained one of 99.33%
+    compare by what each defense costs its own victim, not by the raw defended accuracy."""
+    old = dict(victim_accuracy=0.9929999709129333)
+    new = dict(victim_accuracy=0.9933000206947327)
+    rows = aggregate(
+        [
+            dict(_row("none", "none", 0, 0.98, defender=0.993), **old),
+            dict(_row("reverse_sigmoid", "rs:1", 0, 0.83, defender=0.993, l1=1.7), **old),
+            dict(_row("mad_argmax", "ma:1.5", 0, 0.44, defender=0.9933, l1=1.5), **new),
+        ]
+    )
+    assert [r["defender_loss"] for r in rows] == [0.0, 0.0, 0.0]
+    (entry,) = compare_at_equal(rows, reference="mad_argmax", rivals=["reverse_sigmoid"], x_key="defender_accuracy")
+    assert entry["reverse_sigmoid"] == 0.83
+
+
+def test_without_victim_accuracy_the_cost_is_minus_the_defender_accuracy():
+    rows = aggregate(
+        [
+            {k: v for k, v in _row("none", "none", 0, 0.95).items() if k != "victim_accuracy"},
+            {k: v for k, v in _row("mad", "m", 0, 0.6, defender=0.98).items() if k != "victim_accuracy"},
+            {k: v for k, v in _row("reverse_sigmoid", "rs", 0, 0.9, defender=0.985).items() if k != "victim_accuracy"},
+        ]
+    )
+    assert all(math.isnan(r["defender_loss"]) for r in rows)
+    (entry,) = compare_at_equal(rows, reference="mad", rivals=["reverse_sigmoid"], x_key="defender_accuracy")
+    assert entry["reverse_sigmoid"] == 0.9
