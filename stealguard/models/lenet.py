@@ -6,9 +6,11 @@ conv(20, 5x5) -> ReLU -> maxpool 2 -> conv(50, 5x5) -> ReLU -> maxpool 2 -> fc 5
 No padding; the flatten size follows the input (800 for 28x28, 1250 for 32x32).
 
 The convolutions run in ``channels_last`` memory format (weights converted once, the input on
-entry, like ``resnet9``): on CPU (oneDNN) a training step at batch 128 and one thread takes about
-25% less time than in NCHW. The layer sequence, its outputs (up to float rounding) and the
-saved weights (always contiguous NCHW in the file) are the same.
+entry, like ``resnet9``), which oneDNN runs faster on CPU: the Knockoff cells of
+``benchmarks/configs/paper-mnist-knockoff.toml`` (50,000 queries, 10 replica epochs, one thread)
+took 165-272 s with it and 295-329 s before (``elapsed_s`` in ``benchmarks/results/paper``).
+The layer sequence, its outputs (up to float rounding) and the saved weights (always
+contiguous NCHW in the file) are the same.
 """
 
 from __future__ import annotations
