@@ -24,6 +24,11 @@ A grid is read from a TOML file (``benchmarks/configs/*.toml``)::
     queryset = { mnist = "fashionmnist", fashionmnist = "mnist" }   # per victim data set, or one name
     params = { epochs = 30 }      # the attack's parameters
     budget = 50000                # optional: this attack's budget instead of the grid's
+    defenses = ["none", "mad:epsilon=0.5"]   # optional: this attack's defense settings instead of the grid's
+    seeds = [0]                   # optional: this attack's seeds instead of the grid's
+
+Per-attack ``defenses`` and ``seeds`` make a reduced grid explicit: a costly attack can run a
+subset of the settings (or fewer seeds) and the config still says exactly which cells exist.
 
 Defense settings are the CLI's specs. ``dp_sgd:noise_multiplier=S[,max_grad_norm=C]`` is not
 a posterior perturbation but a victim trained with DP-SGD (Opacus), attacked undefended: the
@@ -111,7 +116,8 @@ class VictimSpec:
 class AttackSpec:
     """An attack of the grid: ``name`` (label), ``attack`` (registry name), ``queryset``
     (one data-set name, a mapping victim data set -> name, or ``None`` for data-free
-    attacks), ``params`` (keyword parameters of the attack), ``budget`` (overrides the grid's)."""
+    attacks), ``params`` (keyword parameters of the attack), ``budget``, ``defenses`` and
+    ``seeds`` (each overrides the grid's when set)."""
 
     name: str
     attack: str
@@ -119,6 +125,10 @@ class AttackSpec:
     params: dict[str, Any] = field(default_factory=dict)
     budget: int | None = None
     """Queries of this attack's cells; ``None``: the grid's budget."""
+    defenses: tuple[str, ...] | None = None
+    """Defense settings of this attack's cells; ``None``: the grid's."""
+    seeds: tuple[int, ...] | None = None
+    """Seeds of this attack's cells; ``None``: the grid's."""
 
     def queryset_for(self, dataset: str) -> str | None:
         """The query set this attack uses against a victim trained on ``dataset``."""
@@ -190,14 +200,21 @@ class Grid:
         """Cells in run order: victim, attack, seed, then defense (so early results already form curves)."""
         for victim in self.victims:
             for attack in self.attacks:
-                for seed in self.seeds:
-                    for defense in self.defenses:
+                for seed in attack.seeds or self.seeds:
+                    for defense in attack.defenses or self.defenses:
                         yield Cell(victim=victim, attack=attack, defense=defense, seed=seed, budget=attack.budget or self.budget)
 
+    def all_defenses(self) -> list[str]:
+        """Every defense setting of the grid's cells, in first-use order (grid's, then the attacks' own)."""
+        out = list(self.defenses)
+        for attack in self.attacks:
+            out += [spec for spec in attack.defenses or () if spec not in out]
+        return out
+
     def dp_settings(self) -> list[dict[str, float]]:
-        """The distinct DP-SGD settings among the defenses."""
+        """The distinct DP-SGD settings among the defenses (the grid's and the attacks' own)."""
         out: list[dict[str, float]] = []
-        for spec in self.defenses:
+        for spec in self.all_defenses():
             name, params = parse_defense_spec(spec)
             if name == DP_SGD and {**DP_DEFAULTS, **params} not in out:
                 out.append({**DP_DEFAULTS, **params})
@@ -276,6 +293,23 @@ def _check_defense(spec: Any, where: str) -> str:
     return spec.strip()
 
 
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
+        raise _fail(where, f"must be a non-empty list of integers >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise _fail(where, f"lists a seed twice: {value!r}")
+    return tuple(value)
+
+
+def _defenses(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(where, f"must be a non-empty list of defense specs, got {value!r}")
+    specs = tuple(_check_defense(spec, f"{where}[{i}]") for i, spec in enumerate(value))
+    if len(set(specs)) != len(specs):
+        raise _fail(where, f"lists a defense setting twice: {list(specs)!r}")
+    return specs
+
+
 def grid_from_dict(config: Mapping[str, Any]) -> Grid:
     """Build and check a :class:`Grid` from a parsed config (see the module docstring).
 
@@ -290,12 +324,8 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
     name = _name(config.get("name"), "name")
     results = _name(config.get("results", name), "results")
     budget = _positive_int(config.get("budget"), "budget")
-    seeds = config.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise _fail("seeds", f"must be a non-empty list of integers >= 0, got {seeds!r}")
-    specs = config.get("defenses")
-    if not isinstance(specs, list) or not specs:
-        raise _fail("defenses", f"must be a non-empty list of defense specs, got {specs!r}")
+    seeds = _seeds(config.get("seeds", [0]), "seeds")
+    grid_defenses = _defenses(config.get("defenses"), "defenses")
     victims: list[VictimSpec] = []
     for index, raw in enumerate(config.get("victim") or []):
         victim = _victim(_table(raw, f"victim[{index}]"), f"victim[{index}]", victims)
@@ -307,8 +337,8 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
     attack_specs = []
     for index, raw in enumerate(config.get("attack") or []):
         raw = _table(raw, f"attack[{index}]")
-        if "name" not in raw or set(raw) - {"name", "attack", "queryset", "params", "budget"}:
-            raise _fail(f"attack[{index}]", f"needs name (optional attack, queryset, params, budget); got {sorted(raw)}")
+        if "name" not in raw or set(raw) - {"name", "attack", "queryset", "params", "budget", "defenses", "seeds"}:
+            raise _fail(f"attack[{index}]", f"needs name (optional attack, queryset, params, budget, defenses, seeds); got {sorted(raw)}")
         label = _name(raw["name"], f"attack[{index}].name")
         registry_name = str(raw.get("attack", label))
         if registry_name not in attacks.names():
@@ -326,13 +356,15 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
                 queryset=dict(queryset) if isinstance(queryset, Mapping) else queryset,
                 params=params,
                 budget=attack_budget,
+                defenses=None if "defenses" not in raw else _defenses(raw["defenses"], f"attack[{index}].defenses"),
+                seeds=None if "seeds" not in raw else _seeds(raw["seeds"], f"attack[{index}].seeds"),
             )
         )
     if not attack_specs:
         raise _fail("attack", "the grid needs at least one [[attack]]")
     grid = Grid(
-        name=name, results=results, budget=budget, seeds=tuple(seeds), victims=tuple(victims), attacks=tuple(attack_specs),
-        defenses=tuple(_check_defense(spec, f"defenses[{i}]") for i, spec in enumerate(specs)),
+        name=name, results=results, budget=budget, seeds=seeds, victims=tuple(victims), attacks=tuple(attack_specs),
+        defenses=grid_defenses,
     )
     for victim in grid.victims:
         for attack in grid.attacks:

@@ -92,6 +92,12 @@ def test_key_ignores_spacing_but_not_values():
         ({"attack": [{"name": "maze", "params": {"directions": 0}}]}, r"attack\[0\].params: maze: .*directions"),
         ({"attack": [{"name": "x", "attack": "nope"}]}, "unknown attack 'nope'"),
         ({"attack": [{"name": "k", "attack": "knockoff", "queryset": {"mnist": "fashionmnist"}}]}, "fashionmnist"),
+        ({"seeds": [0, 0]}, "seeds: lists a seed twice"),
+        ({"defenses": ["none", "none"]}, "defenses: lists a defense setting twice"),
+        ({"attack": [{"name": "knockoff", "queryset": "mnist", "defenses": []}]}, r"attack\[0\].defenses: must be a non-empty list"),
+        ({"attack": [{"name": "knockoff", "queryset": "mnist", "defenses": ["none", "mad:epsilon=9"]}]}, r"attack\[0\].defenses\[1\]: 'mad:epsilon=9'"),
+        ({"attack": [{"name": "knockoff", "queryset": "mnist", "seeds": [1, -2]}]}, r"attack\[0\].seeds: must be a non-empty list"),
+        ({"attack": [{"name": "knockoff", "queryset": "mnist", "seed": [1]}]}, r"attack\[0\]: needs name \(optional .*seeds\)"),
         ({"extra": 1}, "unknown field"),
     ],
 )
@@ -119,6 +125,21 @@ def test_attack_budget_overrides_the_grid_budget():
     assert budgets == {("knockoff", 25), ("dfme-small", 100)}
     unchanged = {c.key() for c in grid_from_dict(BASE).cells() if c.attack.name == "dfme-small"}
     assert unchanged == {c.key() for c in grid.cells() if c.attack.name == "dfme-small"}
+
+
+def test_attack_defenses_and_seeds_override_the_grids_and_keep_keys():
+    attacks = [{**BASE["attack"][0], "defenses": ["none", "dp_sgd:noise_multiplier=2.0"], "seeds": [1]}, BASE["attack"][1]]
+    grid = grid_from_dict(_with(attack=attacks))
+    knock = [c for c in grid.cells() if c.attack.name == "knockoff"]
+    assert {(c.victim.name, c.defense, c.seed) for c in knock} == {
+        (victim, defense, 1) for victim in ("m", "f") for defense in ("none", "dp_sgd:noise_multiplier=2.0")
+    }
+    assert len([c for c in grid.cells() if c.attack.name == "dfme-small"]) == 2 * 2 * 3
+    assert grid.all_defenses() == [*BASE["defenses"], "dp_sgd:noise_multiplier=2.0"]
+    assert grid.dp_settings() == [{"max_grad_norm": 1.0, "noise_multiplier": 1.0}, {"max_grad_norm": 1.0, "noise_multiplier": 2.0}]
+    full = {c.key() for c in grid_from_dict(BASE).cells()}
+    shared = [c for c in knock if c.defense == "none"]
+    assert shared and all(c.key() in full for c in shared)
 
 
 def test_load_grid_from_toml(tmp_path):
