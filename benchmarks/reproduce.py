@@ -38,7 +38,8 @@ HERE = Path(__file__).resolve().parent
 QUICK_CONFIG = HERE / "configs" / "quick.toml"
 REFERENCES = ("mad", "mad_argmax")
 """The paper's defenses, each compared with every rival at equal cost."""
-RIVALS = ("reverse_sigmoid", "random_noise")
+RIVALS = ("reverse_sigmoid", "random_noise", "dp_sgd")
+"""The baselines each reference is compared with (``dp_sgd``: DP-SGD-trained victims, the paper's third rival)."""
 PAPER_VICTIMS = {"mnist-lenet": 99.4, "fashionmnist-lenet": 92.0}
 """Victim test accuracy (%) reported by Orekondy et al. (ICLR 2020) for the LeNet victims."""
 PAPER_UNDEFENDED = {

@@ -29,10 +29,12 @@ def test_quick_mode_end_to_end(tmp_path):
     assert "python benchmarks/reproduce.py --quick" in summary
     for attack in ("knockoff", "jbda"):
         assert (out / f"digits-mlp-{attack}.png").stat().st_size > 1000
-        assert f"## {attack} vs digits-mlp: mad and mad_argmax against reverse_sigmoid, random_noise at equal cost" in summary
+        assert f"## {attack} vs digits-mlp: mad and mad_argmax against reverse_sigmoid, random_noise, dp_sgd at equal cost" in summary
     assert summary.count("### mad\n") == summary.count("### mad_argmax\n") == 2
-    assert summary.count("mad leaves the attacker lower accuracy than") == 8
-    assert summary.count("mad_argmax leaves the attacker lower accuracy than") == 8
+    assert summary.count("mad leaves the attacker lower accuracy than") == 12
+    assert summary.count("mad_argmax leaves the attacker lower accuracy than") == 12
+    assert summary.count("mad leaves the attacker lower accuracy than dp_sgd") == 4
+    assert "| best dp_sgd at no greater cost |" in summary
     assert "within seed noise" in summary and "one seed" not in summary
 
     again = _run("--quick", "--out", str(out), "--work", str(work), "--quiet")
