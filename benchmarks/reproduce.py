@@ -24,6 +24,7 @@ Interrupt it at any time: finished cells are in the results file and are not run
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import tempfile
@@ -69,14 +70,14 @@ def paper_table(rows: list[dict]) -> str:
         members = [r for r in rows if r["victim"] == victim and r["attack_name"] == attack]
         none = next((r for r in members if r["defense"] == "none"), None)
         ours_victim = f"{100 * members[0]['victim_accuracy']:.1f}" if members else "not run"
-        ours_none = f"{100 * none['attacker_accuracy']:.1f} ± {100 * none['attacker_accuracy_std']:.1f}" if none else "not run"
+        ours_none = compare.pct_spread(none["attacker_accuracy"], none["attacker_accuracy_std"]) if none else "not run"
         cheap = [
             r for r in members
             if r["defense"] in REFERENCES and r["victim_accuracy"] - r["defender_accuracy"] < MAD_DEFENDER_LOSS
         ]
         best = min(cheap, key=lambda r: r["attacker_accuracy"], default=None)
         ours_mad = (
-            f"{100 * best['attacker_accuracy']:.1f} ± {100 * best['attacker_accuracy_std']:.1f} (`{best['label']}`)" if best else "not run"
+            f"{compare.pct_spread(best['attacker_accuracy'], best['attacker_accuracy_std'])} (`{best['label']}`)" if best else "not run"
         )
         paper_mad = PAPER_MAD.get((victim, attack))
         lines.append(
@@ -107,7 +108,7 @@ def report(results: ResultsFile, out: Path, *, command: str) -> Path:
         members = [r for r in rows if r["victim"] == victim and r["attack_name"] == attack]
         present = {r["defense"] for r in members}
         rivals = [r for r in RIVALS if r in present]
-        stds = [r["attacker_accuracy_std"] for r in members if r["attacker_accuracy_std"] == r["attacker_accuracy_std"]]
+        stds = [r["attacker_accuracy_std"] for r in members if math.isfinite(r["attacker_accuracy_std"])]
         noise = max(stds, default=0.0)
         seeds = min((len(r["seeds"]) for r in members), default=0)
         noise_text = f"within seed noise ({100 * noise:.1f} points)" if seeds > 1 else "equal (one seed: no noise estimate)"

@@ -26,7 +26,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not finite:
         return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else math.nan
 
 
 def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,7 +35,7 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     Each output row has ``victim``, ``attack_name``, ``defense``, ``label``,
     ``defense_params``, ``victim_accuracy``, ``seeds`` (sorted), ``n`` and for every metric in
     :data:`METRICS` the mean under its own name and the sample standard deviation under
-    ``<metric>_std`` (0 for one seed), and likewise ``defender_loss`` (:func:`_defender_loss`,
+    ``<metric>_std`` (NaN for one seed: no spread to estimate), and likewise ``defender_loss`` (:func:`_defender_loss`,
     NaN where a row lacks the victim's accuracy). A cell run twice with the same seed counts once (its
     latest row). Order: first appearance.
     """
@@ -138,7 +138,7 @@ def compare_at_equal(
             "label": row["label"],
             "x": row[x_key],
             "attacker_accuracy": row["attacker_accuracy"],
-            "attacker_accuracy_std": row.get("attacker_accuracy_std", 0.0),
+            "attacker_accuracy_std": row.get("attacker_accuracy_std", math.nan),
         }
         for rival, points in curves.items():
             entry[rival] = best_at_cost(points, _cost(row, x_key, by_loss=by_loss))
@@ -168,14 +168,22 @@ def _pct(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
+def pct_spread(mean: float, std: float | None) -> str:
+    """``mean ± std`` in %, one decimal; just the mean when ``std`` is unknown (one seed)."""
+    if std is None or not math.isfinite(std):
+        return _pct(mean)
+    return f"{_pct(mean)} ± {_pct(std)}"
+
+
 def summary_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of :func:`aggregate` rows: one line per defense setting, mean ± std over seeds (in %)."""
+    """Markdown table of :func:`aggregate` rows: one line per defense setting, mean ± std over seeds (in %;
+    the mean alone for one seed)."""
     lines = [
         "| victim | attack | defense setting | seeds | defender acc | attacker acc | fidelity | mean L1 |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        attacker = f"{_pct(r['attacker_accuracy'])} ± {_pct(r['attacker_accuracy_std'])}"
+        attacker = pct_spread(r["attacker_accuracy"], r["attacker_accuracy_std"])
         lines.append(
             f"| {r['victim']} | {r['attack_name']} | `{r['label']}` | {r['n']} | {_pct(r['defender_accuracy'])} | "
             f"{attacker} | {_pct(r['fidelity'])} | {r['l1_mean']:.3f} |"
@@ -190,7 +198,7 @@ def comparison_table(comparison: Sequence[dict[str, Any]], *, x_key: str, refere
     lines = [head, "|" + "---|" * (3 + len(rivals))]
     for entry in comparison:
         x = _pct(entry["x"]) if x_key == "defender_accuracy" else f"{entry['x']:.3f}"
-        ref = f"{_pct(entry['attacker_accuracy'])} ± {_pct(entry['attacker_accuracy_std'])}"
+        ref = pct_spread(entry["attacker_accuracy"], entry["attacker_accuracy_std"])
         rival_cells = " | ".join("no setting as cheap" if entry[r] is None else _pct(entry[r]) for r in rivals)
         lines.append(f"| `{entry['label']}` | {x} | {ref} | {rival_cells} |")
     return "\n".join(lines)

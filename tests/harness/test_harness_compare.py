@@ -24,7 +24,7 @@ def test_aggregate_means_and_std_over_seeds_latest_row_wins():
     assert by_label["m"]["seeds"] == [0, 1] and by_label["m"]["n"] == 2
     assert math.isclose(by_label["m"]["attacker_accuracy"], 0.7)
     assert math.isclose(by_label["m"]["attacker_accuracy_std"], math.sqrt(0.08))
-    assert by_label["none"]["attacker_accuracy_std"] == 0.0
+    assert math.isnan(by_label["none"]["attacker_accuracy_std"])
 
 
 def test_best_at_cost_uses_the_pareto_front():
@@ -71,8 +71,10 @@ def test_compare_at_equal_l1_and_defender_accuracy():
     assert verdict(by_l1, "reverse_sigmoid") == (1, 0, 0)
     assert verdict(by_l1, "reverse_sigmoid", margin=0.5) == (0, 0, 1)
     table = comparison_table(by_l1, x_key="l1_mean", reference="mad", rivals=["reverse_sigmoid", "random_noise"])
-    assert "| `mad:epsilon=0.5` | 0.500 | 60.0 ± 0.0 | 92.5 | 87.5 |" in table
-    assert "`rs:1`" in summary_table(rows)
+    assert "| `mad:epsilon=0.5` | 0.500 | 60.0 | 92.5 | 87.5 |" in table
+    assert "| v | knockoff | `rs:1` | 1 | 99.0 | 90.0 | 90.0 | 1.000 |" in summary_table(rows)
+    two_seeds = aggregate([_row("mad", "m", 0, 0.5, l1=0.5), _row("mad", "m", 1, 0.7, l1=0.5)])
+    assert "| v | knockoff | `m` | 2 | 99.0 | 60.0 ± 14.1 | 60.0 | 0.500 |" in summary_table(two_seeds)
 
 
 def test_write_plots_one_png_per_victim_attack(tmp_path):
