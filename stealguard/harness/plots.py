@@ -18,6 +18,21 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 
 PANELS = (("defender_accuracy", "defender accuracy"), ("l1_mean", "mean L1 distortion"))
 MARKERS = "osD^v<>ph*"
+MIN_SPAN = {"defender_accuracy": 0.05}
+"""Narrowest x range of a panel: defender accuracies one test image apart are not drawn a
+panel-width apart (a 5-point window ending just right of the highest point)."""
+
+
+def x_limits(values: Sequence[float], min_span: float) -> tuple[float, float] | None:
+    """``(low, high)`` for an axis whose points span less than ``min_span``, else ``None``
+    (matplotlib's own limits): the window ends ``min_span / 20`` right of the largest value and
+    is ``min_span`` wide, or wider where that keeps ``min_span / 20`` left of the smallest."""
+    finite = [float(v) for v in values if v == v]
+    if not finite or max(finite) - min(finite) >= min_span:
+        return None
+    pad = min_span / 20
+    high = max(finite) + pad
+    return min(high - min_span, min(finite) - pad), high
 
 
 def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None = None) -> Path:
@@ -44,6 +59,9 @@ def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, *, title: str | No
                 continue
             ax.plot(xs, ys, marker=MARKERS[style % len(MARKERS)], linewidth=1.5, markersize=6, label=name)
             style += 1
+        limits = x_limits([r[x_key] for r in rows], MIN_SPAN[x_key]) if x_key in MIN_SPAN else None
+        if limits is not None:
+            ax.set_xlim(*limits)
         ax.set_xlabel(x_label)
         ax.set_ylabel("attacker accuracy")
         ax.grid(True, alpha=0.3)
