@@ -31,4 +31,4 @@ def test_every_point_lies_inside_the_window(values, span):
     if limits is None:
         assert max(values) - min(values) >= span
     else:
-        assert limits[0] < min(values) and max(values) < limits[1] and limits[1] - limits[0] >= span
+        assert limits[0] < min(values) and max(values) < limits[1] and limits[1] - limits[0] >= span * (1 - 1e-9)
