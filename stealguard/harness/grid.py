@@ -305,7 +305,8 @@ def _defenses(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(where, f"must be a non-empty list of defense specs, got {value!r}")
     specs = tuple(_check_defense(spec, f"{where}[{i}]") for i, spec in enumerate(value))
-    if len(set(specs)) != len(specs):
+    canonical = {json.dumps(parse_defense_spec(spec), sort_keys=True) for spec in specs}
+    if len(canonical) != len(specs):
         raise _fail(where, f"lists a defense setting twice: {list(specs)!r}")
     return specs
 

@@ -94,6 +94,7 @@ def test_key_ignores_spacing_but_not_values():
         ({"attack": [{"name": "k", "attack": "knockoff", "queryset": {"mnist": "fashionmnist"}}]}, "fashionmnist"),
         ({"seeds": [0, 0]}, "seeds: lists a seed twice"),
         ({"defenses": ["none", "none"]}, "defenses: lists a defense setting twice"),
+        ({"defenses": ["mad:epsilon=0.5", "mad: epsilon = 0.5"]}, "defenses: lists a defense setting twice"),
         ({"attack": [{"name": "knockoff", "queryset": "mnist", "defenses": []}]}, r"attack\[0\].defenses: must be a non-empty list"),
         ({"attack": [{"name": "knockoff", "queryset": "mnist", "defenses": ["none", "mad:epsilon=9"]}]}, r"attack\[0\].defenses\[1\]: 'mad:epsilon=9'"),
         ({"attack": [{"name": "knockoff", "queryset": "mnist", "seeds": [1, -2]}]}, r"attack\[0\].seeds: must be a non-empty list"),
