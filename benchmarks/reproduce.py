@@ -88,7 +88,8 @@ def paper_table(rows: list[dict]) -> str:
 
 
 def report(results: ResultsFile, out: Path, *, command: str) -> Path:
-    """Write plots and ``summary.md`` from every row of ``results``; returns the summary's path."""
+    """Write plots and ``summary.md`` from every row of ``results`` (the table grouped by victim and attack,
+    settings in order of first appearance); returns the summary's path."""
     rows = compare.aggregate(results.rows())
     plots = compare.write_plots(rows, out)
     parts = [
@@ -99,7 +100,7 @@ def report(results: ResultsFile, out: Path, *, command: str) -> Path:
         "Accuracies in %, mean ± sample std over seeds; `dp_sgd` rows are DP-SGD-trained victims attacked "
         "undefended, their L1 is the distance of their answers from the undefended victim's.",
         "",
-        compare.summary_table(rows),
+        compare.summary_table(sorted(rows, key=lambda r: (r["victim"], r["attack_name"]))),
     ]
     if any(r["victim"] in PAPER_VICTIMS for r in rows):
         parts += ["", "## Beside the paper (Orekondy et al., ICLR 2020)", "", paper_table(rows)]
