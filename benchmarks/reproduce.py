@@ -73,7 +73,7 @@ def paper_table(rows: list[dict]) -> str:
         ours_none = compare.pct_spread(none["attacker_accuracy"], none["attacker_accuracy_std"]) if none else "not run"
         cheap = [
             r for r in members
-            if r["defense"] in REFERENCES and r["victim_accuracy"] - r["defender_accuracy"] < MAD_DEFENDER_LOSS
+            if r["defense"] in REFERENCES and r["defender_loss"] < MAD_DEFENDER_LOSS
         ]
         best = min(cheap, key=lambda r: r["attacker_accuracy"], default=None)
         ours_mad = (
