@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 import stealguard
 from stealguard import data as sgdata
-from stealguard import models
+from stealguard import defenses, models
 from stealguard._checks import check_int
+from stealguard.defenses.misinformation import misinformation_for_victim
 from stealguard.device import DeviceLike
 from stealguard.harness.experiment import run_attack
 from stealguard.harness.grid import DP_SGD, Cell, Grid, VictimSpec
@@ -143,6 +144,11 @@ def run_cell(
     return row
 
 
+def _needs_misinformation(cell: Cell) -> bool:
+    """Whether the cell's defense takes the victim's misinformation model (``adaptive_misinformation``)."""
+    return cell.dp is None and "misinformation" in defenses.parameters(cell.defense_name)
+
+
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -162,7 +168,9 @@ def run_grid(
 ) -> tuple[list[dict[str, Any]], list[tuple[Cell, BaseException]]]:
     """Run every cell of ``grid`` not yet in ``results`` (and accepted by ``select``).
 
-    Victims (and DP-SGD victims) are prepared first, in this process. Each finished row is
+    Victims (and DP-SGD victims) are prepared first, in this process, and so is the
+    misinformation model of each victim an ``adaptive_misinformation`` cell defends (trained
+    once, not by every worker that needs it). Each finished row is
     appended to ``results`` at once and passed to ``on_row``. A failing cell does not stop
     the others.
 
@@ -184,6 +192,8 @@ def run_grid(
             needed.setdefault(victim_path(work_dir, cell.victim, cell.dp), (cell.victim, cell.dp))
     for spec, dp in needed.values():
         prepare_victim(spec, work_dir=work_dir, data_root=data_root, dp=dp, device=device, progress=progress)
+    for path in dict.fromkeys(victim_path(work_dir, cell.victim) for cell in todo if _needs_misinformation(cell)):
+        misinformation_for_victim(models.load_card(path), victim_dir=path, data_root=data_root, device=device, progress=progress)
 
     rows: list[dict[str, Any]] = []
     failures: list[tuple[Cell, BaseException]] = []

@@ -122,3 +122,26 @@ def test_int8_victim_is_quantized_from_its_cached_base_and_dp_twin(tmp_path):
     assert abs(none_row["defender_accuracy"] - int8_card.test_accuracy) < 1e-6
     assert json.loads(none_row["key"])["victim"]["int8"] == {"of": "d", "calibration": 128, "seed": 0}
 
+
+
+def test_misinformation_model_is_trained_once_before_the_cells(tmp_path, monkeypatch):
+    import stealguard.harness.reproduce as reproduce
+    from stealguard.defenses.misinformation import misinformation_dir
+
+    grid = grid_from_dict(dict(CONFIG, defenses=["adaptive_misinformation:tau=0.5", "adaptive_misinformation:tau=0.9", "none"]))
+    base_dir = victim_path(tmp_path / "work", grid.victims[0])
+    seen = []
+    real_run_cell = reproduce.run_cell
+
+    def checking_run_cell(cell, **kwargs):
+        seen.append((cell.defense, (misinformation_dir(base_dir) / "card.json").is_file()))
+        return real_run_cell(cell, **kwargs)
+
+    trained = []
+    real_for_victim = reproduce.misinformation_for_victim
+    monkeypatch.setattr(reproduce, "run_cell", checking_run_cell)
+    monkeypatch.setattr(reproduce, "misinformation_for_victim", lambda *a, **k: trained.append(k["victim_dir"]) or real_for_victim(*a, **k))
+    rows, failures = run_grid(grid, results=ResultsFile(tmp_path / "r.csv"), work_dir=tmp_path / "work", data_root=None, device="cpu", progress=False)
+    assert failures == [] and len(rows) == 3
+    assert trained == [base_dir]
+    assert seen == [(spec, True) for spec in grid.defenses]
