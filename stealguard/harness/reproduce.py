@@ -25,7 +25,7 @@ import stealguard
 from stealguard import data as sgdata
 from stealguard import defenses, models
 from stealguard._checks import check_int
-from stealguard.defenses.misinformation import misinformation_for_victim
+from stealguard.defenses.misinformation import misinformation_dir, misinformation_for_victim
 from stealguard.device import DeviceLike
 from stealguard.harness.experiment import run_attack
 from stealguard.harness.grid import DP_SGD, Cell, Grid, VictimSpec
@@ -86,6 +86,33 @@ def prepare_victim(
             progress=progress, dp=dp, **spec.train,
         )
     return path
+
+
+def prepare_misinformation(
+    spec: VictimSpec,
+    *,
+    work_dir: Path | str,
+    data_root: Path | str | None,
+    device: DeviceLike = "auto",
+    progress: bool = True,
+) -> Path:
+    """The folder of the cached victim's misinformation model (``adaptive_misinformation``),
+    training it first if it is not there (the victim must be prepared).
+
+    A float victim's is trained by :func:`~stealguard.defenses.misinformation.misinformation_for_victim`
+    (the victim's recipe and seed). An int8 victim's is its float base's, int8-quantized with the
+    victim's calibration settings, so the base's training is not repeated.
+    """
+    path = victim_path(work_dir, spec)
+    target = misinformation_dir(path)
+    if (target / CARD_FILE).is_file():
+        return target
+    if spec.int8 is not None:
+        base = prepare_misinformation(spec.int8.base, work_dir=work_dir, data_root=data_root, device=device, progress=progress)
+        quantize_saved_victim(base, out=target, data_root=data_root, calibration=spec.int8.calibration, seed=spec.int8.seed)
+    else:
+        misinformation_for_victim(models.load_card(path), victim_dir=path, data_root=data_root, device=device, progress=progress)
+    return target
 
 
 def answer_distortion(base_dir: Path, other_dir: Path, *, data_root: Path | str | None, device: DeviceLike = "cpu") -> tuple[float, float]:
@@ -192,8 +219,8 @@ def run_grid(
             needed.setdefault(victim_path(work_dir, cell.victim, cell.dp), (cell.victim, cell.dp))
     for spec, dp in needed.values():
         prepare_victim(spec, work_dir=work_dir, data_root=data_root, dp=dp, device=device, progress=progress)
-    for path in dict.fromkeys(victim_path(work_dir, cell.victim) for cell in todo if _needs_misinformation(cell)):
-        misinformation_for_victim(models.load_card(path), victim_dir=path, data_root=data_root, device=device, progress=progress)
+    for spec in {cell.victim.name: cell.victim for cell in todo if _needs_misinformation(cell)}.values():
+        prepare_misinformation(spec, work_dir=work_dir, data_root=data_root, device=device, progress=progress)
 
     rows: list[dict[str, Any]] = []
     failures: list[tuple[Cell, BaseException]] = []

@@ -145,3 +145,29 @@ def test_misinformation_model_is_trained_once_before_the_cells(tmp_path, monkeyp
     assert failures == [] and len(rows) == 3
     assert trained == [base_dir]
     assert seen == [(spec, True) for spec in grid.defenses]
+
+
+def test_int8_victims_misinformation_model_is_its_base_model_quantized(tmp_path, monkeypatch):
+    import stealguard.harness.reproduce as reproduce
+    from stealguard.defenses.misinformation import misinformation_dir
+
+    config = {
+        **CONFIG,
+        "defenses": ["adaptive_misinformation:tau=0.9"],
+        "victim": [*CONFIG["victim"], {"name": "d-int8", "int8": {"of": "d", "calibration": 64}}],
+    }
+    grid = grid_from_dict(config)
+    trained = []
+    real_for_victim = reproduce.misinformation_for_victim
+    monkeypatch.setattr(reproduce, "misinformation_for_victim", lambda *a, **k: trained.append(k["victim_dir"]) or real_for_victim(*a, **k))
+    rows, failures = run_grid(
+        grid, results=ResultsFile(tmp_path / "r.csv"), work_dir=tmp_path / "work", data_root=None, device="cpu", progress=False,
+        select=select_cells(victims=["d-int8"]),
+    )
+    assert failures == [] and len(rows) == 1
+    base_dir, int8_dir = (victim_path(tmp_path / "work", spec) for spec in grid.victims)
+    assert trained == [base_dir]
+    base_card = models.load_card(misinformation_dir(base_dir))
+    int8_card = models.load_card(misinformation_dir(int8_dir))
+    assert base_card.quantization is None
+    assert int8_card.quantization["calibration_size"] == 64 and int8_card.train == base_card.train
