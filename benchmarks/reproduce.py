@@ -28,19 +28,16 @@ import math
 import shlex
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from stealguard.harness import compare
-from stealguard.harness.grid import load_grid
+from stealguard.harness.grid import REFERENCES, RIVALS, load_grid
 from stealguard.harness.reproduce import code_version, run_grid, select_cells
 from stealguard.harness.results import ResultsFile
 
 HERE = Path(__file__).resolve().parent
 QUICK_CONFIG = HERE / "configs" / "quick.toml"
-REFERENCES = ("mad", "mad_argmax")
-"""The paper's defenses, each compared with every rival at equal cost."""
-RIVALS = ("reverse_sigmoid", "random_noise", "dp_sgd")
-"""The baselines each reference is compared with (``dp_sgd``: DP-SGD-trained victims, the paper's third rival)."""
 PAPER_VICTIMS = {"mnist-lenet": 99.4, "fashionmnist-lenet": 92.0}
 """Victim test accuracy (%) reported by Orekondy et al. (ICLR 2020) for the LeNet victims."""
 PAPER_UNDEFENDED = {
@@ -87,9 +84,12 @@ def paper_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(results: ResultsFile, out: Path, *, command: str) -> Path:
+def report(
+    results: ResultsFile, out: Path, *, command: str, references: Sequence[str] = REFERENCES, rivals: Sequence[str] = RIVALS
+) -> Path:
     """Write plots and ``summary.md`` from every row of ``results`` (the table grouped by victim and attack,
-    settings in order of first appearance); returns the summary's path."""
+    settings in order of first appearance); returns the summary's path. Each of ``references`` present
+    in a (victim, attack) pair is compared at equal cost with each of ``rivals`` present there (the grid's ``[compare]``)."""
     rows = compare.aggregate(results.rows())
     plots = compare.write_plots(rows, out)
     parts = [
@@ -108,22 +108,22 @@ def report(results: ResultsFile, out: Path, *, command: str) -> Path:
     for victim, attack in pairs:
         members = [r for r in rows if r["victim"] == victim and r["attack_name"] == attack]
         present = {r["defense"] for r in members}
-        rivals = [r for r in RIVALS if r in present]
+        present_rivals = [r for r in rivals if r in present]
         stds = [r["attacker_accuracy_std"] for r in members if math.isfinite(r["attacker_accuracy_std"])]
         noise = max(stds, default=0.0)
         seeds = min((len(r["seeds"]) for r in members), default=0)
         noise_text = f"within seed noise ({100 * noise:.1f} points)" if seeds > 1 else "equal (one seed: no noise estimate)"
-        references = [ref for ref in REFERENCES if ref in present] if rivals else []
-        if references:
-            parts += ["", f"## {attack} vs {victim}: {' and '.join(references)} against {', '.join(rivals)} at equal cost", ""]
+        present_references = [ref for ref in references if ref in present] if present_rivals else []
+        if present_references:
+            parts += ["", f"## {attack} vs {victim}: {' and '.join(present_references)} against {', '.join(present_rivals)} at equal cost", ""]
             parts.append(f"![trade-off]({victim}-{attack}.png)")
-        for reference in references:
+        for reference in present_references:
             parts += ["", f"### {reference}"]
             for x_key, title in (("defender_accuracy", "lost defender accuracy"), ("l1_mean", "mean L1 distortion")):
-                table = compare.compare_at_equal(members, reference=reference, rivals=rivals, x_key=x_key)
+                table = compare.compare_at_equal(members, reference=reference, rivals=present_rivals, x_key=x_key)
                 parts += ["", f"At equal {title}: each rival's best measured setting at no greater cost (its Pareto front, linear between settings):", ""]
-                parts.append(compare.comparison_table(table, x_key=x_key, reference=reference, rivals=rivals))
-                for rival in rivals:
+                parts.append(compare.comparison_table(table, x_key=x_key, reference=reference, rivals=present_rivals))
+                for rival in present_rivals:
                     lower, higher, tied = compare.verdict(table, rival, margin=noise)
                     parts.append(
                         f"\n{reference} leaves the attacker lower accuracy than {rival} at {lower}, higher at {higher}, "
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if not results.path.is_file():
         print(f"error: no results in {results.path}: nothing to report (run the grid without --report-only first)", file=sys.stderr)
         return 2
-    report(results, args.out, command=command)
+    report(results, args.out, command=command, references=grid.references, rivals=grid.rivals)
     return 1 if failures else 0
 
 

@@ -27,6 +27,10 @@ A grid is read from a TOML file (``benchmarks/configs/*.toml``)::
     defenses = ["none", "mad:epsilon=0.5"]   # optional: this attack's defense settings instead of the grid's
     seeds = [0]                   # optional: this attack's seeds instead of the grid's
 
+    [compare]                     # optional: the report's equal-cost comparison
+    references = ["mad", "mad_argmax"]                      # defenses compared with each rival (default)
+    rivals = ["reverse_sigmoid", "random_noise", "dp_sgd"]  # default
+
 Per-attack ``defenses`` and ``seeds`` make a reduced grid explicit: a costly attack can run a
 subset of the settings (or fewer seeds) and the config still says exactly which cells exist.
 
@@ -61,6 +65,10 @@ ATTACK_PLACEHOLDERS = {"queryset": lambda: torch.zeros(2, 1, 8, 8)}
 DP_SGD = "dp_sgd"
 """Pseudo-defense name of a DP-SGD-trained victim."""
 DP_DEFAULTS: dict[str, float] = {"max_grad_norm": 1.0}
+REFERENCES = ("mad", "mad_argmax")
+"""Default references of the report's equal-cost comparison (Prediction Poisoning's defenses)."""
+RIVALS = ("reverse_sigmoid", "random_noise", DP_SGD)
+"""Default rivals each reference is compared with (the paper's baselines, DP-SGD-trained victims included)."""
 
 
 def _fail(where: str, message: str) -> ValueError:
@@ -191,6 +199,10 @@ class Grid:
     defenses: tuple[str, ...]
     results: str = ""
     """Name of the results folder (and victim cache); grids naming the same one share cells."""
+    references: tuple[str, ...] = REFERENCES
+    """Defense names the report compares with each rival at equal cost."""
+    rivals: tuple[str, ...] = RIVALS
+    """Defense names (or ``dp_sgd``) each reference is compared with."""
 
     def __post_init__(self) -> None:
         if not self.results:
@@ -311,6 +323,32 @@ def _defenses(value: Any, where: str) -> tuple[str, ...]:
     return specs
 
 
+def _defense_names(value: Any, where: str) -> tuple[str, ...]:
+    known = (*defenses.names(), DP_SGD)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _fail(where, f"must be a non-empty list of defense names, got {value!r}")
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise _fail(where, f"unknown defense(s) {unknown}; available: {', '.join(known)}")
+    if len(set(value)) != len(value):
+        raise _fail(where, f"lists a defense twice: {value!r}")
+    return tuple(value)
+
+
+def _compare(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(references, rivals)`` of the optional ``[compare]`` table (defaults where absent)."""
+    if value is None:
+        return REFERENCES, RIVALS
+    table = _table(value, "compare")
+    if set(table) - {"references", "rivals"}:
+        raise _fail("compare", f"unknown field(s) {sorted(set(table) - {'references', 'rivals'})}; allowed: references, rivals")
+    references = _defense_names(table["references"], "compare.references") if "references" in table else REFERENCES
+    rivals = _defense_names(table["rivals"], "compare.rivals") if "rivals" in table else RIVALS
+    if set(references) & set(rivals):
+        raise _fail("compare", f"a defense cannot be both reference and rival: {sorted(set(references) & set(rivals))}")
+    return references, rivals
+
+
 def grid_from_dict(config: Mapping[str, Any]) -> Grid:
     """Build and check a :class:`Grid` from a parsed config (see the module docstring).
 
@@ -319,7 +357,7 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
             names the field).
     """
     config = _table(config, "config")
-    allowed = {"name", "results", "budget", "seeds", "defenses", "victim", "attack"}
+    allowed = {"name", "results", "budget", "seeds", "defenses", "victim", "attack", "compare"}
     if set(config) - allowed:
         raise _fail("config", f"unknown field(s) {sorted(set(config) - allowed)}; allowed: {sorted(allowed)}")
     name = _name(config.get("name"), "name")
@@ -363,9 +401,10 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
         )
     if not attack_specs:
         raise _fail("attack", "the grid needs at least one [[attack]]")
+    references, rivals = _compare(config.get("compare"))
     grid = Grid(
         name=name, results=results, budget=budget, seeds=seeds, victims=tuple(victims), attacks=tuple(attack_specs),
-        defenses=grid_defenses,
+        defenses=grid_defenses, references=references, rivals=rivals,
     )
     for victim in grid.victims:
         for attack in grid.attacks:

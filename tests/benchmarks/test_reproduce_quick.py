@@ -80,3 +80,27 @@ def test_report_only_without_results_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: no results in")
 
+
+
+def test_report_compares_the_grids_references_with_its_rivals(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import reproduce
+
+    results = ResultsFile(tmp_path / "results.csv")
+    for seed in (0, 1):
+        for defense, label, attacker, defender, l1 in (
+            ("none", "none", 0.80, 0.90, 0.0),
+            ("dcp", "dcp", 0.70, 0.90, 0.1),
+            ("reverse_sigmoid", "reverse_sigmoid:beta=0.3", 0.75, 0.88, 0.3),
+            ("mad", "mad:epsilon=0.5", 0.60, 0.85, 0.5),
+        ):
+            results.append({
+                "key": f"{label}-{seed}", "victim": "v", "attack_name": "knockoff", "defense": defense, "label": label, "seed": seed,
+                "victim_accuracy": 0.90, "defender_accuracy": defender, "attacker_accuracy": attacker + 0.001 * seed,
+                "l1_mean": l1, "code_version": "test",
+            })
+    summary = reproduce.report(results, tmp_path, command="test", references=("dcp",), rivals=("reverse_sigmoid", "mad", "adaptive_misinformation"))
+    text = summary.read_text()
+    assert "## knockoff vs v: dcp against reverse_sigmoid, mad at equal cost" in text
+    assert "### dcp" in text and "### mad\n" not in text
+    assert text.count("dcp leaves the attacker lower accuracy than") == 4

@@ -100,6 +100,11 @@ def test_key_ignores_spacing_but_not_values():
         ({"attack": [{"name": "knockoff", "queryset": "mnist", "seeds": [1, -2]}]}, r"attack\[0\].seeds: must be a non-empty list"),
         ({"attack": [{"name": "knockoff", "queryset": "mnist", "seed": [1]}]}, r"attack\[0\]: needs name \(optional .*seeds\)"),
         ({"extra": 1}, "unknown field"),
+        ({"compare": {"references": ["dcpp"]}}, r"compare.references: unknown defense\(s\) \['dcpp'\]"),
+        ({"compare": {"rivals": []}}, "compare.rivals: must be a non-empty list"),
+        ({"compare": {"rivals": ["mad", "mad"]}}, "compare.rivals: lists a defense twice"),
+        ({"compare": {"references": ["mad"], "rivals": ["mad", "dcp"]}}, r"both reference and rival: \['mad'\]"),
+        ({"compare": {"reference": ["mad"]}}, r"compare: unknown field\(s\) \['reference'\]"),
     ],
 )
 def test_bad_configs_name_the_field(changes, match):
@@ -156,3 +161,11 @@ def test_load_grid_from_toml(tmp_path):
     (tmp_path / "bad.toml").write_text("name = ")
     with pytest.raises(ValueError, match="invalid TOML"):
         load_grid(tmp_path / "bad.toml")
+
+
+def test_compare_table_sets_references_and_rivals_with_paper_defaults():
+    plain = grid_from_dict(_with())
+    assert plain.references == ("mad", "mad_argmax") and plain.rivals == ("reverse_sigmoid", "random_noise", "dp_sgd")
+    custom = grid_from_dict(_with(compare={"references": ["dcp"], "rivals": ["reverse_sigmoid", "adaptive_misinformation"]}))
+    assert custom.references == ("dcp",) and custom.rivals == ("reverse_sigmoid", "adaptive_misinformation")
+    assert grid_from_dict(_with(compare={"rivals": ["dp_sgd"]})).references == ("mad", "mad_argmax")
