@@ -31,3 +31,14 @@ def test_dcp_grid_has_the_issue_8_setting() -> None:
     names = {cell.defense_name for cell in grid.cells()}
     assert names == {"none", "dcp", "reverse_sigmoid", "mad", "adaptive_misinformation"}
     assert all(sum(1 for spec in grid.defenses if spec.split(":")[0] == name) >= 2 for name in names - {"none"})
+
+
+def test_cpu_dcp_grid_shares_the_full_grids_victims_and_runs_every_attack() -> None:
+    full = load_grid(next(path for path in CONFIGS if path.stem == "dcp-cifar10"))
+    cpu = load_grid(next(path for path in CONFIGS if path.stem == "dcp-cifar10-cpu"))
+    assert cpu.victims == full.victims
+    assert {attack.name for attack in cpu.attacks} == {attack.name for attack in full.attacks}
+    budgets = {cell.attack.name: cell.budget for cell in cpu.cells()}
+    assert budgets["knockoff"] == budgets["knockoff-adaptive"] == 25_000
+    assert budgets["maze"] == budgets["dfme"] == 300_000
+    assert {cell.defense_name for cell in cpu.cells()} == {cell.defense_name for cell in full.cells()}
