@@ -11,6 +11,11 @@ from stealguard.harness.grid import load_grid
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "configs").glob("*.toml"))
 
 
+def _config(stem: str) -> Path:
+    """The committed config named ``<stem>.toml``."""
+    return next(path for path in CONFIGS if path.stem == stem)
+
+
 def test_there_are_configs() -> None:
     assert {path.stem for path in CONFIGS} >= {"quick", "paper", "paper-mnist-knockoff", "dcp-cifar10"}
 
@@ -24,7 +29,7 @@ def test_config_loads_with_unique_cells(path: Path) -> None:
 
 
 def test_dcp_grid_has_the_issue_8_setting() -> None:
-    grid = load_grid(next(path for path in CONFIGS if path.stem == "dcp-cifar10"))
+    grid = load_grid(_config("dcp-cifar10"))
     float_victim, int8_victim = grid.victims
     assert float_victim.dataset == "cifar10:half=0" and int8_victim.int8 is not None and int8_victim.int8.base == float_victim
     assert {cell.queryset for cell in grid.cells() if cell.attack.attack == "knockoff"} == {"cifar10:half=1"}
@@ -34,8 +39,8 @@ def test_dcp_grid_has_the_issue_8_setting() -> None:
 
 
 def test_cpu_dcp_grid_shares_the_full_grids_victims_and_runs_every_attack() -> None:
-    full = load_grid(next(path for path in CONFIGS if path.stem == "dcp-cifar10"))
-    cpu = load_grid(next(path for path in CONFIGS if path.stem == "dcp-cifar10-cpu"))
+    full = load_grid(_config("dcp-cifar10"))
+    cpu = load_grid(_config("dcp-cifar10-cpu"))
     assert cpu.victims == full.victims
     assert {attack.name for attack in cpu.attacks} == {attack.name for attack in full.attacks}
     budgets = {cell.attack.name: cell.budget for cell in cpu.cells()}
