@@ -64,7 +64,10 @@ def paper_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for victim, attack in PAPER_UNDEFENDED:
-        members = [r for r in rows if r["victim"] == victim and r["attack_name"] == attack]
+        members = sorted(
+            (r for r in rows if r["victim"] == victim and r["attack_name"] == attack),
+            key=lambda r: (r["defense"] != "none", r["defense"], r["label"]),
+        )
         none = next((r for r in members if r["defense"] == "none"), None)
         ours_victim = f"{100 * members[0]['victim_accuracy']:.1f}" if members else "not run"
         ours_none = compare.pct_spread(none["attacker_accuracy"], none["attacker_accuracy_std"]) if none else "not run"
@@ -87,9 +90,13 @@ def paper_table(rows: list[dict]) -> str:
 def report(
     results: ResultsFile, out: Path, *, command: str, references: Sequence[str] = REFERENCES, rivals: Sequence[str] = RIVALS
 ) -> Path:
-    """Write plots and ``summary.md`` from every row of ``results`` (the table grouped by victim and attack,
-    settings in order of first appearance); returns the summary's path. Each of ``references`` present
-    in a (victim, attack) pair is compared at equal cost with each of ``rivals`` present there (the grid's ``[compare]``)."""
+    """Write plots and ``summary.md`` from every row of ``results``; returns the summary's path.
+
+    The summary has the table of every setting grouped by victim and attack (settings in order of
+    first appearance), then a section per (victim, attack) pair: its detailed table
+    (:func:`~stealguard.harness.compare.pair_table`, ``none`` first, then by defense and setting) and
+    its plot. Each of ``references`` present in a pair is compared there at equal cost with each of
+    ``rivals`` present (the grid's ``[compare]``)."""
     rows = compare.aggregate(results.rows())
     plots = compare.write_plots(rows, out)
     parts = [
@@ -106,7 +113,10 @@ def report(
         parts += ["", "## Beside the paper (Orekondy et al., ICLR 2020)", "", paper_table(rows)]
     pairs = sorted({(r["victim"], r["attack_name"]) for r in rows})
     for victim, attack in pairs:
-        members = [r for r in rows if r["victim"] == victim and r["attack_name"] == attack]
+        members = sorted(
+            (r for r in rows if r["victim"] == victim and r["attack_name"] == attack),
+            key=lambda r: (r["defense"] != "none", r["defense"], r["label"]),
+        )
         present = {r["defense"] for r in members}
         present_rivals = [r for r in rivals if r in present]
         stds = [r["attacker_accuracy_std"] for r in members if math.isfinite(r["attacker_accuracy_std"])]
@@ -114,9 +124,10 @@ def report(
         seeds = min((len(r["seeds"]) for r in members), default=0)
         noise_text = f"within seed noise ({100 * noise:.1f} points)" if seeds > 1 else "equal (one seed: no noise estimate)"
         present_references = [ref for ref in references if ref in present] if present_rivals else []
+        heading = f"## {attack} vs {victim}"
         if present_references:
-            parts += ["", f"## {attack} vs {victim}: {' and '.join(present_references)} against {', '.join(present_rivals)} at equal cost", ""]
-            parts.append(f"![trade-off]({victim}-{attack}.png)")
+            heading += f": {' and '.join(present_references)} against {', '.join(present_rivals)} at equal cost"
+        parts += ["", heading, "", compare.pair_table(members), "", f"![trade-off]({victim}-{attack}.png)"]
         for reference in present_references:
             parts += ["", f"### {reference}"]
             for x_key, title in (("defender_accuracy", "lost defender accuracy"), ("l1_mean", "mean L1 distortion")):

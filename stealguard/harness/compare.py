@@ -18,7 +18,7 @@ from typing import Any
 
 from stealguard.harness.plots import plot_tradeoff
 
-METRICS = ("defender_accuracy", "attacker_accuracy", "fidelity", "l1_mean", "queries_used", "elapsed_s")
+METRICS = ("defender_accuracy", "attacker_accuracy", "fidelity", "l1_mean", "query_l1_mean", "queries_used", "elapsed_s")
 """Per-row numbers averaged over seeds by :func:`aggregate`."""
 
 
@@ -187,6 +187,49 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['victim']} | {r['attack_name']} | `{r['label']}` | {r['n']} | {_pct(r['defender_accuracy'])} | "
             f"{attacker} | {_pct(r['fidelity'])} | {r['l1_mean']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _pct2(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.2f}%"
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None or value == "" else float(value)
+
+
+def _l1(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def pair_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of the :func:`aggregate` rows of one (victim, attack), one line per defense setting.
+
+    Columns: the victim's own test accuracy (that of the training the cell attacked: rows of two
+    trainings of one victim show it), defender and attacker accuracy and fidelity (seed means, in % with
+    two decimals; the attacker's with ``± std`` over seeds where there are several), the attacker's accuracy as a
+    share of the undefended (``none``) row's, mean L1 distortion on the test set and on the
+    attacker's own queries, queries answered, and the mean wall time of one cell in minutes.
+    Shares are ``–`` when the pair has no ``none`` row.
+    """
+    undefended = next((r["attacker_accuracy"] for r in rows if r["defense"] == "none"), None)
+    lines = [
+        "| defense setting | seeds | victim acc | defender acc | attacker acc | attacker / undefended | fidelity "
+        "| mean L1, test set | mean L1, attacker's queries | queries | cell time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        attacker = _pct2(r["attacker_accuracy"])
+        if math.isfinite(r.get("attacker_accuracy_std", math.nan)):
+            attacker += f" ± {100 * r['attacker_accuracy_std']:.2f}"
+        share = "–" if not undefended else f"{100 * r['attacker_accuracy'] / undefended:.1f}%"
+        queries = r.get("queries_used", math.nan)
+        minutes = r.get("elapsed_s", math.nan) / 60
+        lines.append(
+            f"| `{r['label']}` | {r['n']} | {_pct2(_float(r.get('victim_accuracy')))} | {_pct2(r['defender_accuracy'])} | {attacker} | {share} | {_pct2(r['fidelity'])} "
+            f"| {_l1(r['l1_mean'])} | {_l1(r.get('query_l1_mean', math.nan))} "
+            f"| {'–' if not math.isfinite(queries) else f'{queries:,.0f}'} | {'–' if not math.isfinite(minutes) else f'{minutes:.0f} min'} |"
         )
     return "\n".join(lines)
 

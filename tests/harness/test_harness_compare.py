@@ -7,7 +7,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stealguard.harness.compare import aggregate, best_at_cost, compare_at_equal, comparison_table, summary_table, verdict, write_plots
+from stealguard.harness.compare import (
+    aggregate, best_at_cost, compare_at_equal, comparison_table, pair_table, summary_table, verdict, write_plots,
+)
 
 
 def _row(defense, label, seed, attacker, defender=0.99, l1=0.0):
@@ -75,6 +77,20 @@ def test_compare_at_equal_l1_and_defender_accuracy():
     assert "| v | knockoff | `rs:1` | 1 | 99.0 | 90.0 | 90.0 | 1.000 |" in summary_table(rows)
     two_seeds = aggregate([_row("mad", "m", 0, 0.5, l1=0.5), _row("mad", "m", 1, 0.7, l1=0.5)])
     assert "| v | knockoff | `m` | 2 | 99.0 | 60.0 ± 14.1 | 60.0 | 0.500 |" in summary_table(two_seeds)
+
+
+def test_pair_table_shares_of_the_undefended_attacker_and_seed_spread():
+    rows = aggregate(
+        [_row("none", "none", 0, 0.8), _row("mad", "m", 0, 0.5, l1=0.5), _row("mad", "m", 1, 0.7, l1=0.5)]
+        + [dict(_row("rs", "r", 0, 0.4, l1=1.0), query_l1_mean=0.9, elapsed_s=600.0)]
+    )
+    table = pair_table(rows).splitlines()
+    assert table[0].startswith("| defense setting | seeds | victim acc | defender acc | attacker acc | attacker / undefended |")
+    assert "| `none` | 1 | 99.00% | 99.00% | 80.00% | 100.0% | 80.00% | 0.000 | – | 100 | 0 min |" in table
+    assert "| `m` | 2 | 99.00% | 99.00% | 60.00% ± 14.14 | 75.0% | 60.00% | 0.500 | – | 100 | 0 min |" in table
+    assert "| `r` | 1 | 99.00% | 99.00% | 40.00% | 50.0% | 40.00% | 1.000 | 0.900 | 100 | 10 min |" in table
+    without_none = pair_table([r for r in rows if r["defense"] != "none"])
+    assert "| `r` | 1 | 99.00% | 99.00% | 40.00% | – |" in without_none
 
 
 def test_write_plots_one_png_per_victim_attack(tmp_path):
