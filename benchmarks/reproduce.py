@@ -64,10 +64,7 @@ def paper_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for victim, attack in PAPER_UNDEFENDED:
-        members = sorted(
-            (r for r in rows if r["victim"] == victim and r["attack_name"] == attack),
-            key=lambda r: (r["defense"] != "none", r["defense"], r["label"]),
-        )
+        members = compare.pair_rows(rows, victim, attack)
         none = next((r for r in members if r["defense"] == "none"), None)
         ours_victim = f"{100 * members[0]['victim_accuracy']:.1f}" if members else "not run"
         ours_none = compare.pct_spread(none["attacker_accuracy"], none["attacker_accuracy_std"]) if none else "not run"
@@ -113,10 +110,7 @@ def report(
         parts += ["", "## Beside the paper (Orekondy et al., ICLR 2020)", "", paper_table(rows)]
     pairs = sorted({(r["victim"], r["attack_name"]) for r in rows})
     for victim, attack in pairs:
-        members = sorted(
-            (r for r in rows if r["victim"] == victim and r["attack_name"] == attack),
-            key=lambda r: (r["defense"] != "none", r["defense"], r["label"]),
-        )
+        members = compare.pair_rows(rows, victim, attack)
         present = {r["defense"] for r in members}
         present_rivals = [r for r in rivals if r in present]
         stds = [r["attacker_accuracy_std"] for r in members if math.isfinite(r["attacker_accuracy_std"])]

@@ -203,6 +203,14 @@ def _l1(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
+def pair_rows(rows: Sequence[dict[str, Any]], victim: str, attack: str) -> list[dict[str, Any]]:
+    """The :func:`aggregate` rows of one (victim, attack label): ``none`` first, then by defense and setting."""
+    return sorted(
+        (r for r in rows if r["victim"] == victim and r["attack_name"] == attack),
+        key=lambda r: (r["defense"] != "none", r["defense"], r["label"]),
+    )
+
+
 def pair_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of the :func:`aggregate` rows of one (victim, attack), one line per defense setting.
 
