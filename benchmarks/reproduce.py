@@ -165,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="grid TOML (default with --quick: configs/quick.toml)")
     parser.add_argument("--quick", action="store_true", help="the digits grid of configs/quick.toml (a few minutes)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/<grid results name>)")
-    parser.add_argument("--work", type=Path, default=None, help="cache of trained victims (default runs/reproduce/<grid results name>)")
+    parser.add_argument(
+        "--work", type=Path, default=None,
+        help="cache of trained victims (default: the grid's victim_cache, else runs/reproduce/<grid results name>)",
+    )
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=1, help="cells run in parallel processes, one torch thread each")
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out = args.out or HERE / "results" / grid.results
-    args.work = args.work or Path("runs") / "reproduce" / grid.results
+    args.work = args.work or grid.victim_cache or Path("runs") / "reproduce" / grid.results
     results = ResultsFile(args.out / "results.csv")
     command = command_line()
     print(f"$ {command}\ncode version {code_version()}; results {results.path}; victims cached in {args.work}", flush=True)

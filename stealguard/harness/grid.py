@@ -4,6 +4,8 @@ A grid is read from a TOML file (``benchmarks/configs/*.toml``)::
 
     name = "paper"
     results = "paper"             # optional: results folder shared by several grids (default: name)
+    victim_cache = "../results/paper"   # optional: folder whose victims/ holds the trained victims (the
+                                  # runner's --work), relative to this file; default runs/reproduce/<results>
     budget = 50000
     seeds = [0, 1]
     defenses = ["none", "mad:epsilon=0.5", "reverse_sigmoid:beta=0.1", "dp_sgd:noise_multiplier=1.0"]
@@ -203,6 +205,9 @@ class Grid:
     """Defense names the report compares with each rival at equal cost."""
     rivals: tuple[str, ...] = RIVALS
     """Defense names (or ``dp_sgd``) each reference is compared with."""
+    victim_cache: Path | None = None
+    """Folder whose ``victims/`` holds the grid's trained victims (committed ones, say); ``None``:
+    the runner's default (``runs/reproduce/<results>``)."""
 
     def __post_init__(self) -> None:
         if not self.results:
@@ -349,15 +354,28 @@ def _compare(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return references, rivals
 
 
-def grid_from_dict(config: Mapping[str, Any]) -> Grid:
+def _victim_cache(value: Any, base_dir: Path | None) -> Path | None:
+    """The ``victim_cache`` folder, resolved against ``base_dir`` (the config's folder) when relative."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("victim_cache", f"must be a folder path (relative to the config file), got {value!r}")
+    path = Path(value)
+    return path if path.is_absolute() or base_dir is None else (base_dir / path).resolve()
+
+
+def grid_from_dict(config: Mapping[str, Any], *, base_dir: Path | None = None) -> Grid:
     """Build and check a :class:`Grid` from a parsed config (see the module docstring).
+
+    ``base_dir`` is the folder a relative ``victim_cache`` is taken from (the config file's; ``None``:
+    the path is kept as written, i.e. relative to the working directory).
 
     Raises:
         ValueError: a missing or malformed field, an unknown attack or defense (the message
             names the field).
     """
     config = _table(config, "config")
-    allowed = {"name", "results", "budget", "seeds", "defenses", "victim", "attack", "compare"}
+    allowed = {"name", "results", "budget", "seeds", "defenses", "victim", "attack", "compare", "victim_cache"}
     if set(config) - allowed:
         raise _fail("config", f"unknown field(s) {sorted(set(config) - allowed)}; allowed: {sorted(allowed)}")
     name = _name(config.get("name"), "name")
@@ -405,6 +423,7 @@ def grid_from_dict(config: Mapping[str, Any]) -> Grid:
     grid = Grid(
         name=name, results=results, budget=budget, seeds=seeds, victims=tuple(victims), attacks=tuple(attack_specs),
         defenses=grid_defenses, references=references, rivals=rivals,
+        victim_cache=_victim_cache(config.get("victim_cache"), base_dir),
     )
     for victim in grid.victims:
         for attack in grid.attacks:
@@ -425,4 +444,4 @@ def load_grid(path: Path | str) -> Grid:
         config = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"grid config {path}: invalid TOML: {err}") from None
-    return grid_from_dict(config)
+    return grid_from_dict(config, base_dir=path.resolve().parent)

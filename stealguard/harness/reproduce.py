@@ -63,6 +63,30 @@ def victim_path(work_dir: Path | str, spec: VictimSpec, dp: dict[str, float] | N
     return base.with_name(f"{spec.name}-dp-{suffix}")
 
 
+def check_cached_victim(path: Path, spec: VictimSpec, dp: dict[str, float] | None = None) -> None:
+    """Check that the victim cached in ``path`` is the one ``spec`` (and ``dp``) describe: its card's
+    architecture, training data set, seed, int8 record (calibration size and seed) and DP-SGD
+    settings. A cache reused across grids, or committed, cannot then silently stand in for another victim.
+
+    Raises:
+        ValueError: the card differs from the spec (names the folder and every differing field).
+    """
+    card = models.load_card(path)
+    expected: dict[str, Any] = {
+        "arch": spec.arch, "dataset": str(sgdata.parse_dataset_spec(spec.dataset)), "seed": spec.seed, "int8": spec.int8 is not None,
+    }
+    found: dict[str, Any] = {"arch": card.arch, "dataset": card.dataset, "seed": card.seed, "int8": card.quantization is not None}
+    if spec.int8 is not None and card.quantization is not None:
+        expected.update(calibration_size=spec.int8.calibration, calibration_seed=spec.int8.seed)
+        found.update(calibration_size=card.quantization["calibration_size"], calibration_seed=card.quantization["calibration_seed"])
+    expected["dp"] = None if dp is None else {key: float(dp[key]) for key in ("noise_multiplier", "max_grad_norm")}
+    found["dp"] = None if card.dp is None else {key: float(card.dp[key]) for key in ("noise_multiplier", "max_grad_norm")}
+    differing = [f"{key}: card {found[key]!r}, grid {expected[key]!r}" for key in expected if found[key] != expected[key]]
+    if differing:
+        raise ValueError(f"cached victim {str(path)!r} is not the grid's victim {spec.name!r} ({'; '.join(differing)}); "
+                         "move it away or point the runner at another cache (--work)")
+
+
 def prepare_victim(
     spec: VictimSpec,
     *,
@@ -73,9 +97,14 @@ def prepare_victim(
     progress: bool = True,
 ) -> Path:
     """The cached victim's folder, training it first (seeded, the spec's settings) if it is not
-    there; an int8 victim is quantized from its (cached or trained) float base, a DP-SGD one's from the base's DP twin."""
+    there; an int8 victim is quantized from its (cached or trained) float base, a DP-SGD one's from the base's DP twin.
+
+    Raises:
+        ValueError: a cached victim whose card differs from ``spec`` (:func:`check_cached_victim`).
+    """
     path = victim_path(work_dir, spec, dp)
     if (path / CARD_FILE).is_file():
+        check_cached_victim(path, spec, dp)
         return path
     if spec.int8 is not None:
         base = prepare_victim(spec.int8.base, work_dir=work_dir, data_root=data_root, dp=dp, device=device, progress=progress)

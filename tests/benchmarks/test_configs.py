@@ -41,7 +41,7 @@ def test_dcp_grid_has_the_issue_8_setting() -> None:
 def test_cpu_dcp_grid_shares_the_full_grids_victims_and_runs_every_attack() -> None:
     full = load_grid(_config("dcp-cifar10"))
     cpu = load_grid(_config("dcp-cifar10-cpu"))
-    assert cpu.victims == full.victims
+    assert cpu.victims == full.victims and cpu.victim_cache == full.victim_cache
     assert {attack.name for attack in cpu.attacks} == {attack.name for attack in full.attacks}
     budgets = {cell.attack.name: cell.budget for cell in cpu.cells()}
     assert budgets["knockoff"] == budgets["knockoff-adaptive"] == 25_000

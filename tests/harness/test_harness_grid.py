@@ -163,6 +163,27 @@ def test_load_grid_from_toml(tmp_path):
         load_grid(tmp_path / "bad.toml")
 
 
+def test_victim_cache_is_taken_relative_to_the_config_file(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    config_file = folder / "g.toml"
+    monkeypatch.chdir(tmp_path)
+    assert grid_from_dict(BASE).victim_cache is None
+    assert str(grid_from_dict(_with(victim_cache="cache/x")).victim_cache) == "cache/x"
+    config_file.write_text(
+        'name = "g"\nbudget = 10\ndefenses = ["none"]\nvictim_cache = "../results/g"\n'
+        '[[victim]]\nname = "m"\ndataset = "digits"\narch = "mlp"\n[[attack]]\nname = "knockoff"\nqueryset = "digits"\n'
+    )
+    assert load_grid(config_file).victim_cache == (tmp_path / "results" / "g").resolve()
+    assert grid_from_dict(_with(victim_cache=str(tmp_path / "abs")), base_dir=folder).victim_cache == tmp_path / "abs"
+
+
+@pytest.mark.parametrize("value", ["", "  ", 3, ["a"]])
+def test_victim_cache_must_be_a_path(value):
+    with pytest.raises(ValueError, match=r"grid victim_cache: must be a folder path"):
+        grid_from_dict(_with(victim_cache=value))
+
+
 def test_compare_table_sets_references_and_rivals_with_paper_defaults():
     plain = grid_from_dict(_with())
     assert plain.references == ("mad", "mad_argmax") and plain.rivals == ("reverse_sigmoid", "random_noise", "dp_sgd")

@@ -10,7 +10,7 @@ from stealguard import models
 from stealguard.data import DataNotFoundError
 
 from stealguard.harness.grid import grid_from_dict
-from stealguard.harness.reproduce import code_version, run_grid, select_cells, victim_path
+from stealguard.harness.reproduce import check_cached_victim, code_version, prepare_victim, run_grid, select_cells, victim_path
 from stealguard.harness.results import ResultsFile
 
 CONFIG = {
@@ -55,6 +55,38 @@ def test_dp_sgd_cell_attacks_a_dp_victim_and_measures_its_distance(finished):
     assert dp_row["victim_accuracy"] == none_row["victim_accuracy"]
     assert abs(none_row["defender_accuracy"] - none_row["victim_accuracy"]) < 1e-6
     assert dp_row["defender_accuracy"] != none_row["defender_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("victim", "match"),
+    [
+        ({"seed": 3}, r"seed: card 0, grid 3"),
+        ({"arch": "lenet"}, r"arch: card 'mlp', grid 'lenet'"),
+        ({"dataset": "digits:half=0"}, r"dataset: card 'digits', grid 'digits:half=0,seed=0'"),
+    ],
+)
+def test_a_cached_victim_that_is_not_the_grids_is_refused(finished, victim, match):
+    _grid, _results, root, _rows, _failures = finished
+    other = grid_from_dict(dict(CONFIG, victim=[{**CONFIG["victim"][0], **victim}])).victims[0]
+    card_before = (victim_path(root / "work", other) / "card.json").read_text()
+    with pytest.raises(ValueError, match=match) as info:
+        prepare_victim(other, work_dir=root / "work", data_root=None, device="cpu", progress=False)
+    assert "'d'" in str(info.value) and "--work" in str(info.value)
+    assert (victim_path(root / "work", other) / "card.json").read_text() == card_before
+
+
+def test_cached_victims_are_checked_for_int8_and_dp_settings(finished):
+    grid, _results, root, _rows, _failures = finished
+    spec = grid.victims[0]
+    dp_dir = victim_path(root / "work", spec, {"noise_multiplier": 1.0, "max_grad_norm": 1.0})
+    check_cached_victim(dp_dir, spec, {"noise_multiplier": 1.0, "max_grad_norm": 1.0})
+    with pytest.raises(ValueError, match=r"dp: card \{'noise_multiplier': 1.0, 'max_grad_norm': 1.0\}, grid \{'noise_multiplier': 2.0"):
+        check_cached_victim(dp_dir, spec, {"noise_multiplier": 2.0, "max_grad_norm": 1.0})
+    with pytest.raises(ValueError, match=r"dp: card None"):
+        check_cached_victim(victim_path(root / "work", spec), spec, {"noise_multiplier": 1.0, "max_grad_norm": 1.0})
+    int8_spec = grid_from_dict(dict(CONFIG, victim=[*CONFIG["victim"], {"name": "d8", "int8": {"of": "d"}}])).victims[1]
+    with pytest.raises(ValueError, match=r"int8: card False, grid True"):
+        check_cached_victim(victim_path(root / "work", spec), int8_spec)
 
 
 def test_resume_runs_nothing_twice(finished):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -57,8 +56,8 @@ def test_mlp_defaults_reach_95_percent_on_digits() -> None:
 
 
 @pytest.mark.integration
-def test_lenet_on_mnist_if_present(tmp_path: Path) -> None:
-    root = Path(os.environ.get("STEALGUARD_DATA_ROOT", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+def test_lenet_on_mnist_if_present(real_data: Path) -> None:
+    root = real_data
     if not (root / "mnist").exists():
         pytest.skip(f"MNIST not found under {root} (set STEALGUARD_DATA_ROOT)")
     train = data.load_dataset("mnist", root=root, split="train").subset(range(4000))
