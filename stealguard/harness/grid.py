@@ -4,7 +4,7 @@ A grid is read from a TOML file (``benchmarks/configs/*.toml``)::
 
     name = "paper"
     results = "paper"             # optional: results folder shared by several grids (default: name)
-    victim_cache = "../results/paper"   # optional: folder whose victims/ holds the trained victims (the
+    victim_cache = "../victims"   # optional: folder whose victims/ holds the trained victims (the
                                   # runner's --work), relative to this file; default runs/reproduce/<results>
     budget = 50000
     seeds = [0, 1]

@@ -4,8 +4,7 @@ point of it, measured again here rather than read off their cards."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,16 +24,9 @@ CARD_TOLERANCE = 0.002
 
 
 @pytest.fixture(scope="module")
-def cifar_root(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The archive's test split extracted as a user would (``tar -xzf ... -C DIR``)."""
-    archive = real_data / "cifar10" / "cifar10-jpg.tar.gz"
-    if not archive.is_file():
-        pytest.skip(f"real data file missing: {archive}")
-    if shutil.which("tar") is None:
-        pytest.skip("no tar command to extract the CIFAR-10 archive")
-    out = tmp_path_factory.mktemp("cifar10-test")
-    subprocess.run(["tar", "-xzf", str(archive), "-C", str(out), "cifar10-jpg/test"], check=True)
-    return out
+def cifar_root(extract_cifar10: Callable[[str], Path]) -> Path:
+    """The archive's test split, extracted: ``DIR/cifar10-jpg/test``."""
+    return extract_cifar10("cifar10-jpg/test")
 
 
 def test_both_dcp_grids_use_the_committed_victims() -> None:

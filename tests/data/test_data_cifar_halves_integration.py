@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import shutil
-import subprocess
-import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,24 +16,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def extracted(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The archive's train split extracted as a user would (``tar -xzf ... -C DIR``): ``DIR/cifar10-jpg/train``.
-
-    GNU tar takes about 3 s, Python's tarfile about 15 s; the test split is checked in test_data_integration.
-    """
-    archive = real_data / "cifar10" / "cifar10-jpg.tar.gz"
-    if not archive.is_file():
-        pytest.skip(f"real data file missing: {archive}")
-    out = tmp_path_factory.mktemp("cifar10-root")
-    tar_cli = shutil.which("tar")
-    if tar_cli is not None:
-        subprocess.run([tar_cli, "-xzf", str(archive), "-C", str(out), "cifar10-jpg/train"], check=True)
-    elif hasattr(tarfile, "data_filter"):
-        with tarfile.open(archive) as tar:
-            tar.extractall(out, members=[m for m in tar if m.name.startswith("cifar10-jpg/train")], filter="data")
-    else:
-        pytest.skip("neither a tar command nor a tarfile with a safe extraction filter")
-    return out
+def extracted(extract_cifar10: Callable[[str], Path]) -> Path:
+    """The archive's train split extracted as a user would: ``DIR/cifar10-jpg/train`` (the test split
+    is checked in test_data_integration)."""
+    return extract_cifar10("cifar10-jpg/train")
 
 
 def test_both_halves_of_the_real_train_split(extracted: Path, monkeypatch: pytest.MonkeyPatch) -> None:

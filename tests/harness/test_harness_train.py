@@ -57,10 +57,9 @@ def test_mlp_defaults_reach_95_percent_on_digits() -> None:
 
 @pytest.mark.integration
 def test_lenet_on_mnist_if_present(real_data: Path) -> None:
-    root = real_data
-    if not (root / "mnist").exists():
-        pytest.skip(f"MNIST not found under {root} (set STEALGUARD_DATA_ROOT)")
-    train = data.load_dataset("mnist", root=root, split="train").subset(range(4000))
-    test = data.load_dataset("mnist", root=root, split="test").subset(range(2000))
+    if not (real_data / "mnist").exists():
+        pytest.skip(f"MNIST not found under {real_data} (set STEALGUARD_DATA_ROOT)")
+    train = data.load_dataset("mnist", root=real_data, split="train").subset(range(4000))
+    test = data.load_dataset("mnist", root=real_data, split="test").subset(range(2000))
     _, card = fit_victim(train, test, arch="lenet", seed=0, device="cpu", progress=False)
     assert card.test_accuracy > 0.9
