@@ -8,6 +8,7 @@ results file, then writes the report from all rows of that file:
     OUT/summary.md       seed means per defense setting; MAD vs reverse sigmoid and random
                          noise at equal defender accuracy and at equal mean L1 distortion
     OUT/<victim>-<attack>.png   attacker accuracy vs defender accuracy and vs mean L1
+    OUT/superseded.csv   rows replaced by ``--rerun --replace`` (e.g. after retraining a victim)
 
 Usage:
 
@@ -16,6 +17,8 @@ Usage:
     python benchmarks/reproduce.py --config benchmarks/configs/paper.toml --victims mnist-lenet --attacks knockoff
     python benchmarks/reproduce.py --config benchmarks/configs/paper.toml --rerun --victims mnist-lenet \\
         --attacks knockoff --defenses mad --seeds 0                # run stored cells again, compare
+    python benchmarks/reproduce.py --config benchmarks/configs/paper.toml --rerun --replace --defenses none
+                                                                   # ... and keep the new rows
     python benchmarks/reproduce.py --config benchmarks/configs/paper.toml --report-only
 
 Interrupt it at any time: finished cells are in the results file and are not run again.
@@ -140,15 +143,33 @@ def report(
     return summary
 
 
+def print_failures(failures: Sequence[tuple]) -> None:
+    """One ``FAILED`` line on stderr per failed cell."""
+    for cell, err in failures:
+        print(f"FAILED {cell.victim.name} {cell.attack.name} {cell.defense} seed {cell.seed}: {type(err).__name__}: {err}", file=sys.stderr)
+
+
 def rerun(args: argparse.Namespace, grid, select, stored: ResultsFile) -> int:
-    """Run the selected stored cells again into a temporary file and print old vs new numbers."""
+    """Run the selected stored cells again into a temporary file and print old vs new numbers.
+
+    With ``args.replace`` each new row takes its stored row's place as soon as its cell
+    finishes (:meth:`ResultsFile.replace`), and the old row moves to ``superseded.csv`` beside
+    the results file."""
     before = {row["key"]: row for row in stored.rows()}
+    superseded = ResultsFile(stored.path.with_name("superseded.csv"))
+
+    def keep(row: dict) -> None:
+        if args.replace:
+            stored.replace(row, superseded=superseded)
+
     with tempfile.TemporaryDirectory() as tmp:
         again = ResultsFile(Path(tmp) / "rerun.csv")
         rows, failures = run_grid(
             grid, results=again, work_dir=args.work, data_root=args.data_root, device=args.device,
             workers=args.workers, select=lambda cell: select(cell) and cell.key() in before, progress=not args.quiet,
+            on_row=keep,
         )
+    print_failures(failures)
     print("| victim | attack | defense | seed | stored attacker acc | rerun attacker acc | stored defender acc | rerun defender acc |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -178,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=[], help="only these seeds")
     parser.add_argument("--report-only", action="store_true", help="run nothing; rewrite summary and plots")
     parser.add_argument("--rerun", action="store_true", help="run the selected stored cells again and compare")
+    parser.add_argument(
+        "--replace", action="store_true",
+        help="with --rerun: the new rows replace the stored ones; the old rows move to superseded.csv",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.config is None:
@@ -195,16 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line()
     print(f"$ {command}\ncode version {code_version()}; results {results.path}; victims cached in {args.work}", flush=True)
     select = select_cells(victims=args.victims, attacks=args.attacks, defenses=args.defenses, seeds=args.seeds)
+    if args.replace and not args.rerun:
+        parser.error("--replace only goes with --rerun")
     if args.rerun:
-        return rerun(args, grid, select, results)
+        status = rerun(args, grid, select, results)
+        if args.replace and results.path.is_file():
+            report(results, args.out, command=command, references=grid.references, rivals=grid.rivals)
+        return status
     failures = []
     if not args.report_only:
         _rows, failures = run_grid(
             grid, results=results, work_dir=args.work, data_root=args.data_root, device=args.device,
             workers=args.workers, select=select, progress=not args.quiet,
         )
-        for cell, err in failures:
-            print(f"FAILED {cell.victim.name} {cell.attack.name} {cell.defense} seed {cell.seed}: {type(err).__name__}: {err}", file=sys.stderr)
+        print_failures(failures)
     if not results.path.is_file():
         print(f"error: no results in {results.path}: nothing to report (run the grid without --report-only first)", file=sys.stderr)
         return 2

@@ -84,7 +84,8 @@ def _decode(column: str, text: str) -> Any:
 
 
 class ResultsFile:
-    """An append-only CSV of result rows with :data:`RESULT_COLUMNS`.
+    """An append-only CSV of result rows with :data:`RESULT_COLUMNS` (a row changes only
+    through :meth:`replace`, which keeps the old one elsewhere).
 
     Args:
         path: the CSV file; created (with its header) on the first append.
@@ -128,13 +129,20 @@ class ResultsFile:
         """
         if not row.get("key"):
             raise ValueError("a result row needs a non-empty 'key'")
+        self._append_line(self._line(row).rstrip("\n"))
+
+    def _line(self, row: dict[str, Any]) -> str:
+        """``row`` as one CSV line, newline included."""
         cells = [_encode(c, row.get(c)) for c in RESULT_COLUMNS]
         bad = [c for c, cell in zip(RESULT_COLUMNS, cells) if "\n" in cell or "\r" in cell]
         if bad:
             raise ValueError(f"result values must not contain line breaks; found in {bad}")
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow(cells)
-        line = buffer.getvalue()
+        return buffer.getvalue()
+
+    def _append_line(self, line: str) -> None:
+        """Append one encoded CSV line (no newline) under an exclusive lock, writing the header first if the file is new."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a+", newline="") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -142,16 +150,62 @@ class ResultsFile:
                 handle.seek(0)
                 header = handle.readline()
                 if header:
-                    self._check_header(next(csv.reader([header])))
+                    self._check_header(next(csv.reader([header.rstrip("\n")])))
                     handle.seek(0, io.SEEK_END)
                     if handle.tell() and not self._ends_with_newline(handle):
                         handle.write("\n")
                 else:
                     csv.writer(handle, lineterminator="\n").writerow(RESULT_COLUMNS)
-                handle.write(line)
+                handle.write(line + "\n")
                 handle.flush()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def replace(self, row: dict[str, Any], *, superseded: ResultsFile) -> int:
+        """Put ``row`` in place of the stored rows with its key; move those rows to ``superseded``.
+
+        For a cell run again on purpose (a retrained victim, a fixed bug): the file keeps one row
+        per key, and the replaced rows are kept verbatim in ``superseded`` (their own results
+        file, appended to), so no measured number is lost. The rewrite happens in place under
+        the same lock as :meth:`append`, so concurrent appends are never lost. A key not yet
+        stored is simply appended.
+
+        Returns:
+            How many stored rows were moved to ``superseded``.
+
+        Raises:
+            ValueError: ``row`` has no ``key``; ``superseded`` is this file; a header differs.
+        """
+        if not row.get("key"):
+            raise ValueError("a result row needs a non-empty 'key'")
+        if superseded.path.resolve() == self.path.resolve():
+            raise ValueError(f"superseded rows need another file than {self.path}")
+        if not self.path.is_file():
+            self.append(row)
+            return 0
+        with self.path.open("r+", newline="") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                lines = handle.read().split("\n")
+                self._check_header(next(csv.reader([lines[0]])))
+                kept, moved = [lines[0]], []
+                for text in lines[1:]:
+                    if not text:
+                        continue
+                    cells = next(csv.reader([text]), [])
+                    if len(cells) == len(RESULT_COLUMNS) and cells[0] == row["key"]:
+                        moved.append(text)
+                    else:
+                        kept.append(text)
+                for text in moved:
+                    superseded._append_line(text)
+                handle.seek(0)
+                handle.truncate()
+                handle.write("\n".join(kept) + "\n" + self._line(row))
+                handle.flush()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return len(moved)
 
     def _ends_with_newline(self, handle: Any) -> bool:
         end = handle.tell()

@@ -104,3 +104,34 @@ def test_report_compares_the_grids_references_with_its_rivals(monkeypatch, tmp_p
     assert "## knockoff vs v: dcp against reverse_sigmoid, mad at equal cost" in text
     assert "### dcp" in text and "### mad\n" not in text
     assert text.count("dcp leaves the attacker lower accuracy than") == 4
+
+
+def test_rerun_replace_swaps_the_row_and_keeps_the_old_one(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        'name = "tiny"\nbudget = 200\nseeds = [0]\ndefenses = ["none", "dcp"]\n'
+        '[[victim]]\nname = "d"\ndataset = "digits"\narch = "mlp"\ntrain = { epochs = 2 }\n'
+        '[[attack]]\nname = "knockoff"\nqueryset = "digits"\nparams = { epochs = 2 }\n'
+    )
+    out, work = tmp_path / "out", tmp_path / "work"
+    first = _run("--config", str(config), "--out", str(out), "--work", str(work), "--quiet")
+    assert first.returncode == 0, first.stderr[-3000:]
+    stored = {r["defense"]: r for r in ResultsFile(out / "results.csv").rows()}
+
+    compared = _run("--config", str(config), "--out", str(out), "--work", str(work), "--quiet", "--rerun", "--defenses", "dcp")
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    assert "| d | knockoff | dcp | 0 |" in compared.stdout
+    assert ResultsFile(out / "results.csv").rows() == list(stored.values()) and not (out / "superseded.csv").exists()
+
+    replaced = _run(
+        "--config", str(config), "--out", str(out), "--work", str(work), "--quiet", "--rerun", "--replace", "--defenses", "dcp"
+    )
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    rows = ResultsFile(out / "results.csv").rows()
+    assert [r["defense"] for r in rows] == ["none", "dcp"] and rows[0] == stored["none"]
+    assert rows[1]["key"] == stored["dcp"]["key"] and rows[1]["finished_at"] != stored["dcp"]["finished_at"]
+    assert ResultsFile(out / "superseded.csv").rows() == [stored["dcp"]]
+    assert "--replace" in (out / "summary.md").read_text()
+
+    alone = _run("--config", str(config), "--out", str(out), "--replace")
+    assert alone.returncode == 2 and "--replace only goes with --rerun" in alone.stderr

@@ -83,3 +83,46 @@ def test_concurrent_appends_lose_nothing(tmp_path):
         w.join()
     assert ResultsFile(path).keys() == {f"{p}{i}" for p in "abc" for i in range(40)}
     assert len(path.read_text().splitlines()) == 121
+
+
+def test_replace_keeps_one_row_per_key_and_moves_the_old_one_verbatim(tmp_path):
+    store, old = ResultsFile(tmp_path / "r.csv"), ResultsFile(tmp_path / "superseded.csv")
+    for key in ("a", "b", "c"):
+        store.append(_row(key, attacker_accuracy=0.5))
+    before = (tmp_path / "r.csv").read_text().splitlines()
+    assert store.replace(_row("b", attacker_accuracy=0.25), superseded=old) == 1
+    assert [(r["key"], r["attacker_accuracy"]) for r in store.rows()] == [("a", 0.5), ("c", 0.5), ("b", 0.25)]
+    assert (tmp_path / "superseded.csv").read_text().splitlines() == [before[0], before[2]]
+    assert store.replace(_row("d"), superseded=old) == 0
+    assert store.keys() == {"a", "b", "c", "d"} and [r["key"] for r in old.rows()] == ["b"]
+
+
+def test_replace_refuses_to_supersede_into_the_same_file(tmp_path):
+    store = ResultsFile(tmp_path / "r.csv")
+    store.append(_row("a"))
+    with pytest.raises(ValueError, match="another file"):
+        store.replace(_row("a"), superseded=ResultsFile(tmp_path / "r.csv"))
+    assert store.keys() == {"a"}
+
+
+def _replace_many(path: str, superseded: str) -> None:
+    store = ResultsFile(path)
+    for i in range(40):
+        store.replace(_row(f"r{i}", label="y" * 500), superseded=ResultsFile(superseded))
+
+
+def test_replace_loses_no_concurrent_append(tmp_path):
+    path, superseded = tmp_path / "r.csv", tmp_path / "s.csv"
+    for i in range(40):
+        ResultsFile(path).append(_row(f"r{i}"))
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_many, args=(str(path), p)) for p in "ab"]
+    workers.append(context.Process(target=_replace_many, args=(str(path), str(superseded))))
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    rows = ResultsFile(path).rows()
+    assert sorted(r["key"] for r in rows) == sorted([f"{p}{i}" for p in "ab" for i in range(40)] + [f"r{i}" for i in range(40)])
+    assert all(r["label"] == "y" * 500 for r in rows if r["key"].startswith("r"))
+    assert len(ResultsFile(superseded).rows()) == 40
