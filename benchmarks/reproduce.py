@@ -124,7 +124,11 @@ def report(
         heading = f"## {attack} vs {victim}"
         if present_references:
             heading += f": {' and '.join(present_references)} against {', '.join(present_rivals)} at equal cost"
-        parts += ["", heading, "", compare.pair_table(members), "", f"![trade-off]({victim}-{attack}.png)"]
+        parts += ["", heading, "", compare.pair_table(members)]
+        note = compare.trainings_note(members)
+        if note:
+            parts += ["", note]
+        parts += ["", f"![trade-off]({victim}-{attack}.png)"]
         for reference in present_references:
             parts += ["", f"### {reference}"]
             for x_key, title in (("defender_accuracy", "lost defender accuracy"), ("l1_mean", "mean L1 distortion")):

@@ -242,6 +242,29 @@ def pair_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def trainings_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """A warning when the :func:`aggregate` rows of one pair attacked more than one training of the victim.
+
+    Trainings are told apart by the victim's own test accuracy (``victim_accuracy``, recorded in
+    every row). Across trainings, absolute defender accuracies (the plot's x axis) and the
+    ``attacker / undefended`` shares mix two models; the at-equal-cost comparisons stay sound
+    because they charge each row its own defender loss. Returns ``None`` for a single training.
+    """
+    trainings: dict[float, int] = {}
+    for r in rows:
+        accuracy = _float(r.get("victim_accuracy"))
+        if math.isfinite(accuracy):
+            trainings[round(accuracy, 6)] = trainings.get(round(accuracy, 6), 0) + 1
+    if len(trainings) < 2:
+        return None
+    listed = ", ".join(f"{_pct2(acc)} ({count} setting{'s' if count > 1 else ''})" for acc, count in sorted(trainings.items(), reverse=True))
+    return (
+        f"These rows attack {len(trainings)} trainings of the victim (victim acc {listed}). Absolute defender "
+        "accuracies, the plot's x axis and the `attacker / undefended` shares mix them; the comparisons at equal "
+        "cost below charge each row its own defender loss (victim acc − defender acc)."
+    )
+
+
 def comparison_table(comparison: Sequence[dict[str, Any]], *, x_key: str, reference: str, rivals: Sequence[str]) -> str:
     """Markdown table of :func:`compare_at_equal` output (accuracies in %)."""
     x_title = "defender acc" if x_key == "defender_accuracy" else "mean L1"

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stealguard.harness.compare import (
-    aggregate, best_at_cost, compare_at_equal, comparison_table, pair_table, summary_table, verdict, write_plots,
+    aggregate, best_at_cost, compare_at_equal, comparison_table, pair_table, summary_table, trainings_note, verdict,
+    write_plots,
 )
 
 
@@ -129,3 +130,18 @@ def test_without_victim_accuracy_the_cost_is_minus_the_defender_accuracy():
     assert all(math.isnan(r["defender_loss"]) for r in rows)
     (entry,) = compare_at_equal(rows, reference="mad", rivals=["reverse_sigmoid"], x_key="defender_accuracy")
     assert entry["reverse_sigmoid"] == 0.9
+
+
+def test_trainings_note_only_when_a_pair_mixes_trainings_of_its_victim():
+    one = aggregate([_row("none", "none", 0, 0.8), _row("mad", "m", 0, 0.5, l1=0.5)])
+    assert trainings_note(one) is None
+    mixed = aggregate(
+        [
+            dict(_row("none", "none", 0, 0.8), victim_accuracy=0.861),
+            dict(_row("mad", "m", 0, 0.5, l1=0.5), victim_accuracy=0.8572),
+            dict(_row("rs", "r", 0, 0.4, l1=1.0), victim_accuracy=0.8572),
+        ]
+    )
+    note = trainings_note(mixed)
+    assert note.startswith("These rows attack 2 trainings of the victim (victim acc 86.10% (1 setting), 85.72% (2 settings)).")
+    assert "own defender loss" in note
