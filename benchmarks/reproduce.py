@@ -106,6 +106,14 @@ def report(
         f"code versions: {', '.join(sorted({r['code_version'] for r in results.rows()}))}).",
         "Accuracies in %, mean ± sample std over seeds; `dp_sgd` rows are DP-SGD-trained victims attacked "
         "undefended, their L1 is the distance of their answers from the undefended victim's.",
+    ]
+    superseded = ResultsFile(results.path.with_name("superseded.csv"))
+    if superseded.path.is_file():
+        parts.append(
+            f"{len(superseded.rows())} earlier row(s) of rerun cells (`--rerun --replace`) are kept in "
+            f"`{superseded.path.name}`, not in these tables."
+        )
+    parts += [
         "",
         compare.summary_table(sorted(rows, key=lambda r: (r["victim"], r["attack_name"]))),
     ]

@@ -131,7 +131,8 @@ def test_rerun_replace_swaps_the_row_and_keeps_the_old_one(tmp_path):
     assert [r["defense"] for r in rows] == ["none", "dcp"] and rows[0] == stored["none"]
     assert rows[1]["key"] == stored["dcp"]["key"] and rows[1]["finished_at"] != stored["dcp"]["finished_at"]
     assert ResultsFile(out / "superseded.csv").rows() == [stored["dcp"]]
-    assert "--replace" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "--replace" in summary and "1 earlier row(s) of rerun cells (`--rerun --replace`) are kept in `superseded.csv`" in summary
 
     alone = _run("--config", str(config), "--out", str(out), "--replace")
     assert alone.returncode == 2 and "--replace only goes with --rerun" in alone.stderr
