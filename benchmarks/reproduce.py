@@ -41,6 +41,8 @@ from stealguard.harness.results import ResultsFile
 
 HERE = Path(__file__).resolve().parent
 QUICK_CONFIG = HERE / "configs" / "quick.toml"
+SUPERSEDED = "superseded.csv"
+"""Name of the file, beside the results file, that keeps the rows replaced by ``--rerun --replace``."""
 PAPER_VICTIMS = {"mnist-lenet": 99.4, "fashionmnist-lenet": 92.0}
 """Victim test accuracy (%) reported by Orekondy et al. (ICLR 2020) for the LeNet victims."""
 PAPER_UNDEFENDED = {
@@ -107,7 +109,7 @@ def report(
         "Accuracies in %, mean ± sample std over seeds; `dp_sgd` rows are DP-SGD-trained victims attacked "
         "undefended, their L1 is the distance of their answers from the undefended victim's.",
     ]
-    superseded = ResultsFile(results.path.with_name("superseded.csv"))
+    superseded = ResultsFile(results.path.with_name(SUPERSEDED))
     if superseded.path.is_file():
         parts.append(
             f"{len(superseded.rows())} earlier row(s) of rerun cells (`--rerun --replace`) are kept in "
@@ -168,7 +170,7 @@ def rerun(args: argparse.Namespace, grid, select, stored: ResultsFile) -> int:
     finishes (:meth:`ResultsFile.replace`), and the old row moves to ``superseded.csv`` beside
     the results file."""
     before = {row["key"]: row for row in stored.rows()}
-    superseded = ResultsFile(stored.path.with_name("superseded.csv"))
+    superseded = ResultsFile(stored.path.with_name(SUPERSEDED))
 
     def keep(row: dict) -> None:
         if args.replace:
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.replace and not args.rerun:
+        parser.error("--replace only goes with --rerun")
     if args.config is None:
         if not args.quick:
             parser.error("give --config FILE or --quick")
@@ -232,8 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line()
     print(f"$ {command}\ncode version {code_version()}; results {results.path}; victims cached in {args.work}", flush=True)
     select = select_cells(victims=args.victims, attacks=args.attacks, defenses=args.defenses, seeds=args.seeds)
-    if args.replace and not args.rerun:
-        parser.error("--replace only goes with --rerun")
     if args.rerun:
         status = rerun(args, grid, select, results)
         if args.replace and results.path.is_file():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -250,11 +251,8 @@ def trainings_note(rows: Sequence[dict[str, Any]]) -> str | None:
     ``attacker / undefended`` shares mix two models; the at-equal-cost comparisons stay sound
     because they charge each row its own defender loss. Returns ``None`` for a single training.
     """
-    trainings: dict[float, int] = {}
-    for r in rows:
-        accuracy = _float(r.get("victim_accuracy"))
-        if math.isfinite(accuracy):
-            trainings[round(accuracy, 6)] = trainings.get(round(accuracy, 6), 0) + 1
+    accuracies = (_float(r.get("victim_accuracy")) for r in rows)
+    trainings = Counter(round(accuracy, 6) for accuracy in accuracies if math.isfinite(accuracy))
     if len(trainings) < 2:
         return None
     listed = ", ".join(f"{_pct2(acc)} ({count} setting{'s' if count > 1 else ''})" for acc, count in sorted(trainings.items(), reverse=True))

@@ -127,19 +127,23 @@ class ResultsFile:
         Raises:
             ValueError: ``row`` has no ``key``; the file's header differs.
         """
-        if not row.get("key"):
-            raise ValueError("a result row needs a non-empty 'key'")
-        self._append_line(self._line(row).rstrip("\n"))
+        self._append_line(self._line(row))
 
     def _line(self, row: dict[str, Any]) -> str:
-        """``row`` as one CSV line, newline included."""
+        """``row`` as one CSV line, without its newline.
+
+        Raises:
+            ValueError: ``row`` has no ``key``; a value holds a line break.
+        """
+        if not row.get("key"):
+            raise ValueError("a result row needs a non-empty 'key'")
         cells = [_encode(c, row.get(c)) for c in RESULT_COLUMNS]
         bad = [c for c, cell in zip(RESULT_COLUMNS, cells) if "\n" in cell or "\r" in cell]
         if bad:
             raise ValueError(f"result values must not contain line breaks; found in {bad}")
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow(cells)
-        return buffer.getvalue()
+        return buffer.getvalue().rstrip("\n")
 
     def _append_line(self, line: str) -> None:
         """Append one encoded CSV line (no newline) under an exclusive lock, writing the header first if the file is new."""
@@ -174,14 +178,14 @@ class ResultsFile:
             How many stored rows were moved to ``superseded``.
 
         Raises:
-            ValueError: ``row`` has no ``key``; ``superseded`` is this file; a header differs.
+            ValueError: ``row`` has no ``key`` or a value with a line break (checked before the file
+            is touched); ``superseded`` is this file; a header differs.
         """
-        if not row.get("key"):
-            raise ValueError("a result row needs a non-empty 'key'")
+        line = self._line(row)
         if superseded.path.resolve() == self.path.resolve():
             raise ValueError(f"superseded rows need another file than {self.path}")
         if not self.path.is_file():
-            self.append(row)
+            self._append_line(line)
             return 0
         with self.path.open("r+", newline="") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -201,7 +205,7 @@ class ResultsFile:
                     superseded._append_line(text)
                 handle.seek(0)
                 handle.truncate()
-                handle.write("\n".join(kept) + "\n" + self._line(row))
+                handle.write("\n".join([*kept, line]) + "\n")
                 handle.flush()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)

@@ -126,3 +126,14 @@ def test_replace_loses_no_concurrent_append(tmp_path):
     assert sorted(r["key"] for r in rows) == sorted([f"{p}{i}" for p in "ab" for i in range(40)] + [f"r{i}" for i in range(40)])
     assert all(r["label"] == "y" * 500 for r in rows if r["key"].startswith("r"))
     assert len(ResultsFile(superseded).rows()) == 40
+
+
+def test_replace_with_a_bad_row_leaves_both_files_untouched(tmp_path):
+    store, old = ResultsFile(tmp_path / "r.csv"), ResultsFile(tmp_path / "superseded.csv")
+    store.append(_row("a"))
+    before = (tmp_path / "r.csv").read_text()
+    with pytest.raises(ValueError, match="line breaks"):
+        store.replace(_row("a", label="two\nlines"), superseded=old)
+    with pytest.raises(ValueError, match="key"):
+        store.replace({"victim": "v"}, superseded=old)
+    assert (tmp_path / "r.csv").read_text() == before and not old.path.exists()
