@@ -163,6 +163,15 @@ def print_failures(failures: Sequence[tuple]) -> None:
         print(f"FAILED {cell.victim.name} {cell.attack.name} {cell.defense} seed {cell.seed}: {type(err).__name__}: {err}", file=sys.stderr)
 
 
+def print_row(row: dict) -> None:
+    """One ``done`` line on stdout per finished cell, flushed, so a background run's log shows progress."""
+    print(
+        f"done {row['victim']} {row['attack_name']} {row['label']} seed {row['seed']}: "
+        f"attacker acc {row['attacker_accuracy']:.4f}, defender acc {row['defender_accuracy']:.4f}, {row['elapsed_s']:.0f} s",
+        flush=True,
+    )
+
+
 def rerun(args: argparse.Namespace, grid, select, stored: ResultsFile) -> int:
     """Run the selected stored cells again into a temporary file and print old vs new numbers.
 
@@ -173,6 +182,7 @@ def rerun(args: argparse.Namespace, grid, select, stored: ResultsFile) -> int:
     superseded = ResultsFile(stored.path.with_name(SUPERSEDED))
 
     def keep(row: dict) -> None:
+        print_row(row)
         if args.replace:
             stored.replace(row, superseded=superseded)
 
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         _rows, failures = run_grid(
             grid, results=results, work_dir=args.work, data_root=args.data_root, device=args.device,
-            workers=args.workers, select=select, progress=not args.quiet,
+            workers=args.workers, select=select, progress=not args.quiet, on_row=print_row,
         )
         print_failures(failures)
     if not results.path.is_file():

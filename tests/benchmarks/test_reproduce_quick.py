@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,9 @@ def test_quick_mode_end_to_end(tmp_path):
     grid = load_grid(REPO / "benchmarks" / "configs" / "quick.toml")
     rows = ResultsFile(out / "results.csv").rows()
     assert sorted(r["key"] for r in rows) == sorted(c.key() for c in grid.cells())
+    done_lines = [line for line in done.stdout.splitlines() if line.startswith("done ")]
+    assert len(done_lines) == len(rows)
+    assert all(re.search(r": attacker acc [01]\.\d{4}, defender acc [01]\.\d{4}, \d+ s$", line) for line in done_lines)
     assert {r["defense"] for r in rows} >= {"none", "mad", "reverse_sigmoid", "random_noise", "dp_sgd", "label_only"}
     summary = (out / "summary.md").read_text()
     assert "python benchmarks/reproduce.py --quick" in summary
@@ -121,6 +125,7 @@ def test_rerun_replace_swaps_the_row_and_keeps_the_old_one(tmp_path):
     compared = _run("--config", str(config), "--out", str(out), "--work", str(work), "--quiet", "--rerun", "--defenses", "dcp")
     assert compared.returncode == 0, compared.stderr[-3000:]
     assert "| d | knockoff | dcp | 0 |" in compared.stdout
+    assert "done d knockoff dcp seed 0: attacker acc" in compared.stdout
     assert ResultsFile(out / "results.csv").rows() == list(stored.values()) and not (out / "superseded.csv").exists()
 
     replaced = _run(
