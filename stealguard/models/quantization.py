@@ -18,6 +18,10 @@ parameters as plain tensors (:mod:`stealguard.models.quantized_state`) plus a ca
 ``quantization`` record (:func:`check_quantization_record`) says how the model was made;
 loading rebuilds the quantized graph with :func:`build_quantized` and sets the stored
 tensors, so nothing is unpickled.
+
+torch 2.13 marks ``torch.ao.quantization`` deprecated in favour of torchao's PT2E flow; the
+notices are silenced here (:func:`_quiet_deprecations`) and the move is open work (README,
+"int8 victims").
 """
 
 from __future__ import annotations
