@@ -34,6 +34,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from stealguard.harness import compare
 from stealguard.harness.grid import REFERENCES, RIVALS, load_grid
 from stealguard.harness.reproduce import code_version, run_grid, select_cells
@@ -164,12 +166,15 @@ def print_failures(failures: Sequence[tuple]) -> None:
 
 
 def print_row(row: dict) -> None:
-    """One ``done`` line on stdout per finished cell, flushed, so a background run's log shows progress."""
-    print(
+    """One ``done`` line on stdout per finished cell, flushed, so a background run's log shows progress.
+
+    Written through ``tqdm.write`` so that it does not break the grid's cell bar while that is drawn."""
+    tqdm.write(
         f"done {row['victim']} {row['attack_name']} {row['label']} seed {row['seed']}: "
         f"attacker acc {row['attacker_accuracy']:.4f}, defender acc {row['defender_accuracy']:.4f}, {row['elapsed_s']:.0f} s",
-        flush=True,
+        file=sys.stdout,
     )
+    sys.stdout.flush()
 
 
 def rerun(args: argparse.Namespace, grid, select, stored: ResultsFile) -> int:
