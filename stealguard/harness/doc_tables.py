@@ -1,0 +1,100 @@
+"""Keep the results tables quoted in a Markdown page equal to the results file they come from.
+
+A benchmark page (e.g. ``benchmarks/dcp.md``) quotes the per-pair tables of a grid's report. Each
+quoted table is marked by an HTML comment on the line right before it, which Markdown renderers hide::
+
+    <!-- results-table: results/dcp-cpu/results.csv maze cifar10-resnet9 -->
+    | defense setting | seeds | victim acc | ... |
+
+The marker names the results file (relative to the page), the attack's grid label and the victim.
+:func:`sync_tables` regenerates every marked table from that file with
+:func:`~stealguard.harness.compare.pair_table`, the same table ``benchmarks/reproduce.py`` writes into
+``summary.md``, so a page cannot quote numbers its results file does not hold.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from stealguard.harness import compare
+from stealguard.harness.results import ResultsFile
+
+MARKER = re.compile(r"^<!-- results-table: (?P<path>\S+) (?P<attack>\S+) (?P<victim>\S+) -->$")
+"""A marker line: results file (relative to the page), attack label, victim name."""
+_MARKER_START = "<!-- results-table:"
+
+
+@dataclass(frozen=True)
+class TableUpdate:
+    """One marked table of a page: where it is, what it quotes, and whether it was stale."""
+
+    line: int
+    """1-based line number of the marker in the page as read."""
+    results: Path
+    attack: str
+    victim: str
+    stale: bool
+
+
+def _table(results: Path, attack: str, victim: str, cache: dict[Path, list[dict]], where: str) -> str:
+    if results not in cache:
+        if not results.is_file():
+            raise FileNotFoundError(f"{where}: results file {results} does not exist")
+        cache[results] = compare.aggregate(ResultsFile(results).rows())
+    members = compare.pair_rows(cache[results], victim, attack)
+    if not members:
+        pairs = sorted({f"{r['attack_name']} {r['victim']}" for r in cache[results]})
+        raise ValueError(
+            f"{where}: {results} has no rows for attack {attack!r} against victim {victim!r}; "
+            f"it has: {', '.join(pairs) or 'no rows at all'}"
+        )
+    return compare.pair_table(members)
+
+
+def sync_tables(page: Path | str) -> tuple[str, list[TableUpdate]]:
+    """The text of ``page`` with every marked table regenerated from its results file.
+
+    The table under a marker is the run of lines starting with ``|`` right after it (none: the table
+    is inserted). Nothing is written; the caller decides (see ``benchmarks/sync_tables.py``).
+
+    Args:
+        page: a Markdown file with ``<!-- results-table: PATH ATTACK VICTIM -->`` markers.
+
+    Returns:
+        (new text, one :class:`TableUpdate` per marker in page order).
+
+    Raises:
+        FileNotFoundError: the page or a marker's results file is missing.
+        ValueError: a malformed marker, or a results file without rows for the marker's pair
+            (the message names the page, the line and the pairs the file does hold).
+    """
+    page = Path(page)
+    if not page.is_file():
+        raise FileNotFoundError(f"page {page} does not exist")
+    lines = page.read_text().split("\n")
+    out: list[str] = []
+    updates: list[TableUpdate] = []
+    cache: dict[Path, list[dict]] = {}
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if not line.startswith(_MARKER_START):
+            continue
+        where = f"{page}:{i}"
+        match = MARKER.match(line.strip())
+        if match is None:
+            raise ValueError(f"{where}: malformed marker {line!r}; expected '<!-- results-table: PATH ATTACK VICTIM -->'")
+        results = (page.parent / match["path"]).resolve()
+        table = _table(results, match["attack"], match["victim"], cache, where)
+        end = i
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        current = "\n".join(lines[i:end])
+        out.extend(table.split("\n"))
+        updates.append(TableUpdate(i, results, match["attack"], match["victim"], stale=current != table))
+        i = end
+    return "\n".join(out), updates
