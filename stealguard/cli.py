@@ -152,6 +152,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         budget=args.budget,
         seed=args.seed,
+        defense_seed=args.defense_seed,
         device=args.device,
         progress=not args.quiet,
         download=args.download,
@@ -239,6 +240,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         budget=args.budget,
         seed=args.seed,
+        defense_seed=args.defense_seed,
         device=args.device,
         progress=not args.quiet,
         out_dir=args.out,
@@ -350,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--queryset", default=None, help="attacker's query data set, NAME or NAME:half=0|1 "
                         "(default: the other half of a half-trained victim's split, else the victim's data set)")
     attack.add_argument("--defense", default="none", metavar="SPEC", help="defense spec NAME[:key=value,...] (default none)")
+    attack.add_argument("--defense-seed", type=int, default=None, metavar="S", help="the defender's seed (MAD's surrogate, "
+                        "noise); default: a stream derived from --seed, independent of the attacker's")
     attack.add_argument("--out", type=Path, required=True, help="result JSON file")
     _common(attack)
     attack.set_defaults(handler=_cmd_attack)
@@ -358,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     _attack_options(sweep)
     sweep.add_argument("--queryset", required=True, help="attacker's query data set")
     sweep.add_argument("--defense", action="append", required=True, metavar="SPEC", help="defense spec (repeatable)")
+    sweep.add_argument("--defense-seed", type=int, default=None, metavar="S", help="the defender's seed (MAD's surrogate, "
+                       "noise); default: a stream derived from --seed, independent of the attacker's")
     sweep.add_argument("--out", type=Path, required=True, help="output directory")
     _common(sweep)
     sweep.set_defaults(handler=_cmd_sweep)

@@ -1,8 +1,11 @@
 """One experiment: a victim behind a defense, one attack at one budget, all metrics.
 
 :func:`run_attack` returns a JSON-able dict with the defender's and the attacker's numbers
-and every parameter of the run. Everything random is derived from ``seed``: the same seed
-gives the same numbers on the CPU (latencies aside).
+and every parameter of the run. The attacker's randomness (query order, replica
+initialisation and training) comes from ``seed``, the defender's (MAD's surrogate, a noise
+defense's generator) from ``defense_seed``, by default an independent stream derived from
+``seed`` (:func:`stealguard.seeds.derive_seed`): the defender's randomness is never the
+attacker's. The same seeds give the same numbers on the CPU (latencies aside).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from stealguard.defenses.misinformation import misinformation_for_victim
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.evaluate import evaluate_defense, evaluate_replica
 from stealguard.models.base import Classifier
+from stealguard.seeds import defense_seed_for
 
 METRIC_SURROGATE_OFFSET = 1
 """The angular-deviation surrogate is seeded with ``seed + 1``: a different random network
-from the one MAD's own surrogate (seeded with ``seed``) optimises against, but the same for
-every defense of a run, so the metric compares defenses on equal terms."""
+from the one MAD's own surrogate (seeded with the run's ``defense_seed``) optimises against,
+but the same for every defense of a run, so the metric compares defenses on equal terms."""
 
 Victim = Path | str | tuple[Classifier, Any]
 
@@ -71,8 +75,9 @@ def build_defense(
 ) -> tuple[Defense, str]:
     """The defense a spec names and its label (the spec string).
 
-    A defense that takes a ``surrogate`` (MAD) and gets none in the spec receives
-    :func:`make_surrogate` ``(card, seed)``; one that takes a ``seed`` gets ``seed``. One that
+    ``seed`` is the defender's seed (a run's ``defense_seed``, never the attacker's). A defense
+    that takes a ``surrogate`` (MAD) and gets none in the spec receives :func:`make_surrogate`
+    ``(card, seed)``; one that takes a ``seed`` gets ``seed``. One that
     takes a ``misinformation`` model (``adaptive_misinformation``) gets the victim's, loaded from
     ``<victim_dir>/misinformation/`` or trained on the training split of ``card.dataset`` (from
     ``data_root``, with ``download``, on ``device``, tqdm bar with ``progress``) and saved there
@@ -222,6 +227,7 @@ def run_attack(
     data_root: Path | str | None = None,
     budget: int,
     seed: int = 0,
+    defense_seed: int | None = None,
     device: DeviceLike = "auto",
     progress: bool = True,
     test_set: Any | None = None,
@@ -232,7 +238,7 @@ def run_attack(
     Args:
         victim: a victim directory (``save_model``) or a ``(model, card)`` pair.
         defense: a spec ``"name:key=value,..."`` or a ``Defense``; ``mad``/``mad_argmax``
-            without a surrogate get a random copy of the victim's arch seeded with ``seed``.
+            without a surrogate get a random copy of the victim's arch seeded with ``defense_seed``.
         attack: a name from ``stealguard.attacks.names()``.
         attack_params: extra keyword parameters of the attack (e.g. ``epochs``); the
             harness supplies ``queryset``, ``replica_arch`` (the victim's), ``seed``,
@@ -241,7 +247,10 @@ def run_attack(
             ``load_queryset`` at the victim's input shape, train split; ``cifar10:half=1``
             is the half a ``cifar10:half=0`` victim did not train on, with the victim's split
             seed unless the spec gives one, see :func:`queryset_spec`) or an ``ImageDataset``.
-        data_root: where data files live. budget: queries, >= 1. seed: >= 0.
+        data_root: where data files live. budget: queries, >= 1.
+        seed: the attacker's seed (query order, replica initialisation, training), >= 0.
+        defense_seed: the defender's seed (MAD's surrogate, a noise defense's generator), >= 0;
+            None (default): ``derive_seed(seed, "defense")``, a stream independent of ``seed``.
         device: ``auto``, ``cpu``, ``cuda``. progress: tqdm bars on stderr.
         test_set: the labelled evaluation set; default the (whole) test split of the victim's
             data set, ``load_dataset(card.dataset, root=data_root, split="test")``: for an
@@ -255,7 +264,7 @@ def run_attack(
         latencies, ``queries_used`` (the budget spent), ``attack_report`` (what the attack
         reports of its run, e.g. rounds), and the run's parameters: ``label``, ``defense``,
         ``defense_params``, ``attack``, ``attack_params``, ``budget``, ``seed``,
-        ``queryset``, ``test_set``, ``test_size``, ``victim`` (card summary), ``device``,
+        ``defense_seed``, ``queryset``, ``test_set``, ``test_size``, ``victim`` (card summary), ``device``,
         ``stealguard_version``, ``elapsed_s``.
 
     Raises:
@@ -266,12 +275,13 @@ def run_attack(
     started = time.perf_counter()
     check_int("budget", budget, low=1)
     check_int("seed", seed, low=0)
+    defense_seed = defense_seed_for(seed, defense_seed)
     device = resolve_device(device)
     model, card = load_victim(victim)
     defense_obj, label = build_defense(
         defense,
         card=card,
-        seed=seed,
+        seed=defense_seed,
         victim_dir=None if isinstance(victim, tuple) else Path(victim),
         data_root=data_root,
         download=download,
@@ -317,6 +327,7 @@ def run_attack(
         "budget": budget,
         "queries_used": blackbox.queries_used,
         "seed": seed,
+        "defense_seed": defense_seed,
         "queryset": _queryset_name(attack, queryset),
         "test_set": getattr(test_set, "name", None),
         "test_size": int(test_labels.shape[0]),

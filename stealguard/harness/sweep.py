@@ -14,6 +14,7 @@ from stealguard.device import DeviceLike
 from stealguard.harness.experiment import Victim, build_defense, load_victim, queryset_spec, run_attack
 from stealguard.harness.plots import plot_tradeoff
 from stealguard.harness.tables import write_csv, write_json
+from stealguard.seeds import defense_seed_for
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
@@ -30,6 +31,7 @@ def sweep(
     data_root: Path | str | None = None,
     budget: int,
     seed: int = 0,
+    defense_seed: int | None = None,
     device: DeviceLike = "auto",
     progress: bool = True,
     out_dir: Path | str,
@@ -58,7 +60,7 @@ def sweep(
     model, card = load_victim(victim)
     victim_dir = None if isinstance(victim, tuple) else Path(victim)
     for spec in specs:
-        build_defense(spec, card=card, seed=seed, victim_dir=victim_dir, data_root=data_root, download=download, device=device)
+        build_defense(spec, card=card, seed=defense_seed_for(seed, defense_seed), victim_dir=victim_dir, data_root=data_root, download=download, device=device)
     if include_none and not any(isinstance(s, str) and s.strip().partition(":")[0].strip() == "none" for s in specs):
         specs.insert(0, "none")
     if isinstance(queryset, str):
@@ -74,11 +76,14 @@ def sweep(
                 attack=attack,
                 attack_params=attack_params,
                 queryset=queryset,
+                data_root=data_root,
                 budget=budget,
                 seed=seed,
+                defense_seed=defense_seed,
                 device=device,
                 progress=progress,
                 test_set=test_set,
+                download=download,
             )
         )
     save_results(rows, Path(out_dir), title=f"{attack} vs {card.arch} on {card.dataset}, budget {budget}")

@@ -22,6 +22,7 @@ from stealguard.harness import (
     sweep,
     write_json,
 )
+from stealguard.seeds import derive_seed
 
 ATTACK = {"epochs": 3, "batch_size": 32}
 METRICS = (
@@ -43,6 +44,7 @@ PARAMETERS = (
     "attack_params",
     "budget",
     "seed",
+    "defense_seed",
     "queryset",
     "test_set",
     "test_size",
@@ -110,7 +112,10 @@ def test_run_attack_is_reproducible(victim: Path, split) -> None:
     other = _run(victim, split, defense="random_noise:epsilon=0.5", seed=5)
     assert {k: first[k] for k in METRICS} == {k: second[k] for k in METRICS}
     assert {k: first[k] for k in METRICS} != {k: other[k] for k in METRICS}
-    assert first["defense_params"]["seed"] == 4
+    assert first["seed"] == 4 and first["defense_seed"] == derive_seed(4, "defense") != 4
+    assert first["defense_params"]["seed"] == first["defense_seed"]
+    pinned = _run(victim, split, defense="random_noise:epsilon=0.5", seed=4, defense_seed=first["defense_seed"])
+    assert {k: pinned[k] for k in METRICS} == {k: first[k] for k in METRICS}
 
 
 def test_none_has_no_distortion(victim: Path, split) -> None:
