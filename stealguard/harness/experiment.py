@@ -10,6 +10,7 @@ attacker's. The same seeds give the same numbers on the CPU (latencies aside).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -62,11 +63,68 @@ def make_surrogate(card: Any, seed: int) -> Classifier:
     return surrogate.eval()
 
 
+SURROGATE_VICTIM = "victim"
+"""``mad:surrogate=victim``: MAD optimises against a copy of the victim itself (the paper's
+upper-bound ablation, where the defender's surrogate is the attacker's best possible model)."""
+SURROGATE_RANDOM = "random"
+"""``mad:surrogate=random`` (the default): a randomly initialised copy of the victim's architecture."""
+
+
+def resolve_surrogate(
+    source: str,
+    *,
+    card: Any,
+    seed: int,
+    victim_model: nn.Module | None = None,
+    victim_dir: Path | str | None = None,
+) -> Classifier:
+    """The surrogate a spec's ``surrogate=<source>`` names, in eval mode.
+
+    Args:
+        source: ``"random"`` (:func:`make_surrogate` ``(card, seed)``), ``"victim"`` (a copy of
+            the victim: ``victim_model``, else loaded from ``victim_dir``) or the directory of a
+            saved stealguard model (``stealguard train --out DIR``) with the victim's input shape
+            and class count, e.g. a model trained on public data as the defender's proxy.
+        card: the victim's card. seed: the defender's seed (for ``"random"``).
+
+    Raises:
+        ValueError: ``"victim"`` without a victim to copy; a model directory whose input shape
+            or class count differs from the victim's, or an int8 model (MAD differentiates
+            the surrogate; quantized models have no gradients).
+        FileNotFoundError: the directory does not exist or lacks the model files.
+    """
+    if source == SURROGATE_RANDOM:
+        return make_surrogate(card, seed)
+    if source == SURROGATE_VICTIM:
+        if victim_model is None and victim_dir is None:
+            raise ValueError("surrogate=victim needs the victim model or its directory; neither was given")
+        model = victim_model if victim_model is not None else models.load_model(Path(victim_dir), device="cpu")[0]
+        surrogate, surrogate_card = copy.deepcopy(model), card
+    else:
+        path = Path(source)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"surrogate={source!r}: no such model directory; give 'random', 'victim' or a folder written by `stealguard train`"
+            )
+        surrogate, surrogate_card = models.load_model(path, device="cpu")
+        if tuple(surrogate_card.input_shape) != tuple(card.input_shape) or surrogate_card.num_classes != card.num_classes:
+            raise ValueError(
+                f"surrogate={source!r} takes inputs {tuple(surrogate_card.input_shape)} with {surrogate_card.num_classes} classes; "
+                f"the victim takes {tuple(card.input_shape)} with {card.num_classes}"
+            )
+    if getattr(surrogate_card, "quantization", None) is not None:
+        raise ValueError(f"surrogate={source!r} is an int8 model; MAD needs a float surrogate it can differentiate")
+    for parameter in surrogate.parameters():
+        parameter.requires_grad_(False)
+    return surrogate.eval()
+
+
 def build_defense(
     defense: str | Defense | None,
     *,
     card: Any,
     seed: int,
+    victim_model: nn.Module | None = None,
     victim_dir: Path | str | None = None,
     data_root: Path | str | None = None,
     download: bool = False,
@@ -77,7 +135,9 @@ def build_defense(
 
     ``seed`` is the defender's seed (a run's ``defense_seed``, never the attacker's). A defense
     that takes a ``surrogate`` (MAD) and gets none in the spec receives :func:`make_surrogate`
-    ``(card, seed)``; one that takes a ``seed`` gets ``seed``. One that
+    ``(card, seed)``; ``surrogate=victim`` or ``surrogate=<model directory>`` in the spec picks
+    another (:func:`resolve_surrogate`; ``victim_model`` is the victim to copy, else it is loaded
+    from ``victim_dir``). One that takes a ``seed`` gets ``seed``. One that
     takes a ``misinformation`` model (``adaptive_misinformation``) gets the victim's, loaded from
     ``<victim_dir>/misinformation/`` or trained on the training split of ``card.dataset`` (from
     ``data_root``, with ``download``, on ``device``, tqdm bar with ``progress``) and saved there
@@ -97,8 +157,12 @@ def build_defense(
         raise TypeError(f"defense must be a spec string or a Defense, got {type(defense).__name__}")
     name, params = defenses.parse_defense_spec(defense)
     accepted = defenses.parameters(name)
-    if "surrogate" in accepted and "surrogate" not in params:
+    if "surrogate" in accepted and params.get("surrogate") is None:
         params["surrogate"] = make_surrogate(card, seed)
+    elif "surrogate" in accepted and isinstance(params["surrogate"], str):
+        params["surrogate"] = resolve_surrogate(
+            params["surrogate"], card=card, seed=seed, victim_model=victim_model, victim_dir=victim_dir
+        )
     if "seed" in accepted and "seed" not in params:
         params["seed"] = seed
     if "misinformation" in accepted and "misinformation" not in params:
@@ -282,6 +346,7 @@ def run_attack(
         defense,
         card=card,
         seed=defense_seed,
+        victim_model=model,
         victim_dir=None if isinstance(victim, tuple) else Path(victim),
         data_root=data_root,
         download=download,

@@ -60,7 +60,10 @@ def sweep(
     model, card = load_victim(victim)
     victim_dir = None if isinstance(victim, tuple) else Path(victim)
     for spec in specs:
-        build_defense(spec, card=card, seed=defense_seed_for(seed, defense_seed), victim_dir=victim_dir, data_root=data_root, download=download, device=device)
+        build_defense(
+            spec, card=card, seed=defense_seed_for(seed, defense_seed), victim_model=model, victim_dir=victim_dir,
+            data_root=data_root, download=download, device=device,
+        )
     if include_none and not any(isinstance(s, str) and s.strip().partition(":")[0].strip() == "none" for s in specs):
         specs.insert(0, "none")
     if isinstance(queryset, str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -238,3 +239,48 @@ def test_a_dp_victims_record_reaches_the_result(victim: Path, split, tmp_path: P
     result = _run(out, split, budget=50)
     assert result["victim"]["dp"]["noise_multiplier"] == 1.0 and result["victim"]["dp"]["epsilon"] > 0
     assert json.loads(json.dumps(result)) == result
+
+
+def test_mad_surrogate_victim_is_a_frozen_copy_of_the_victim(victim: Path) -> None:
+    model, card = load_victim(victim)
+    defense, label = build_defense("mad:epsilon=0.5,surrogate=victim", card=card, seed=0, victim_dir=victim)
+    assert label == "mad:epsilon=0.5,surrogate=victim"
+    assert defense.surrogate is not model
+    for a, b in zip(defense.surrogate.parameters(), model.parameters()):
+        assert torch.equal(a, b) and not a.requires_grad
+    given, _ = build_defense("mad:surrogate=victim", card=card, seed=0, victim_model=model)
+    assert all(torch.equal(a, b) for a, b in zip(given.surrogate.parameters(), model.parameters()))
+
+
+def test_mad_surrogate_from_a_model_directory(victim: Path, split, tmp_path: Path) -> None:
+    _, card = load_victim(victim)
+    proxy_dir = tmp_path / "proxy"
+    fit_victim(split[1], split[2], arch="mlp", epochs=1, seed=9, device="cpu", out=proxy_dir, progress=False)
+    proxy, _ = load_victim(proxy_dir)
+    defense, _ = build_defense(f"mad:epsilon=0.5,surrogate={proxy_dir}", card=card, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(defense.surrogate.parameters(), proxy.parameters()))
+    result = _run(victim, split, defense=f"mad:epsilon=0.5,surrogate={proxy_dir}")
+    assert result["label"].endswith(f"surrogate={proxy_dir}") and 0 < result["l1_mean"] <= 0.5 + 1e-6
+    random_default, _ = build_defense("mad:surrogate=random", card=card, seed=3)
+    reference = make_surrogate(card, 3)
+    assert all(torch.equal(a, b) for a, b in zip(random_default.surrogate.parameters(), reference.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("surrogate", "error", "match"),
+    [
+        ("victim", ValueError, "needs the victim model or its directory"),
+        ("no/such/folder", FileNotFoundError, "no such model directory"),
+    ],
+)
+def test_mad_surrogate_errors(victim: Path, surrogate: str, error: type, match: str) -> None:
+    _, card = load_victim(victim)
+    with pytest.raises(error, match=match):
+        build_defense(f"mad:surrogate={surrogate}", card=card, seed=0)
+
+
+def test_mad_surrogate_of_another_shape_is_refused(victim: Path) -> None:
+    _, card = load_victim(victim)
+    eleven = dataclasses.replace(card, num_classes=card.num_classes + 1, classes=(*card.classes, "extra"))
+    with pytest.raises(ValueError, match="the victim takes"):
+        build_defense(f"mad:surrogate={victim}", card=eleven, seed=0)
