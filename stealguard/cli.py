@@ -209,6 +209,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         burst=args.burst,
         max_batch=args.max_batch,
         max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
+        max_active_requests=args.max_active_requests,
+        max_connections=args.max_connections,
         seed=args.seed,
         device=args.device,
         threads=args.threads,
@@ -381,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--burst", type=float, default=None, help="without --keys: rate-limit bucket size (default max(rate, 1))")
     serve.add_argument("--max-batch", type=int, default=1024, help="most inputs per request (default 1024)")
     serve.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body (default 32 MiB)")
+    serve.add_argument("--body-timeout", type=float, default=30.0, metavar="S", help="seconds a request body may take to arrive (default 30; then 408)")
+    serve.add_argument("--max-active-requests", type=int, default=64, help="predict requests served at once per process, uploads included (default 64; then 503)")
+    serve.add_argument("--max-connections", type=int, default=1000, help="open connections per process (default 1000; then 503 for every request)")
     serve.add_argument("--threads", type=int, default=None, help="torch threads per worker (default torch's)")
     serve.add_argument("--no-query-log", action="store_true", help="do not keep the forensic query log")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")

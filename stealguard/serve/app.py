@@ -10,16 +10,25 @@ Endpoints:
 * ``GET /v1/usage``: the calling key's queries used and remaining.
 * ``GET /healthz``; the OpenAPI schema at ``/openapi.json`` (``/docs`` renders it).
 
-A request goes: key (401) -> body within the size limit (413) -> a stored answer when it repeats
+A request goes: a free request slot (503 with ``Retry-After`` when ``max_active_requests`` are
+in progress) -> key (401) -> content type (415) -> body within the limit of its format
+(:func:`stealguard.serve.codec.body_limit`; 413 from ``Content-Length`` before any byte is read,
+or while streaming) read within ``body_timeout`` seconds (408) -> a stored answer when it repeats
 an earlier request's ``Idempotency-Key`` (:mod:`stealguard.serve.replay`; 400/422) -> decode and
-validate (400/415/422/413) -> quota and rate (403/429 with ``Retry-After``) -> batched inference
-on the worker thread -> forensic log (queued). Every refusal is ``{"detail": "<one line>"}``;
-anything unexpected is a 500 with a fixed message. Responses, messages, headers and log lines
-never carry the clean posteriors.
+validate on a worker thread (400/415/422/413) -> quota and rate (403/429 with ``Retry-After``) ->
+batched inference on the worker thread -> forensic log (queued). Every refusal is
+``{"detail": "<one line>"}`` quoting at most a short escaped excerpt of the request; a refusal
+sent before the whole body was read carries ``Connection: close`` (and an ``Expect:
+100-continue`` request is never told to continue). A client that hangs up is logged at info
+level; anything unexpected is a 500 with a fixed message. Messages, headers and log lines never
+carry the clean posteriors; the answers carry what the defense returns, which for some rows is
+the clean posterior itself by design (``none``; DCP's confident rows, top probability above
+``tau``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -35,13 +44,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 import stealguard
 from stealguard._checks import check_int, check_number
 from stealguard.device import resolve_device
 from stealguard.harness.experiment import build_defense, load_victim
 from stealguard.serve.access import AccessControl, AccessDenied, KeyPolicy, Usage, load_keys, retry_after_header
-from stealguard.serve.codec import CONTENT_TYPES, VALUE_RANGE, InputError, decode_inputs
+from stealguard.serve.codec import CONTENT_TYPES, VALUE_RANGE, InputError, body_limit, decode_inputs, excerpt
 from stealguard.serve.forensics import QueryLog
 from stealguard.serve.inference import InferenceError, Predictor
 from stealguard.serve.replay import HEADER as IDEMPOTENCY_HEADER
@@ -52,9 +62,10 @@ CONFIG_ENV = "STEALGUARD_SERVE_CONFIG"
 USAGE_DB = "usage.sqlite"
 QUERY_LOG_DB = "queries.sqlite"
 REPLAY_DB = "replays.sqlite"
-DRAIN_LIMIT = 64 * 1024 * 1024
-"""Bytes of a refused body read and discarded before answering, so the client sees the
-response rather than a reset connection."""
+MESSAGE_CHARS = 300
+"""Longest ``detail`` of a refusal (longer ones are cut)."""
+FILE_RESERVE = 64
+"""Open files a server process keeps for itself beyond its connections (databases, logs, model)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +81,14 @@ class ServeConfig:
         rate: the anonymous caller's queries per second, > 0 or None.
         burst: the anonymous caller's bucket size, >= 1 or None (default ``max(rate, 1)``).
         max_batch: most inputs per request and per forward pass, >= 1 (default 1024).
-        max_body_bytes: largest request body, >= 1024 (default 32 MiB).
+        max_body_bytes: largest request body, >= 1024 (default 32 MiB); a JSON body is further
+            bounded by what ``max_batch`` inputs take (:func:`stealguard.serve.codec.body_limit`).
+        body_timeout: seconds a request body may take to arrive, > 0 (default 30; then 408).
+        max_active_requests: predict requests one process serves at once, body upload included,
+            >= 1 (default 64; more get 503 with ``Retry-After``). ``/healthz`` is not counted.
+        max_connections: open connections one process keeps, >= 1 (default 1000; uvicorn's
+            ``limit_concurrency``, every request past it gets 503, ``/healthz`` included); lowered
+            to the open-file limit less :data:`FILE_RESERVE` when that is smaller.
         seed: seed of the defense (and MAD's surrogate), >= 0.
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: torch intra-op threads per process, >= 1, or None for torch's default.
@@ -91,6 +109,9 @@ class ServeConfig:
     burst: float | None = None
     max_batch: int = 1024
     max_body_bytes: int = 32 * 1024 * 1024
+    body_timeout: float = 30.0
+    max_active_requests: int = 64
+    max_connections: int = 1000
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -100,6 +121,9 @@ class ServeConfig:
     def __post_init__(self) -> None:
         check_int("max_batch", self.max_batch, low=1)
         check_int("max_body_bytes", self.max_body_bytes, low=1024)
+        check_number("body_timeout", self.body_timeout, low=0.0, low_inclusive=False)
+        check_int("max_active_requests", self.max_active_requests, low=1)
+        check_int("max_connections", self.max_connections, low=1)
         check_int("seed", self.seed, low=0)
         if self.quota is not None:
             check_int("quota", self.quota, low=0)
@@ -164,7 +188,7 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 413, 415, 422, 429)}
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 408, 413, 415, 422, 429, 503)}
 
 
 def _usage_headers(spent: Usage) -> dict[str, str]:
@@ -174,35 +198,47 @@ def _usage_headers(spent: Usage) -> dict[str, str]:
     return headers
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, message: str, headers: dict[str, str] | None = None, *, close: bool = False) -> JSONResponse:
+    """A refusal ``{"detail": message}`` (cut to :data:`MESSAGE_CHARS`); ``close`` ends the connection after it."""
+    if len(message) > MESSAGE_CHARS:
+        message = message[:MESSAGE_CHARS] + "..."
+    if close:
+        headers = {**(headers or {}), "Connection": "close"}
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-async def _drain(request: Request) -> None:
-    """Read and drop up to :data:`DRAIN_LIMIT` bytes of the body."""
-    seen = 0
-    try:
-        async for chunk in request.stream():
-            seen += len(chunk)
-            if seen > DRAIN_LIMIT:
-                return
-    except Exception:  # noqa: BLE001 - a client that hangs up while we drain is no error of ours
-        return
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
+def _declared_length(request: Request, limit: int) -> None:
+    """Refuse a ``Content-Length`` that is not a number (400) or over ``limit`` (413), before reading."""
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise InputError(400, f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise InputError(413, f"the body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+    if declared is None:
+        return
+    digits = declared.strip()
+    if not digits or not digits.isascii() or not digits.isdigit():
+        raise InputError(400, f"Content-Length {excerpt(declared)} is not a number")
+    if len(digits) > 18 or int(digits) > limit:
+        shown = digits if len(digits) <= 18 else f"a {len(digits)}-digit number of"
+        raise InputError(413, f"the declared body of {shown} bytes exceeds the limit of {limit} bytes; nothing was read")
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body, refused before reading when ``Content-Length`` is over ``limit``.
+
+    Raises:
+        InputError: 400 a Content-Length that is not a number; 413 a body over ``limit``
+            (declared, or seen while streaming); 408 the body took more than ``timeout`` seconds.
+        ClientDisconnect: the client hung up.
+    """
+    _declared_length(request, limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InputError(413, f"the body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise InputError(413, f"the body exceeds the limit of {limit} bytes (refused while streaming)")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise InputError(408, f"the body did not arrive within {timeout:g} s ({size} bytes came)") from None
     return b"".join(chunks)
 
 
@@ -288,12 +324,14 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _error(err.status_code, str(err.detail))
+        return _error(err.status_code, str(err.detail), err.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> JSONResponse:
         LOGGER.error("unexpected %s on %s %s", type(err).__name__, request.method, request.url.path)
         return _error(500, "internal server error")
+
+    slots = asyncio.Semaphore(config.max_active_requests)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -332,12 +370,24 @@ def create_app(config: ServeConfig) -> FastAPI:
     )
     async def predict(request: Request) -> Any:
         """Defended probabilities ``(B, K)`` and top-1 labels of a batch ``(B, *input_shape)``."""
+        if slots.locked():
+            LOGGER.info("refused %s: 503, %d requests in progress", request.url.path, config.max_active_requests)
+            return _error(503, f"the server is busy ({config.max_active_requests} requests in progress); retry later",
+                          {"Retry-After": "1"}, close=True)
+        async with slots:
+            return await _answer(request)
+
+    async def _answer(request: Request) -> Any:
         service = state["service"]
         idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
         digest = ""
+        body_read = False
         try:
             policy = service.access.authenticate(request.headers.get("x-api-key"))
-            body = await _read_body(request, service.config.max_body_bytes)
+            limit = body_limit(request.headers.get("content-type"), input_shape=service.card.input_shape,
+                               max_batch=service.config.max_batch, max_body_bytes=service.config.max_body_bytes)
+            body = await _read_body(request, limit, service.config.body_timeout)
+            body_read = True
             if idempotency_key is not None:
                 check_idempotency_key(idempotency_key)
                 digest = body_digest(body, request.headers.get("content-type"))
@@ -346,12 +396,14 @@ def create_app(config: ServeConfig) -> FastAPI:
                     spent = await run_in_threadpool(service.access.usage, policy)
                     return Response(stored, media_type="application/json", headers={**_usage_headers(spent), REPLAYED_HEADER: "true"})
             x, spent = await run_in_threadpool(service.admit, policy, body, request.headers.get("content-type"))
+        except ClientDisconnect:
+            LOGGER.info("client hung up while sending %s", request.url.path)
+            return _error(400, "client disconnected", close=True)
         except (AccessDenied, InputError) as err:
-            await _drain(request)
             retry = getattr(err, "retry_after", None)
             headers = {"Retry-After": retry_after_header(retry)} if retry is not None else None
-            LOGGER.info("refused %s: %d %s", request.url.path, err.status, err.message)
-            return _error(err.status, err.message, headers)
+            LOGGER.info("refused %s: %d %s", request.url.path, err.status, err.message[:MESSAGE_CHARS])
+            return _error(err.status, err.message, headers, close=not body_read)
         try:
             defended = await service.predictor.predict(x)
         except InferenceError:
@@ -404,6 +456,11 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     check_int("workers", workers, low=1)
     check_config(config)
     os.environ[CONFIG_ENV] = config.to_json()
+    files = raise_open_file_limit()
+    connections = config.max_connections
+    if files is not None and connections > files - FILE_RESERVE:
+        connections = max(1, files - FILE_RESERVE)
+        LOGGER.warning("max_connections lowered from %d to %d: the open-file limit is %d", config.max_connections, connections, files)
     uvicorn.run(
         "stealguard.serve.app:app_from_environment",
         factory=True,
@@ -411,4 +468,39 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=_log_config(log_level),
+        limit_concurrency=connections,
     )
+
+
+def _log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging config with the ``stealguard`` loggers on its default handler at ``log_level``."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = json.loads(json.dumps(LOGGING_CONFIG))
+    config["loggers"]["stealguard"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    return config
+
+
+def raise_open_file_limit() -> int | None:
+    """Raise this process's soft open-file limit (``RLIMIT_NOFILE``) to its hard limit.
+
+    Every connection holds a file descriptor; a soft limit of 256 or 1024 would let a few hundred
+    stalled uploads starve ``accept`` (``/healthz`` included). Children (uvicorn workers) inherit it.
+
+    Returns:
+        the soft limit now in force, or None where the platform has no such limit.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return None if soft == resource.RLIM_INFINITY else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
