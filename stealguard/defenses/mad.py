@@ -15,9 +15,17 @@ the simplex's extreme points, ``y* = argmax_k H(e_k)`` (Sec. 4.2), then the budg
 
 ``mad_argmax`` (Sec. 4.3) restricts the targets to distributions that keep the top-1
 label: uniform distributions over class sets ``S`` that contain the top class ``c``
-(with ``c`` up-weighted by a factor ``1 + 1e-3`` so the interpolation never ties it),
-searched greedily as in the reference code (start from ``{c}``, add the class that most
-increases ``H``, keep the best set seen), for any K; every step is batched over samples.
+(with ``c`` up-weighted by ``w`` so the interpolation never ties it). As in the reference
+code (``defenses/victim/bb_mad.py::oracle_argmax_preserving``), ``search="auto"`` tries
+all ``2^(K-1)`` sets for K <= 10 (``w = 1e-5``) and searches greedily above (start from
+``{c}``, add the class that most increases ``H``, keep the best set seen); ``"exhaustive"``
+and ``"greedy"`` force one of the two. Every step is batched over samples.
+
+``jacobian="identity"`` is the paper's ablation with ``G = I`` (the reference's
+``disable_jacobian``): ``H`` then compares ``y~`` and ``y`` themselves, so MAD's oracle
+picks the least likely class.
+
+Where the reference's MAD differs from this module, see ``docs/fidelity.md``.
 """
 
 from __future__ import annotations
@@ -44,9 +52,18 @@ GREEDY_MARGIN = 1e-6
 """A larger set must lower the cosine by more than this to be kept: float32 surrogate noise
 (batched vs single-row forward passes) must not decide between near-equal sets."""
 TOP_CLASS_WEIGHT = 1e-3
-"""Extra relative mass of the top class in MAD-argmax targets (the reference uses 1e-5)."""
+"""Extra relative mass of the top class in MAD-argmax targets of the greedy search (this project's choice)."""
+REFERENCE_TOP_CLASS_WEIGHT = 1e-5
+"""Extra relative mass of the top class in the reference code's MAD-argmax targets (used by the exhaustive search)."""
+EXHAUSTIVE_MAX_CLASSES = 10
+"""Largest K the reference searches exhaustively (``search="auto"``)."""
+EXHAUSTIVE_LIMIT = 16
+"""Largest K ``search="exhaustive"`` accepts (2^(K-1) candidate sets per sample)."""
+SEARCHES = ("auto", "exhaustive", "greedy")
+DEFAULT_SEARCH = "greedy"
+MAD_JACOBIANS = (*JACOBIANS, "identity")
 
-__all__ = ["MAD", "MADArgmax", "surrogate_gram"]
+__all__ = ["MAD", "MADArgmax", "exhaustive_argmax_preserving_set", "greedy_argmax_preserving_set", "surrogate_gram"]
 
 
 class MAD(Defense):
@@ -59,7 +76,9 @@ class MAD(Defense):
             ``(N, K)``, used in eval mode; typically a randomly initialised copy of the
             victim's architecture (the CLI builds one from the victim's card). Required.
         jacobian: ``"last_layer"`` (default; weight of the surrogate's final ``nn.Linear``,
-            closed form, one forward pass) or ``"full"`` (all parameters).
+            closed form, one forward pass, the reference code's choice), ``"full"`` (all
+            parameters) or ``"identity"`` (``G = I``, the paper's ablation; the surrogate
+            is then not used and may be omitted).
         oracle: ``"extreme"`` (default; vertex maximising H), ``"argmin"`` (vertex of the least
             likely class), ``"random"`` (a random vertex) — the paper's ablations.
         seed: seed of the ``random`` oracle. Default 0.
@@ -89,6 +108,9 @@ class MAD(Defense):
         self.epsilon = check_number(
             "epsilon", epsilon, low=0.0, high=MAX_DISTANCE[norm], low_inclusive=False
         )
+        self.jacobian = check_choice("jacobian", jacobian, MAD_JACOBIANS)
+        if surrogate is None and self.jacobian == "identity":
+            surrogate = nn.Identity()
         if surrogate is None:
             raise ValueError(
                 f"{self.name} needs surrogate=<nn.Module> (a randomly initialised copy of the victim architecture); "
@@ -97,7 +119,6 @@ class MAD(Defense):
         if not isinstance(surrogate, nn.Module):
             raise TypeError(f"surrogate must be an nn.Module, got {type(surrogate).__name__}")
         self.surrogate = surrogate.eval()
-        self.jacobian = check_choice("jacobian", jacobian, JACOBIANS)
         self.oracle = check_choice("oracle", oracle, self._oracles())
         self.seed = check_int("seed", seed, low=0)
         self.chunk_size = check_int("chunk_size", chunk_size, low=1)
@@ -122,8 +143,17 @@ class MAD(Defense):
     def budget(self) -> tuple[str, float]:
         return (self.norm, self.epsilon)
 
-    def geometry(self, x: Tensor) -> LastLayerGeometry | GramGeometry:
-        """The surrogate's gradient geometry at ``x`` (moves the surrogate to ``x``'s device)."""
+    def geometry(self, x: Tensor, probs: Tensor | None = None) -> LastLayerGeometry | GramGeometry:
+        """The surrogate's gradient geometry at ``x`` (moves the surrogate to ``x``'s device).
+
+        ``probs`` ``(N, K)`` is needed only for ``jacobian="identity"`` (it gives N and K).
+        """
+        if self.jacobian == "identity":
+            if probs is None:
+                raise ValueError("jacobian='identity' needs probs (N, K) to size G = I")
+            n, k = probs.shape
+            eye = torch.eye(k, dtype=torch.float64, device=probs.device)
+            return GramGeometry(eye.expand(n, k, k))
         surrogate = self.surrogate
         if next(surrogate.parameters()).device != x.device:
             surrogate = self.surrogate = surrogate.to(x.device)
@@ -146,7 +176,7 @@ class MAD(Defense):
         elif self.oracle == "random":
             vertex = torch.randint(k, (n,), generator=self._rng(), device="cpu").to(probs.device)
         else:
-            vertex = self.geometry(x).best_vertex(probs)
+            vertex = self.geometry(x, probs).best_vertex(probs)
         return torch.nn.functional.one_hot(vertex, k).to(probs.dtype)
 
     def _rng(self) -> torch.Generator:
@@ -158,10 +188,18 @@ class MAD(Defense):
 class MADArgmax(MAD):
     """MAD-argmax (Orekondy et al. 2020, Sec. 4.3): MAD whose answer always keeps the top-1 label.
 
-    Targets are ``y* ∝ 1_S + 1e-3 e_c`` for class sets ``S`` containing the top class ``c``;
-    ``oracle="extreme"`` (default) searches them greedily (K - 1 batched steps, any K),
-    ``oracle="random"`` draws ``S`` with each other class included with probability 1/2.
-    Same parameters and budget as :class:`MAD`.
+    Targets are ``y* ∝ 1_S + w e_c`` for class sets ``S`` containing the top class ``c``.
+    ``oracle="extreme"`` (default) picks the set maximising ``H``; ``oracle="random"`` draws
+    ``S`` with each other class included with probability 1/2.
+
+    Args:
+        search: how ``oracle="extreme"`` looks for the set: ``"auto"`` (the reference code:
+            all ``2^(K-1)`` sets when K <= 10, greedy above), ``"exhaustive"`` (all sets,
+            K <= 16) or ``"greedy"`` (start from ``{c}``, K - 1 batched steps, any K).
+            Default :data:`DEFAULT_SEARCH`.
+        top_weight: ``w`` > 0, or ``None`` (default): 1e-5 (the reference's) for sets found
+            exhaustively, 1e-3 for sets found greedily (this project's earlier choice).
+        **params: same parameters and budget as :class:`MAD`.
 
     Guarantees: on the simplex, within budget, and ``argmax y~ == argmax y`` for every row
     (a row where floating point would tie the top class is answered with ``y`` itself).
@@ -169,9 +207,17 @@ class MADArgmax(MAD):
 
     name = "mad_argmax"
 
+    def __init__(self, *, search: str = DEFAULT_SEARCH, top_weight: float | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.search = check_choice("search", search, SEARCHES)
+        self.top_weight = None if top_weight is None else check_number("top_weight", top_weight, low=0.0, low_inclusive=False)
+
     @staticmethod
     def _oracles() -> tuple[str, ...]:
         return ("extreme", "random")
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "search": self.search, "top_weight": self.top_weight}
 
     def __call__(self, x: Tensor, probs: Tensor) -> Tensor:
         perturbed = super().__call__(x, probs)
@@ -181,18 +227,74 @@ class MADArgmax(MAD):
     def argmax_threshold(self) -> float:
         return 0.0
 
+    def search_for(self, k: int) -> str:
+        """``"exhaustive"`` or ``"greedy"``: the search this defense runs for K classes.
+
+        Raises:
+            ValueError: ``search="exhaustive"`` with K above :data:`EXHAUSTIVE_LIMIT`.
+        """
+        if self.search == "auto":
+            return "exhaustive" if k <= EXHAUSTIVE_MAX_CLASSES else "greedy"
+        if self.search == "exhaustive" and k > EXHAUSTIVE_LIMIT:
+            raise ValueError(f"search='exhaustive' supports K <= {EXHAUSTIVE_LIMIT} classes, got K = {k}; use 'auto' or 'greedy'")
+        return self.search
+
     def _target(self, x: Tensor, probs: Tensor) -> Tensor:
         n, k = probs.shape
         top = probs.argmax(dim=1)
+        search = self.search_for(k)
+        weight = self.top_weight
+        if weight is None:
+            weight = REFERENCE_TOP_CLASS_WEIGHT if search == "exhaustive" else TOP_CLASS_WEIGHT
         if self.oracle == "random":
             members = torch.rand(n, k, generator=self._rng()).to(probs.device) < 0.5
             members = members.scatter(1, top.unsqueeze(1), True)
+        elif search == "exhaustive":
+            members = exhaustive_argmax_preserving_set(self.geometry(x, probs), probs, top, top_weight=weight)
         else:
-            members = greedy_argmax_preserving_set(self.geometry(x), probs, top)
+            members = greedy_argmax_preserving_set(self.geometry(x, probs), probs, top)
         weights = members.to(probs.dtype).scatter_add(
-            1, top.unsqueeze(1), torch.full((n, 1), TOP_CLASS_WEIGHT, dtype=probs.dtype, device=probs.device)
+            1, top.unsqueeze(1), torch.full((n, 1), weight, dtype=probs.dtype, device=probs.device)
         )
         return weights / weights.sum(dim=1, keepdim=True)
+
+
+def subset_masks(k: int, *, device: torch.device | str = "cpu") -> Tensor:
+    """All ``2^k`` class sets as float64 masks ``(2^k, k)``, in ``itertools.product([0, 1], repeat=k)`` order.
+
+    Row ``i`` holds the binary digits of ``i``, class 0 the most significant: the order in
+    which the reference code visits the sets (it keeps the first of equal objectives).
+    """
+    codes = torch.arange(2**k, device=device)
+    shifts = torch.arange(k - 1, -1, -1, device=device)
+    return ((codes.unsqueeze(1) >> shifts) & 1).to(torch.float64)
+
+
+def exhaustive_argmax_preserving_set(
+    geometry: LastLayerGeometry | GramGeometry, probs: Tensor, top: Tensor, *, top_weight: float = REFERENCE_TOP_CLASS_WEIGHT
+) -> Tensor:
+    """The class set ``S ∋ top`` whose target ``(1_S + w e_top) / (|S| + w)`` maximises H, over all sets.
+
+    H is ``2 - 2 cos(G^T y*, G^T y)``, evaluated from the Gram matrix ``M = G G^T`` for all
+    ``2^(K-1)`` sets at once (the target's scale cancels in the cosine); ties go to the set
+    the reference code visits first. Shapes: ``probs (N, K)``, ``top (N,)`` -> boolean ``(N, K)``.
+    """
+    n, k = probs.shape
+    gram = geometry.gram().to(torch.float64)
+    y = probs.to(torch.float64)
+    masks = subset_masks(k, device=probs.device)
+    m_y = torch.einsum("nkj,nj->nk", gram, y)
+    y_norm_sq = (y * m_y).sum(dim=1, keepdim=True).clamp_min(0)
+    rows = torch.arange(n, device=probs.device)
+    m_top = gram[rows, top]
+    cross = masks @ m_y.T
+    cross = cross.T + top_weight * m_y[rows, top].unsqueeze(1)
+    quad = torch.einsum("sk,nkj,sj->ns", masks, gram, masks)
+    quad = quad + 2 * top_weight * (m_top @ masks.T) + top_weight**2 * gram[rows, top, top].unsqueeze(1)
+    cosines = cross / (quad.clamp_min(0) * y_norm_sq).sqrt().clamp_min(1e-300)
+    valid = masks[:, top].T.bool()
+    best = cosines.masked_fill(~valid, math.inf).argmin(dim=1)
+    return masks[best].bool()
 
 
 def greedy_argmax_preserving_set(geometry: LastLayerGeometry | GramGeometry, probs: Tensor, top: Tensor) -> Tensor:
