@@ -6,28 +6,44 @@ A defense maps the victim's clean posterior to the posterior the API returns::
 
 with ``x`` the query batch ``(N, ...)`` and ``probs`` the clean probabilities ``(N, K)``.
 ``Defense.__call__`` is the only entry point: it checks shapes, finiteness and that
-``probs`` lies on the probability simplex, runs the subclass's ``_perturb`` in float64
-on rows clamped and renormalised onto the simplex (so that row sums hold to 1e-6 even
-for K = 1000; ``_perturb`` may not modify its input in place), puts the result back on the simplex
+``probs`` lies on the probability simplex (one fused reduction, one host read), runs the
+subclass's ``_perturb`` in the subclass's ``compute_dtype`` (float64 unless the subclass
+declares the input's dtype exact enough) on rows clamped and renormalised onto the simplex
+(``_perturb`` may not modify its input in place), puts the result back on the simplex
 (clamps round-off negatives, renormalises) and returns it in the input's dtype and device.
 A ``_perturb`` result with a NaN/Inf entry or a row without positive mass is a defense bug:
 it raises :class:`DefenseOutputError` instead of being mapped silently to some simplex point.
-Subclasses write only ``_perturb``; their parameters are keyword-only and checked in
-``__init__``.
+Subclasses whose ``_perturb`` returns simplex rows by construction say so with
+``output_on_simplex = True`` and skip that last step. Subclasses write only ``_perturb``;
+their parameters are keyword-only and checked in ``__init__``.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from stealguard.defenses.simplex import onto_simplex
-
 SIMPLEX_TOLERANCE = 1e-3
 """Largest accepted deviation of an input row sum from 1 (and of an entry below 0)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def constant(value: float, like: Tensor) -> Tensor:
+    """``value`` as a 0-dim tensor of ``like``'s dtype and device, cached; never modify it in place.
+
+    Arithmetic between a tensor and a Python number wraps the number on every call (several
+    microseconds on the CPU, more than the operation on a small posterior); a cached 0-dim
+    tensor operand skips that.
+    """
+    return _cached_constant(float(value), like.dtype, like.device)
 
 
 class DefenseOutputError(RuntimeError):
@@ -39,7 +55,10 @@ class DefenseOutputError(RuntimeError):
 
 
 def output_onto_simplex(name: str, perturbed: Tensor) -> Tensor:
-    """Put ``_perturb``'s float64 ``(N, K)`` result on the simplex: clamp round-off negatives, renormalise.
+    """Put ``_perturb``'s ``(N, K)`` result on the simplex: clamp round-off negatives, renormalise.
+
+    One host read: ``min / max`` of the row totals is positive exactly when every total is
+    positive and finite (NaN propagates through clamp, sum, both reductions and the division).
 
     Raises:
         DefenseOutputError: a row contains NaN or +Inf, or has no positive mass.
@@ -47,27 +66,16 @@ def output_onto_simplex(name: str, perturbed: Tensor) -> Tensor:
     clamped = perturbed.clamp_min(0)
     totals = clamped.sum(dim=1, keepdim=True)
     low, high = torch.aminmax(totals)
-    # NaN propagates through clamp, sum and both reductions, so it fails both comparisons.
-    if not (float(low) > 0 and float(high) < float("inf")):
+    if not float(low / high) > 0:
         row = int((~((totals > 0) & torch.isfinite(totals))).nonzero()[0, 0])
         raise DefenseOutputError(
             f"defense {name!r} produced row {row} with NaN/Inf entries or no positive mass (a bug in the defense)"
         )
-    return clamped / totals
+    return clamped.div_(totals)
 
 
-def check_query(x: Tensor, probs: Tensor) -> None:
-    """Validate one defense call's inputs.
-
-    Args:
-        x: the query batch ``(N, ...)``; any dtype, any device.
-        probs: clean posteriors ``(N, K)``, float32 or float64, K >= 2, on ``x``'s device,
-            finite, entries >= -1e-3 and rows summing to 1 within 1e-3.
-
-    Raises:
-        TypeError: ``x`` or ``probs`` is not a tensor, or ``probs`` is not float32/float64.
-        ValueError: any other violation, with the offending row where there is one.
-    """
+def _check_layout(x: Tensor, probs: Tensor) -> None:
+    """Types, dtype, shapes and devices of one call's inputs (no tensor is read)."""
     if not isinstance(x, Tensor) or not isinstance(probs, Tensor):
         raise TypeError(
             f"x and probs must be torch tensors, got {type(x).__name__} and {type(probs).__name__}"
@@ -84,22 +92,62 @@ def check_query(x: Tensor, probs: Tensor) -> None:
         )
     if x.device != probs.device:
         raise ValueError(f"x and probs must be on the same device, got {x.device} and {probs.device}")
-    if probs.shape[0] == 0:
-        return
-    # One fused scalar: the worst row-sum error or negative entry. NaN propagates through both
-    # reductions and fails the comparison, +Inf fails the sum, -Inf the minimum.
-    worst = float(torch.maximum((probs.sum(dim=1) - 1).abs().amax(), probs.amin().neg()))
-    if not worst <= SIMPLEX_TOLERANCE:
-        row_ok = ((probs.sum(dim=1) - 1).abs() <= SIMPLEX_TOLERANCE) & (probs.amin(dim=1) >= -SIMPLEX_TOLERANCE)
-        row = int((~row_ok).nonzero()[0, 0])
-        values = probs[row]
-        if not bool(torch.isfinite(values).all()):
-            raise ValueError(f"probs must be finite; row {row} contains NaN or Inf")
-        if float(values.min()) < -SIMPLEX_TOLERANCE:
-            raise ValueError(f"probs must be non-negative; row {row} has min {float(values.min()):.3g}")
-        raise ValueError(
-            f"probs rows must sum to 1 (within {SIMPLEX_TOLERANCE:g}); row {row} sums to {float(values.sum()):.6g}"
-        )
+
+
+def _raise_off_simplex(probs: Tensor) -> None:
+    """Raise the precise error for the first row of ``probs`` that is off the simplex (the slow path)."""
+    row_ok = ((probs.sum(dim=1) - 1).abs() <= SIMPLEX_TOLERANCE) & (probs.amin(dim=1) >= -SIMPLEX_TOLERANCE)
+    row = int((~row_ok).nonzero()[0, 0])
+    values = probs[row]
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(f"probs must be finite; row {row} contains NaN or Inf")
+    if float(values.min()) < -SIMPLEX_TOLERANCE:
+        raise ValueError(f"probs must be non-negative; row {row} has min {float(values.min()):.3g}")
+    raise ValueError(
+        f"probs rows must sum to 1 (within {SIMPLEX_TOLERANCE:g}); row {row} sums to {float(values.sum()):.6g}"
+    )
+
+
+def checked_onto_simplex(probs: Tensor, *, renormalise: bool = True) -> Tensor:
+    """Check that the ``(N, K)`` rows of ``probs`` (N >= 1) are on the simplex and return them exactly on it.
+
+    One fused check with a single host read: the smallest and largest row sum and the smallest
+    entry. NaN fails every comparison, +Inf the largest sum, -Inf the smallest entry. Rows
+    within ``SIMPLEX_TOLERANCE`` are clamped at 0 (only when an entry is negative) and divided
+    by their sums (skipped when every sum is exactly 1, or when ``renormalise`` is False),
+    in ``probs``' dtype.
+
+    Raises:
+        ValueError: a row is off the simplex, naming the row and what is wrong with it.
+    """
+    sums = probs.sum(dim=1, keepdim=True)
+    low_sum, high_sum = torch.aminmax(sums)
+    low_sum, high_sum, lowest = torch.stack((low_sum, high_sum, probs.amin())).tolist()
+    if not (low_sum >= 1 - SIMPLEX_TOLERANCE and high_sum <= 1 + SIMPLEX_TOLERANCE and lowest >= -SIMPLEX_TOLERANCE):
+        _raise_off_simplex(probs)
+    if lowest < 0:
+        probs = probs.clamp_min(0)
+        return probs / probs.sum(dim=1, keepdim=True) if renormalise else probs
+    if not renormalise or (low_sum == 1 and high_sum == 1):
+        return probs
+    return probs / sums
+
+
+def check_query(x: Tensor, probs: Tensor) -> None:
+    """Validate one defense call's inputs.
+
+    Args:
+        x: the query batch ``(N, ...)``; any dtype, any device.
+        probs: clean posteriors ``(N, K)``, float32 or float64, K >= 2, on ``x``'s device,
+            finite, entries >= -1e-3 and rows summing to 1 within 1e-3.
+
+    Raises:
+        TypeError: ``x`` or ``probs`` is not a tensor, or ``probs`` is not float32/float64.
+        ValueError: any other violation, with the offending row where there is one.
+    """
+    _check_layout(x, probs)
+    if probs.shape[0] > 0:
+        checked_onto_simplex(probs)
 
 
 class Defense(abc.ABC):
@@ -110,6 +158,14 @@ class Defense(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    compute_dtype: ClassVar[torch.dtype | None] = torch.float64
+    """The dtype ``_perturb`` sees: float64 (default) or None for the input's (float32 or float64)."""
+    scale_invariant: ClassVar[bool] = False
+    """True when ``_perturb`` depends only on the order or the ratios of a row's entries, so that
+    the boundary need not divide rows by their sums (it still clamps negative entries at 0)."""
+    output_on_simplex: ClassVar[bool] = False
+    """True when ``_perturb`` returns finite rows >= 0 summing to 1 (up to the compute dtype's round-off)
+    by construction; the boundary then returns them without clamping, renormalising and checking them."""
 
     def __call__(self, x: Tensor, probs: Tensor) -> Tensor:
         """Perturb a batch of posteriors.
@@ -126,15 +182,20 @@ class Defense(abc.ABC):
             TypeError, ValueError: see :func:`check_query`.
             DefenseOutputError: the defense itself produced NaN/Inf or an empty row (a bug).
         """
-        check_query(x, probs)
+        _check_layout(x, probs)
         if probs.shape[0] == 0:
             return probs.clone()
-        perturbed = output_onto_simplex(self.name, self._perturb(x, onto_simplex(probs.double())))
+        dtype = probs.dtype if self.compute_dtype is None else self.compute_dtype
+        perturbed = self._perturb(x, checked_onto_simplex(probs.to(dtype), renormalise=not self.scale_invariant))
+        if not self.output_on_simplex:
+            perturbed = output_onto_simplex(self.name, perturbed)
+        elif perturbed is probs:
+            return probs.clone()
         return perturbed.to(probs.dtype)
 
     @abc.abstractmethod
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        """Return the perturbed posteriors ``(N, K)`` for float64 ``probs`` on the simplex, N >= 1."""
+        """Return the perturbed posteriors ``(N, K)`` for ``probs`` on the simplex (``compute_dtype``), N >= 1."""
 
     def params(self) -> dict[str, Any]:
         """Public parameters of this defense (JSON-serialisable), for result files."""

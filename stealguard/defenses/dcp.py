@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from stealguard._checks import check_number
-from stealguard.defenses.base import Defense
-from stealguard.defenses.reverse_sigmoid import argmax_threshold, reverse_sigmoid_noise, subtract_and_renormalise
+from stealguard.defenses.base import Defense, constant
+from stealguard.defenses.reverse_sigmoid import argmax_threshold, reverse_sigmoid_noise, subtract_noise
 from stealguard.defenses.simplex import shrink_to_budget
 
 
@@ -23,8 +23,7 @@ def low_confidence_weight(probs: Tensor, *, tau: float, nu: float) -> Tensor:
     Shape:
         probs: ``(N, K)``; returns ``(N, 1)``.
     """
-    top = probs.max(dim=1, keepdim=True).values
-    return torch.sigmoid(-nu * (top - tau))
+    return probs.amax(dim=1, keepdim=True).sub_(constant(tau, probs)).mul_(constant(-nu, probs)).sigmoid_()
 
 
 class DCP(Defense):
@@ -41,7 +40,8 @@ class DCP(Defense):
     be returned unchanged; this cannot happen, see
     :func:`stealguard.defenses.reverse_sigmoid.subtract_and_renormalise`). Confident rows
     (top probability above ``tau``) are returned almost unchanged; uncertain rows get the full
-    reverse-sigmoid deception. Deterministic; rows are independent.
+    reverse-sigmoid deception. Deterministic; rows are independent. Computed in the input's
+    dtype (float32 rows stay float32: rows sum to 1 within 1e-6, the budget holds within 1e-6).
 
     Args:
         tau: confidence threshold of the detector, in (0, 1] (default 0.8).
@@ -78,6 +78,7 @@ class DCP(Defense):
     """
 
     name = "dcp"
+    compute_dtype = None
 
     def __init__(
         self,
@@ -96,10 +97,12 @@ class DCP(Defense):
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
         weight = low_confidence_weight(probs, tau=self.tau, nu=self.nu)
-        noise = weight * reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma)
-        perturbed = subtract_and_renormalise(probs, noise)
+        noise = reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma).mul_(weight)
+        perturbed = subtract_noise(probs, noise)
         if self.epsilon is None:
             return perturbed
+        perturbed = perturbed.clamp_min_(0)
+        perturbed = perturbed.div_(perturbed.sum(dim=1, keepdim=True))
         return shrink_to_budget(probs, perturbed, epsilon=self.epsilon, norm="l1")
 
     def params(self) -> dict[str, Any]:

@@ -14,8 +14,10 @@ class LabelOnly(Defense):
 
         y~ = onehot(argmax_i y_i)
 
-    Among equal maxima the lowest class index wins (``torch.argmax``). Deterministic; rows
-    independent. The strongest truncation: the attacker learns nothing beyond the label.
+    Among equal maxima the lowest class index wins. Deterministic; rows independent. The
+    strongest truncation: the attacker learns nothing beyond the label. Computed as
+    ``y == max(y)`` in the input's dtype (a vectorised reduction); batches with tied maxima
+    take ``torch.argmax`` (first maximum) instead.
 
     Argmax: always kept.
 
@@ -30,13 +32,18 @@ class LabelOnly(Defense):
     """
 
     name = "label_only"
+    compute_dtype = None
+    scale_invariant = True
+    output_on_simplex = True
 
     def __init__(self) -> None:
         pass
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        top = probs.argmax(dim=1, keepdim=True)
-        return torch.zeros_like(probs).scatter(1, top, 1.0)
+        onehot = (probs == probs.amax(dim=1, keepdim=True)).to(probs.dtype)
+        if float(onehot.sum(dim=1).amax()) > 1:
+            return torch.zeros_like(probs).scatter_(1, probs.argmax(dim=1, keepdim=True), 1.0)
+        return onehot
 
     def argmax_threshold(self) -> float | None:
         """0.0: every row keeps its argmax."""

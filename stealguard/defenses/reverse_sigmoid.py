@@ -1,8 +1,9 @@
 """``reverse_sigmoid``: Lee et al.'s deceptive reverse-sigmoid perturbation.
 
-Also holds the two pure functions ``dcp`` reuses: the perturbation ``r(y)``
-(:func:`reverse_sigmoid_noise`) and ``N(y - noise)`` (:func:`subtract_and_renormalise`),
-plus the argmax guarantee shared by both (:func:`argmax_threshold`).
+Also holds the pure functions ``dcp`` reuses: the perturbation ``r(y)``
+(:func:`reverse_sigmoid_noise`), ``y - noise`` (:func:`subtract_noise`, normalised by the
+boundary) and ``N(y - noise)`` (:func:`subtract_and_renormalise`), plus the argmax
+guarantee shared by both (:func:`argmax_threshold`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import torch
 from torch import Tensor
 
 from stealguard._checks import check_number
-from stealguard.defenses.base import Defense
+from stealguard.defenses.base import Defense, constant
 
 LOGIT_CLAMP = 1e-7
-"""``delta``: probabilities are clamped to ``[delta, 1 - delta]`` before the logit (float64)."""
+"""``delta``: probabilities are clamped to ``[delta, 1 - delta]`` before the logit."""
 
 
 def reverse_sigmoid_noise(probs: Tensor, *, beta: float, gamma: float) -> Tensor:
@@ -28,11 +29,26 @@ def reverse_sigmoid_noise(probs: Tensor, *, beta: float, gamma: float) -> Tensor
     get a negative ``r`` (they grow when ``r`` is subtracted), entries above 1/2 a positive one.
     Range: ``(-beta/2, beta/2)``.
 
+    Computed in ``probs``' dtype, in place on one temporary.
+
     Shape:
         probs: ``(N, K)``; returns ``(N, K)``.
     """
-    logits = torch.logit(probs, eps=LOGIT_CLAMP)
-    return beta * (torch.sigmoid(gamma * logits) - 0.5)
+    noise = torch.logit(probs, eps=LOGIT_CLAMP).mul_(constant(gamma, probs)).sigmoid_()
+    return noise.sub_(constant(0.5, probs)).mul_(constant(beta, probs))
+
+
+def subtract_noise(probs: Tensor, noise: Tensor) -> Tensor:
+    """``y - noise``, unnormalised: ``Defense.__call__`` then applies ``N`` (clamp at 0, renormalise).
+
+    For the reverse-sigmoid noise (with any factor in [0, 1]) every row keeps positive mass
+    (see :func:`subtract_and_renormalise`), so the boundary's ``N`` is exactly the one of the paper.
+    ``noise`` is consumed (overwritten).
+
+    Shape:
+        probs, noise: ``(N, K)``; returns ``(N, K)``.
+    """
+    return noise.neg_().add_(probs)
 
 
 def subtract_and_renormalise(probs: Tensor, noise: Tensor) -> Tensor:
@@ -104,10 +120,11 @@ class ReverseSigmoid(Defense):
         y~ = N(y - beta * (S(gamma * S^-1(y)) - 1/2))
 
     ``S`` is the sigmoid, ``S^-1`` the logit (``y`` clamped to ``[1e-7, 1 - 1e-7]``), ``N``
-    clamps negative entries to 0 and renormalises each row (a row with nothing positive left
-    would be returned unchanged; this cannot happen, see :func:`subtract_and_renormalise`).
-    Small entries are pushed up and large ones down, so that the logits an attacker would
-    recover from ``y~`` are misleading. Deterministic; rows are independent.
+    clamps negative entries to 0 and renormalises each row (every row keeps positive mass, see
+    :func:`subtract_and_renormalise`). Small entries are pushed up and large ones down, so that
+    the logits an attacker would recover from ``y~`` are misleading. Deterministic; rows are
+    independent. Computed in the input's dtype (float32 rows stay float32: rows sum to 1
+    within 1e-6; the float32 answer is the float64 one to float32 round-off).
 
     Args:
         beta: perturbation magnitude, ``>= 0`` (default 0.3); 0 returns ``y``.
@@ -135,13 +152,14 @@ class ReverseSigmoid(Defense):
     """
 
     name = "reverse_sigmoid"
+    compute_dtype = None
 
     def __init__(self, *, beta: float = 0.3, gamma: float = 0.2) -> None:
         self.beta = check_number("beta", beta, low=0)
         self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        return subtract_and_renormalise(probs, reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma))
+        return subtract_noise(probs, reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma))
 
     def params(self) -> dict[str, Any]:
         return {"beta": self.beta, "gamma": self.gamma}

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from stealguard._checks import check_int
 from stealguard.defenses.base import Defense
+from stealguard.defenses.topk import first_ties
 
 
 def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
@@ -23,19 +24,33 @@ def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
     (``y_a > y_b`` implies ``y~_a >= y~_b``), so the argmax is kept ties aside.
     ``decimals = 0`` gives the one-hot of the argmax.
 
+    Only the largest remainders are selected (``torch.topk`` up to the batch's largest ``D``,
+    no full sort): entries whose remainder is at least the row's D-th largest get a unit;
+    rows with a tie at that cut (only those) give it to the tied entries in class order.
+
     Shape:
         probs: ``(N, K)`` float64 on the simplex; returns ``(N, K)``.
     """
     units = 10**decimals
     scaled = probs * units
-    floors = torch.floor(scaled)
-    remainders = scaled - floors
-    missing = (units - floors.sum(dim=1, keepdim=True)).round().clamp(0, probs.shape[1])
-    order = torch.sort(remainders, dim=1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order).scatter_(
-        1, order, torch.arange(probs.shape[1], device=probs.device).expand_as(order).contiguous()
-    )
-    return (floors + (ranks < missing).to(probs.dtype)) / units
+    floors = scaled.floor()
+    remainders = scaled.sub_(floors)
+    num_classes = probs.shape[1]
+    missing = floors.sum(dim=1, keepdim=True).neg_().add_(units).round_().clamp_(0, num_classes)
+    most = int(missing.amax())
+    if most > 0:
+        largest = remainders.topk(min(most + 1, num_classes), dim=1).values
+        place = missing.long()
+        cut = largest.gather(1, (place - 1).clamp_min(0)).masked_fill_(place == 0, float("inf"))
+        grant = remainders >= cut
+        following = largest.gather(1, place.clamp_max(largest.shape[1] - 1))
+        tied = (following == cut).squeeze(1).nonzero().squeeze(1)
+        if tied.numel():
+            rows, cuts = remainders[tied], cut[tied]
+            above = rows > cuts
+            grant[tied] = above | first_ties(rows == cuts, missing[tied] - above.sum(dim=1, keepdim=True))
+        floors += grant
+    return floors.div_(units)
 
 
 class Rounding(Defense):
@@ -71,6 +86,7 @@ class Rounding(Defense):
     """
 
     name = "rounding"
+    output_on_simplex = True
 
     def __init__(self, *, decimals: int = 2) -> None:
         self.decimals = check_int("decimals", decimals, low=0, high=10)

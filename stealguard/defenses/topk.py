@@ -11,6 +11,33 @@ from stealguard._checks import check_int
 from stealguard.defenses.base import Defense
 
 
+def first_ties(mask: Tensor, count: Tensor) -> Tensor:
+    """Keep, in each row of the boolean ``(N, K)`` ``mask``, only its first ``count`` (``(N, 1)``) True entries."""
+    return mask & (mask.cumsum(dim=1) <= count)
+
+
+def top_k_mask(values: Tensor, k: int) -> Tensor:
+    """Boolean ``(N, K)`` mask of the ``k`` largest entries of each row, ties at the cut to the lower index.
+
+    ``torch.topk`` finds the k-th and (k+1)-th largest value of every row (a partial selection,
+    no full sort); rows where they differ keep the entries ``>=`` the k-th. Rows with a tie at
+    the cut (only those) take, among the entries equal to it, the first by class index.
+
+    Shape:
+        values: ``(N, K)`` finite, ``1 <= k < K``; returns bool ``(N, K)``.
+    """
+    top = values.topk(k + 1, dim=1).values
+    cut = top[:, k - 1 : k]
+    mask = values >= cut
+    tied = (top[:, k] == cut[:, 0]).nonzero().squeeze(1)
+    if tied.numel():
+        rows, cuts = values[tied], cut[tied]
+        above = rows > cuts
+        count = k - above.sum(dim=1, keepdim=True)
+        mask[tied] = above | first_ties(rows == cuts, count)
+    return mask
+
+
 class TopK(Defense):
     """Top-k truncation (Tramèr et al., "Stealing Machine Learning Models via Prediction
     APIs", USENIX Security 2016, "extraction countermeasures"; Orekondy et al., "Prediction Poisoning", ICLR 2020)::
@@ -18,8 +45,9 @@ class TopK(Defense):
         y~_i = y_i / sum_{j in T_k(y)} y_j   for i in T_k(y),   0 otherwise
 
     ``T_k(y)`` holds the indices of the k largest entries; ties at the k-th place go to the
-    lower class index (stable sort), so exactly ``min(k, K)`` entries are kept and the choice
-    does not depend on the batch. ``k >= K`` returns ``y``. Deterministic; rows independent.
+    lower class index, so exactly ``min(k, K)`` entries are kept and the choice does not
+    depend on the batch. ``k >= K`` returns ``y``. Deterministic; rows independent. A partial
+    selection (:func:`top_k_mask`), in the input's dtype.
 
     Args:
         k: number of classes revealed, an integer ``>= 1`` (default 5); ``k = 1`` gives a
@@ -41,16 +69,18 @@ class TopK(Defense):
     """
 
     name = "topk"
+    compute_dtype = None
+    scale_invariant = True
+    output_on_simplex = True
 
     def __init__(self, *, k: int = 5) -> None:
         self.k = check_int("k", k, low=1)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
         if self.k >= probs.shape[1]:
-            return probs
-        order = torch.sort(probs, dim=1, descending=True, stable=True).indices[:, : self.k]
-        kept = torch.zeros_like(probs).scatter(1, order, probs.gather(1, order))
-        return kept / kept.sum(dim=1, keepdim=True)
+            return probs / probs.sum(dim=1, keepdim=True)
+        kept = probs * top_k_mask(probs, self.k)
+        return kept.div_(kept.sum(dim=1, keepdim=True))
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k}
