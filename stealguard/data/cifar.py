@@ -3,7 +3,9 @@
 Krizhevsky (2009), "Learning Multiple Layers of Features from Tiny Images",
 https://www.cs.toronto.edu/~kriz/cifar.html. Each batch is a pickled dict with ``data``
 (``(n, 3072)`` uint8, rows are R, G, B planes of 32x32) and ``labels`` (CIFAR-10) or
-``fine_labels`` (CIFAR-100). Batches are read with ``SafeUnpickler``, never ``pickle.load``.
+``fine_labels`` (CIFAR-100). Batches are read with ``SafeUnpickler`` (plain numeric arrays
+and containers only, size-limited), never ``pickle.load``; every label is checked to lie in
+``[0, K)`` in the file that holds it.
 
 Accepted layouts under ``<root>``:
 
@@ -18,7 +20,6 @@ Accepted layouts under ``<root>``:
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,35 +72,60 @@ CIFAR100 = CifarSpec(
 )
 
 
+MAX_NAME_LENGTH = 256
+"""Longest class name accepted from a meta file."""
+
+
 def _text(value: Any) -> str:
     return value.decode("latin1") if isinstance(value, bytes) else str(value)
 
 
 def _read_dict(path: Path) -> dict[str, Any]:
     try:
-        entry = safe_load(path)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-        raise ValueError(f"{path} is not a readable CIFAR pickle: {err}") from err
+        entry = safe_load(path, source=f"{path} is not a readable CIFAR pickle")
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read: {err.strerror or err}") from None
     if not isinstance(entry, dict):
         raise ValueError(f"{path} is not a CIFAR pickle: expected a dict, got {type(entry).__name__}")
     return {_text(key): value for key, value in entry.items()}
+
+
+def _labels(path: Path, key: str, value: Any, num_classes: int) -> np.ndarray:
+    """``value`` (a list of ints or a 1-D integer array) as int64 after checking each label is in ``[0, K)``."""
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.dtype.kind not in "iu":
+            raise ValueError(f"{path}: {key!r} must be a list of integers, got a {value.dtype} array of shape {value.shape}")
+        bad = np.flatnonzero((value < 0) | (value >= num_classes))
+    elif isinstance(value, (list, tuple)):
+        if not all(type(v) is int for v in value):
+            kind = next(type(v).__name__ for v in value if type(v) is not int)
+            raise ValueError(f"{path}: {key!r} must be a list of integers, found a {kind}")
+        bad = [index for index, v in enumerate(value) if not 0 <= v < num_classes]
+    else:
+        raise ValueError(f"{path}: {key!r} must be a list of integers, got {type(value).__name__}")
+    if len(bad):
+        first = int(bad[0])
+        label = value[first]
+        shown = str(int(label)) if -(10**18) < label < 10**18 else f"<an integer of {int(label).bit_length()} bits>"
+        raise ValueError(f"{path}: label {shown} beyond the {num_classes} classes (position {first}; {len(bad)} labels outside [0, {num_classes}))")
+    return np.asarray(value, dtype=np.int64)
 
 
 def _read_batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
     entry = _read_dict(path)
     labels_key = spec.labels_key if spec.labels_key in entry else "labels"
     if "data" not in entry or labels_key not in entry:
-        raise ValueError(f"{path} is not a CIFAR batch: keys 'data' and {spec.labels_key!r} required, found {sorted(entry)}")
+        found = ", ".join(repr(k[:40]) for k in sorted(entry)[:10])
+        raise ValueError(f"{path} is not a CIFAR batch: keys 'data' and {spec.labels_key!r} required, found {found}")
     data = entry["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         shape = getattr(data, "shape", None)
         raise ValueError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), got {type(data).__name__} {shape}")
-    try:
-        labels = np.asarray(entry[labels_key], dtype=np.int64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {labels_key!r} must be a list of integers ({err})") from err
+    labels = _labels(path, labels_key, entry[labels_key], spec.num_classes)
     if labels.shape != (data.shape[0],):
-        raise ValueError(f"{path}: {data.shape[0]} images but {labels.shape} labels")
+        raise ValueError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -110,6 +136,8 @@ def _read_classes(path: Path, spec: CifarSpec) -> tuple[str, ...]:
     names = entry.get(spec.names_key)
     if not isinstance(names, (list, tuple)) or len(names) != spec.num_classes:
         raise ValueError(f"{path}: {spec.names_key!r} must list {spec.num_classes} class names")
+    if not all(isinstance(n, (str, bytes)) and 0 < len(n) <= MAX_NAME_LENGTH for n in names):
+        raise ValueError(f"{path}: {spec.names_key!r} must hold strings of 1 to {MAX_NAME_LENGTH} characters")
     return tuple(_text(n) for n in names)
 
 
@@ -143,8 +171,6 @@ def load_cifar(root: str | Path, *, spec: CifarSpec, split: str, hint: str) -> I
             images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
             labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
             classes = _read_classes(directory / spec.meta_file, spec)
-            if labels.numel() and int(labels.max()) >= len(classes):
-                raise ValueError(f"{directory}: label {int(labels.max())} beyond the {len(classes)} classes")
             return ImageDataset(images, labels, classes=classes, name=spec.name)
     trees = _jpg_trees(root, spec)
     for tree in trees:

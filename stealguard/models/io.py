@@ -4,8 +4,17 @@ A model directory holds the weights (every entry of ``state_dict``, buffers incl
 written with ``safetensors.torch.save_file``) and a JSON :class:`ModelCard` that says how
 to rebuild the architecture. :func:`load_model` rebuilds the net with
 :func:`stealguard.models.create` (the GroupNorm variant when the card's ``dp`` record says
-``norm: "group"``) and reads the tensors with ``safetensors.torch.load_file``;
+``norm: "group"``) and reads the tensors with :func:`stealguard.models.weights.read_weights`;
 nothing is ever unpickled, so a model directory from an untrusted source cannot run code.
+
+A model folder is treated as hostile input: ``card.json`` is read only up to
+:data:`MAX_CARD_BYTES` and :data:`MAX_CARD_DEPTH` levels of nesting, every card field is
+checked (``num_classes`` at most :data:`MAX_CLASSES`, ``input_shape`` within
+:data:`MAX_CHANNELS`, :data:`MAX_SIDE` and :data:`MAX_INPUT_ELEMENTS`, strings at most
+:data:`MAX_STRING` characters) before anything is allocated, the architecture's size is
+computed on the ``meta`` device and refused over ``max_bytes`` before it is built, and the
+weights file is checked tensor by tensor (names, dtypes, shapes, finite values) against the
+rebuilt model.
 An int8 model (card field ``quantization``) stores its int8 values and quantization
 parameters as plain tensors (:mod:`stealguard.models.quantized_state`) and is loaded into
 the graph :func:`stealguard.models.quantization.build_quantized` rebuilds from the card.
@@ -17,13 +26,14 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+import torch
+from safetensors.torch import save_file
 from torch import Tensor
 
 from stealguard import __version__
@@ -32,10 +42,59 @@ from stealguard.device import DeviceLike, resolve_device
 from stealguard.models.base import Classifier
 from stealguard.models.quantization import QuantizedClassifier, build_quantized, check_quantization_record
 from stealguard.models.quantized_state import from_plain_tensors, to_plain_tensors
+from stealguard.models import registry
 from stealguard.models.registry import NORMS, check_input_shape, create
+from stealguard.models.weights import check_specs, read_weights, specs
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
+MAX_CARD_BYTES = 4 << 20
+"""Largest ``card.json`` read (4 MiB)."""
+MAX_CARD_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects accepted in ``card.json``."""
+MAX_CLASSES = 100_000
+"""Largest ``num_classes`` a card may declare."""
+MAX_CHANNELS = 64
+MAX_SIDE = 1024
+MAX_INPUT_ELEMENTS = 1 << 20
+"""Card ``input_shape`` bounds: C <= 64, H and W <= 1024, C * H * W <= 2**20."""
+MAX_STRING = 256
+"""Longest string field (arch, dataset, class name, version, timestamp) of a card."""
+DEFAULT_MAX_MODEL_BYTES = 512 << 20
+"""Largest model (all ``state_dict`` tensors) :func:`load_model` builds by default (512 MiB)."""
+_EXCERPT = 60
+
+
+def _brief(value: Any) -> str:
+    """A short picture of a card value for messages (never a huge repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    if isinstance(value, (list, tuple, dict)) and len(value) > 8:
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
+
+
+def _card_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"card field {name!r} must be an integer, got {_brief(value)} ({type(value).__name__})")
+    if not low <= value <= high:
+        raise ValueError(f"card field {name!r} must be an integer in [{low}, {high}], got {_brief(value)}")
+    return value
+
+
+def _card_input_shape(value: Any) -> tuple[int, int, int]:
+    """``input_shape`` as ``(C, H, W)`` within the card bounds, checked before anything is built."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"card field 'input_shape': input_shape must be a (C, H, W) list of integers, got {_brief(value)}")
+    if len(value) != 3:
+        raise ValueError(f"card field 'input_shape': input_shape must have 3 entries (C, H, W), got {_brief(value)}")
+    channels = _card_int("input_shape C", value[0], 1, MAX_CHANNELS)
+    height = _card_int("input_shape H", value[1], 1, MAX_SIDE)
+    width = _card_int("input_shape W", value[2], 1, MAX_SIDE)
+    if channels * height * width > MAX_INPUT_ELEMENTS:
+        raise ValueError(f"card field 'input_shape' {[channels, height, width]} has more than {MAX_INPUT_ELEMENTS} elements per input")
+    return check_input_shape((channels, height, width))
 
 
 def _now() -> str:
@@ -76,7 +135,7 @@ def _check_dp(record: Any) -> dict[str, Any]:
 
 def _floats(name: str, value: Any, length: int) -> tuple[float, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"card field {name!r} must be a list of {length} numbers, got {value!r}")
+        raise TypeError(f"card field {name!r} must be a list of {length} numbers, got {_brief(value)}")
     if len(value) != length:
         raise ValueError(f"card field {name!r} must have {length} entries (one per channel), got {len(value)}")
     return tuple(check_number(f"card field {name!r} entry", v) for v in value)
@@ -89,9 +148,9 @@ class ModelCard:
     Args:
         arch: architecture name from :func:`stealguard.models.names`.
         dataset: name of the training data set (free text, e.g. ``"mnist"``).
-        input_shape: ``(C, H, W)`` of one input.
-        num_classes: K >= 2.
-        classes: K class names; default ``"0"`` ... ``"K-1"``.
+        input_shape: ``(C, H, W)`` of one input; C <= 64, H, W <= 1024, C * H * W <= 2**20.
+        num_classes: K in [2, 100000].
+        classes: K class names of 1 to 256 characters; default ``"0"`` ... ``"K-1"``.
         mean, std: per-channel normalisation (length C) held by the model; defaults 0 and 1.
         test_accuracy: top-1 test accuracy in [0, 1], or None if not measured.
         train: training parameters (JSON-serialisable dict), e.g. the arguments of ``fit``.
@@ -137,17 +196,18 @@ class ModelCard:
     def __post_init__(self) -> None:
         for name in ("arch", "dataset", "stealguard_version", "created"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise TypeError(f"card field {name!r} must be a non-empty string, got {getattr(self, name)!r}")
-        try:
-            shape = check_input_shape(self.input_shape)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"card field 'input_shape': {err}") from None
-        num_classes = check_int("card field 'num_classes'", self.num_classes, low=2)
+                raise TypeError(f"card field {name!r} must be a non-empty string, got {_brief(getattr(self, name))}")
+            if len(getattr(self, name)) > MAX_STRING:
+                raise ValueError(f"card field {name!r} must have at most {MAX_STRING} characters, got {len(getattr(self, name))}")
+        shape = _card_input_shape(self.input_shape)
+        num_classes = _card_int("num_classes", self.num_classes, 2, MAX_CLASSES)
         classes = self.classes if self.classes is not None else [str(k) for k in range(num_classes)]
         if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or not all(isinstance(c, str) for c in classes):
-            raise TypeError(f"card field 'classes' must be a list of strings, got {classes!r}")
+            raise TypeError(f"card field 'classes' must be a list of strings, got {_brief(classes)}")
         if len(classes) != num_classes:
             raise ValueError(f"card field 'classes' must have num_classes = {num_classes} names, got {len(classes)}")
+        if not all(0 < len(c) <= MAX_STRING for c in classes):
+            raise ValueError(f"card field 'classes' names must have 1 to {MAX_STRING} characters")
         channels = shape[0]
         mean = _floats("mean", self.mean if self.mean is not None else [0.0] * channels, channels)
         std = _floats("std", self.std if self.std is not None else [1.0] * channels, channels)
@@ -162,7 +222,7 @@ class ModelCard:
         except (TypeError, ValueError) as err:
             raise TypeError(f"card field 'train' must be JSON-serialisable with finite numbers: {err}") from None
         if self.seed is not None:
-            check_int("card field 'seed'", self.seed, low=0)
+            _card_int("seed", self.seed, 0, 2**64 - 1)
         if self.dp is not None:
             object.__setattr__(self, "dp", _check_dp(self.dp))
         if self.quantization is not None:
@@ -264,7 +324,7 @@ def save_model(model: Classifier, card: ModelCard, directory: str | os.PathLike[
     if quantized and model.engine != card.quantization["engine"]:
         raise ValueError(f"the model was quantized for engine {model.engine!r}, the card says {card.quantization['engine']!r}")
     state = _tensors(model)
-    _check_state(state, _tensors(_rebuild(card)), _arch_label(card), "the model")
+    check_specs(specs(state), specs(_tensors(_rebuild(card))), arch=_arch_label(card), source="the model")
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     weights_tmp = path / f".{WEIGHTS_FILE}.tmp"
@@ -274,21 +334,6 @@ def save_model(model: Classifier, card: ModelCard, directory: str | os.PathLike[
     card_tmp.write_text(json.dumps(card.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(card_tmp, path / CARD_FILE)
     return path
-
-
-def _check_state(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], arch: str, source: str) -> None:
-    """Raise ``ValueError`` naming missing/unexpected keys or shape mismatches."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"weights in {source} do not match architecture {arch!r}: "
-            f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
-            f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
-        )
-    wrong = [f"{key}: {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items() if state[key].shape != value.shape]
-    if wrong:
-        raise ValueError(f"weights in {source} do not match architecture {arch!r}: shape mismatch (got vs expected) {'; '.join(wrong[:10])}")
 
 
 def _expect_file(path: Path, what: str) -> None:
@@ -302,58 +347,136 @@ def _expect_file(path: Path, what: str) -> None:
     raise FileNotFoundError(f"{what} not found: expected {path}{hint}")
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nesting(text: str) -> int:
+    """Deepest nesting of JSON arrays and objects in ``text`` (brackets inside strings ignored)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRING.sub('""', text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_card_json(path: Path) -> Any:
+    """Parse ``path`` as UTF-8 JSON after checking its size and nesting.
+
+    Raises:
+        ValueError: over :data:`MAX_CARD_BYTES` or :data:`MAX_CARD_DEPTH`, not UTF-8, not
+            JSON, or holding ``NaN`` / ``Infinity`` or an integer of more than 4300 digits
+            (the message names ``path``).
+    """
+    size = path.stat().st_size
+    if size > MAX_CARD_BYTES:
+        raise ValueError(f"model card {path} has {size} bytes, over the limit of {MAX_CARD_BYTES}")
+    with path.open("rb") as file:
+        raw = file.read(MAX_CARD_BYTES + 1)
+    if len(raw) > MAX_CARD_BYTES:
+        raise ValueError(f"model card {path} is over the limit of {MAX_CARD_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"model card {path} is not valid JSON: not UTF-8 ({err.reason} at byte {err.start})") from None
+    if _nesting(text) > MAX_CARD_DEPTH:
+        raise ValueError(f"model card {path} is not valid JSON for a card: nested deeper than {MAX_CARD_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as err:
+        raise ValueError(f"model card {path} is not valid JSON: {' '.join(str(err).split())[:200]}") from None
+
+
 def load_card(directory: str | os.PathLike[str]) -> ModelCard:
     """Read and validate the ``card.json`` of a model directory (the weights are not touched).
 
     Raises:
         FileNotFoundError: ``card.json`` missing (the message names the expected path).
-        ValueError: the card is not valid JSON or fails validation.
+        ValueError: the card is over :data:`MAX_CARD_BYTES` or nested deeper than
+            :data:`MAX_CARD_DEPTH`, is not valid UTF-8 JSON, or fails validation (the
+            message names the file and the field).
     """
     card_path = Path(directory) / CARD_FILE
     _expect_file(card_path, "model card")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"model card {card_path} is not valid JSON: {err}") from None
+    data = read_card_json(card_path)
     try:
         return ModelCard.from_dict(data)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"invalid model card {card_path}: {err}") from None
+        message = " ".join(str(err).split())
+        raise ValueError(f"invalid model card {card_path}: {message[:400]}{'...' if len(message) > 400 else ''}") from None
 
 
-def load_model(directory: str | os.PathLike[str], *, device: DeviceLike = "cpu") -> tuple[Classifier, ModelCard]:
+def model_bytes(card: ModelCard) -> int:
+    """Bytes of every ``state_dict`` tensor of the card's float architecture, computed on the ``meta`` device.
+
+    Nothing is allocated, so a card declaring a huge model is refused before it is built. An
+    int8 model is no larger than its float architecture.
+
+    Raises:
+        ValueError: unknown architecture, or one that cannot take the card's input shape.
+    """
+    builder = registry._REGISTRY.get(card.arch)  # the builder alone: Classifier checks mean/std values, which meta tensors lack
+    if builder is None:
+        raise ValueError(f"unknown architecture {card.arch!r}; available: {', '.join(registry.names())}")
+    with torch.device("meta"):
+        net = builder(card.input_shape, card.num_classes)
+    channels = card.input_shape[0]
+    return sum(value.numel() * value.element_size() for value in net.state_dict().values()) + 8 * channels
+
+
+def load_model(
+    directory: str | os.PathLike[str], *, device: DeviceLike = "cpu", max_bytes: int = DEFAULT_MAX_MODEL_BYTES
+) -> tuple[Classifier, ModelCard]:
     """Rebuild a classifier saved by :func:`save_model`; return it in eval mode with its card.
 
-    The architecture is built from ``card.json`` and the weights are read with
-    ``safetensors.torch.load_file``; no pickle is ever loaded. An int8 card (field
-    ``quantization``) gives a :class:`~stealguard.models.quantization.QuantizedClassifier`,
-    which runs on the CPU whatever ``device`` says (it warns when ``device`` is not the CPU).
+    The card is read and checked first (:func:`load_card`); the architecture's size is
+    computed without allocating (:func:`model_bytes`) and refused over ``max_bytes``; the
+    architecture is built from the card and the weights are read with
+    :func:`stealguard.models.weights.read_weights`, which checks every tensor's name, dtype
+    and shape against the built model before loading it and refuses NaN or infinite values;
+    no pickle is ever loaded. An int8 card (field ``quantization``) gives a
+    :class:`~stealguard.models.quantization.QuantizedClassifier`, which runs on the CPU
+    whatever ``device`` says (it warns when ``device`` is not the CPU).
 
     Args:
         directory: folder holding ``model.safetensors`` and ``card.json``.
         device: where the model goes (default ``"cpu"``).
+        max_bytes: largest model accepted, in bytes of ``state_dict`` tensors, >= 1
+            (default 512 MiB).
 
     Raises:
         FileNotFoundError: ``card.json`` or ``model.safetensors`` missing (the message
             names the expected path).
-        ValueError: the card is not valid JSON or fails validation; the weights file is
-            not a safetensors file; or the weights do not match the architecture (the
-            message names missing/unexpected keys or mismatched shapes; for an int8 model
-            also dtypes and quantization parameters).
+        ValueError: the card is not valid JSON or fails validation; the model would be
+            larger than ``max_bytes``; the weights file is not a safetensors file; or the
+            weights do not match the architecture (the message names missing/unexpected
+            keys, mismatched shapes or dtypes, a tensor with NaN or infinite values; for an
+            int8 model also quantization parameters).
     """
+    check_int("max_bytes", max_bytes, low=1)
     path = Path(directory)
     target_device = resolve_device(device)
     weights_path = path / WEIGHTS_FILE
     _expect_file(path / CARD_FILE, "model card")
     _expect_file(weights_path, "model weights")
     card = load_card(path)
-    model = _rebuild(card)
     try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{weights_path} is not a valid safetensors file: {err}") from None
+        size = model_bytes(card)
+    except ValueError as err:
+        raise ValueError(f"model card {path / CARD_FILE}: {err}") from None
+    if size > max_bytes:
+        raise ValueError(
+            f"model card {path / CARD_FILE} describes a {card.arch} of {size} bytes for input {card.input_shape} and "
+            f"{card.num_classes} classes, over the limit of {max_bytes} bytes"
+        )
+    model = _rebuild(card)
     quantized = isinstance(model, QuantizedClassifier)
-    _check_state(state, _tensors(model) if quantized else model.state_dict(), _arch_label(card), str(weights_path))
+    reference = _tensors(model) if quantized else model.state_dict()
+    state = read_weights(weights_path, specs(reference), arch=_arch_label(card), max_data_bytes=max_bytes)
     for name in ("mean", "std"):
         stored = state[name].flatten().tolist()
         if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7) for a, b in zip(stored, getattr(card, name))):
