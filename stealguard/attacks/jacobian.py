@@ -8,12 +8,20 @@ Algorithm 1, with the schedule of Orekondy et al.'s reference implementation (IC
    momentum 0.9, ``round_lr``); pick the parents (all of ``D``, or ``kappa`` random points of it once
    ``rho >= sigma``: the reservoir sampling of Sec. 6.2); synthesise new points from the
    parents with the attack's :meth:`JacobianAttack.augment`, step ``lambda_rho =
-   lambda * (-1) ** floor(rho / tau)``; query them and add them to ``D``;
+   lambda * (-1) ** round(rho / tau)`` (the reference code, Python's ``round``; Papernot et
+   al.'s Sec. 6.2 writes ``floor``, available as ``flip="floor"``); query them and add them to ``D``;
 3. stop when the budget is spent (the last round's new points are cut to what is left)
    or after ``max_rounds`` rounds; train the final replica afresh on ``D`` with the
    final schedule (default 100 epochs, SGD, lr 0.01, momentum 0.9, batch 64, step decay).
 
 Labels for the steps are the top-1 classes of the stored black-box answers.
+
+Directions: the reference code (``defenses/adversary/jacobian.py`` of Orekondy et al.)
+steps ``x + lambda * sign(grad_x CE(F_A(x), y))`` for ``jbda`` and ``x - ...`` for
+``jbself``; Papernot et al.'s Eq. 4, ``x + lambda * sign(J_F(x)[O(x)])``, moves along the
+gradient of the label's output, i.e. *down* the cross-entropy, which is the reference's
+``jbself`` direction. This package keeps the reference's names (``jbda`` = ``+``,
+``jb_self`` = ``-``), the setting behind the MAD paper's numbers; see ``docs/fidelity.md``.
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from stealguard._checks import check_int, check_number
+from stealguard._checks import check_choice, check_int, check_number
 from stealguard.attacks.replica import ReplicaAttack
 from stealguard.blackbox import BlackBox
+
+FLIPS = ("round", "floor")
+"""How the round index is turned into lambda's sign: the reference code's ``round`` or the paper's ``floor``."""
 
 
 class JacobianAttack(ReplicaAttack):
@@ -36,6 +47,9 @@ class JacobianAttack(ReplicaAttack):
         seed_size: query-set images in the seed set, >= 1 (default 100).
         step_size: lambda, the step of the augmentation in pixel units, > 0 (default 0.1).
         tau: rounds after which the sign of lambda flips, >= 1 (default 5).
+        flip: ``"round"`` (default; the reference code: ``(-1) ** round(rho / tau)``, Python's
+            round-half-to-even, so with tau = 5 the first flip is at round 3) or ``"floor"``
+            (Papernot et al., Sec. 6.2: ``(-1) ** floor(rho / tau)``, first flip at round tau).
         kappa: parents per round once reservoir sampling is on, >= 1, or ``None`` (default:
             every point of ``D`` is a parent, so ``D`` doubles each round).
         sigma: round from which reservoir sampling applies, >= 0 (default 3).
@@ -65,6 +79,7 @@ class JacobianAttack(ReplicaAttack):
         seed_size: int = 100,
         step_size: float = 0.1,
         tau: int = 5,
+        flip: str = "round",
         kappa: int | None = None,
         sigma: int = 3,
         round_epochs: int = 20,
@@ -76,6 +91,7 @@ class JacobianAttack(ReplicaAttack):
         self.seed_size = check_int("seed_size", seed_size, low=1)
         self.step_size = check_number("step_size", step_size, low=0, low_inclusive=False)
         self.tau = check_int("tau", tau, low=1)
+        self.flip = check_choice("flip", flip, FLIPS)
         self.kappa = None if kappa is None else check_int("kappa", kappa, low=1)
         self.sigma = check_int("sigma", sigma, low=0)
         self.round_epochs = check_int("round_epochs", round_epochs, low=1)
@@ -85,8 +101,9 @@ class JacobianAttack(ReplicaAttack):
         self.transfer_set_size = 0
 
     def round_step(self, round_index: int) -> float:
-        """``lambda_rho = lambda * (-1) ** floor(rho / tau)`` (Papernot et al., Sec. 6.2)."""
-        return self.step_size * (-1.0) ** (round_index // self.tau)
+        """``lambda_rho = lambda * (-1) ** round(rho / tau)`` (reference code) or ``floor`` (Papernot et al., Sec. 6.2)."""
+        exponent = round(round_index / self.tau) if self.flip == "round" else round_index // self.tau
+        return self.step_size * (-1.0) ** exponent
 
     @abc.abstractmethod
     def augment(self, substitute: nn.Module, parents: Tensor, labels: Tensor, round_index: int) -> Tensor:
@@ -145,6 +162,7 @@ class JacobianAttack(ReplicaAttack):
             "seed_size": self.seed_size,
             "step_size": self.step_size,
             "tau": self.tau,
+            "flip": self.flip,
             "kappa": self.kappa,
             "sigma": self.sigma,
             "round_epochs": self.round_epochs,
