@@ -203,6 +203,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         victim=str(args.victim),
         defense=args.defense,
         data_dir=str(args.data_dir),
+        store=args.store,
         keys=None if args.keys is None else str(args.keys),
         quota=args.quota,
         rate=args.rate,
@@ -379,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--keys", type=Path, default=None, help="key file (`stealguard keygen`); default: no keys required")
     serve.add_argument("--data-dir", type=Path, default=Path("serve_data"), help="quota and query-log databases (default serve_data)")
+    serve.add_argument(
+        "--store", default=None, metavar="URL",
+        help="postgresql://user@host:port/db: keep quotas, rate state, query log and replays in PostgreSQL, shared by "
+        "servers on several hosts (default: SQLite in --data-dir; password via PGPASSWORD or ~/.pgpass)",
+    )
     serve.add_argument("--quota", type=int, default=None, help="without --keys: total queries the server answers")
     serve.add_argument("--rate", type=float, default=None, help="without --keys: queries per second")
     serve.add_argument("--burst", type=float, default=None, help="without --keys: rate-limit bucket size (default max(rate, 1))")

@@ -1,4 +1,4 @@
-"""API keys, per-key query quotas and rate limits, kept in SQLite.
+"""API keys, per-key query quotas and rate limits, kept in a store (SQLite or PostgreSQL).
 
 Keys live in a JSON file that holds only their SHA-256 digests (keys are 256-bit random
 tokens, so a fast digest suffices; the plain key is shown once, by :func:`add_key`)::
@@ -10,11 +10,13 @@ queries per second and ``burst`` the token bucket's capacity (default ``max(rate
 ``null`` or absent means unlimited. When no key file is given every caller is the key
 ``anonymous`` with the server's own quota and rate.
 
-:class:`AccessControl` charges a request's queries before inference in one SQLite
-transaction (``BEGIN IMMEDIATE``), so several server processes can share the database and
-the counts survive a restart. Refusals are :class:`AccessDenied` with the HTTP status (401
-unknown key, 403 quota exhausted, 413 batch above the burst, 429 rate limit with the seconds
-to wait).
+:class:`AccessControl` charges a request's queries before inference in one transaction of
+its :class:`~stealguard.serve.stores.Store` (the key's row locked), so several server processes,
+on one machine (SQLite) or several (PostgreSQL), spend one quota and the counts survive a
+restart. :meth:`AccessControl.reserve` charges the same way and remembers the charge as in
+flight until the store settles it (answered) or releases it (not answered, or its server process
+died). Refusals are :class:`AccessDenied` with the HTTP status (401 unknown key, 403 quota
+exhausted, 413 batch above the burst, 429 rate limit with the seconds to wait).
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ import json
 import math
 import os
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from stealguard._checks import check_int, check_number
+from stealguard.serve.stores import Store, UsageRow, open_store
 
 ANONYMOUS = "anonymous"
 KEY_PREFIX = "sg_"
@@ -93,11 +94,15 @@ class KeyPolicy:
 
 @dataclasses.dataclass(frozen=True)
 class Usage:
-    """Queries a key has spent and what is left (``remaining`` None when unlimited)."""
+    """Queries a key has spent and what is left (``remaining`` None when unlimited).
+
+    ``reservation`` is the store's id of the charge when it came from :meth:`AccessControl.reserve`.
+    """
 
     name: str
     used: int
     quota: int | None
+    reservation: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def remaining(self) -> int | None:
@@ -175,32 +180,24 @@ def add_key(
     return key
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage (
-    name TEXT PRIMARY KEY,
-    used INTEGER NOT NULL,
-    tokens REAL NOT NULL,
-    stamp REAL NOT NULL
-)
-"""
-
-
 class AccessControl:
     """Authenticate API keys and charge queries against quotas and rate limits.
 
     Args:
-        db_path: SQLite file holding the usage table (created if absent; parent created).
+        store: the store, or where to open one (a ``postgresql://`` URL or a SQLite file path,
+            created if absent); a store passed in is not closed by :meth:`close`.
         keys: the key policies; None means no keys: every caller is ``anonymous``.
         anonymous: the anonymous caller's limits when ``keys`` is None (default unlimited).
         clock: wall-clock seconds (``time.time``), replaceable in tests.
 
     Raises:
         ValueError: an empty ``keys`` list.
+        StoreError: the store cannot be opened.
     """
 
     def __init__(
         self,
-        db_path: str | os.PathLike[str],
+        store: Store | str | os.PathLike[str],
         *,
         keys: Sequence[KeyPolicy] | None = None,
         anonymous: KeyPolicy | None = None,
@@ -211,13 +208,8 @@ class AccessControl:
         self._by_digest = None if keys is None else {p.sha256: p for p in keys}
         self._anonymous = anonymous if anonymous is not None else KeyPolicy(name=ANONYMOUS)
         self._clock = clock
-        self._lock = threading.Lock()
-        path = Path(db_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._owned = not isinstance(store, Store)
+        self.store = open_store(store) if not isinstance(store, Store) else store
 
     @property
     def keys_required(self) -> bool:
@@ -240,11 +232,31 @@ class AccessControl:
                 return policy
         raise AccessDenied(401, "unknown API key")
 
-    def _row(self, policy: KeyPolicy, now: float) -> tuple[int, float, float]:
-        row = self._db.execute("SELECT used, tokens, stamp FROM usage WHERE name = ?", (policy.name,)).fetchone()
-        if row is None:
-            return 0, float(policy.burst or 0.0), now
-        return int(row[0]), float(row[1]), float(row[2])
+    def _decide(self, policy: KeyPolicy, n: int, now: float) -> Any:
+        def decide(row: UsageRow) -> UsageRow:
+            if policy.quota is not None and row.used + n > policy.quota:
+                left = max(policy.quota - row.used, 0)
+                raise AccessDenied(403, f"query quota exhausted: {left} of {policy.quota} queries left, this request needs {n}")
+            tokens = row.tokens
+            if policy.rate is not None:
+                burst = float(policy.burst or 1.0)
+                if n > burst:
+                    raise AccessDenied(413, f"the batch of {n} inputs exceeds this key's burst of {burst:g} queries; send smaller batches")
+                tokens = min(burst, tokens + max(now - row.stamp, 0.0) * policy.rate)
+                if tokens < n:
+                    wait = (n - tokens) / policy.rate
+                    raise AccessDenied(429, f"rate limit of {policy.rate:g} queries/s exceeded; retry in {wait:.2f} s", retry_after=wait)
+                tokens -= n
+            return UsageRow(row.used + n, tokens, now)
+
+        return decide
+
+    def _charge(self, policy: KeyPolicy, n: int, *, reserve: bool) -> Usage:
+        check_int("n", n, low=1)
+        now = self._clock()
+        fresh = UsageRow(0, float(policy.burst or 0.0), now)
+        row, reservation = self.store.charge(policy.name, n, fresh=fresh, decide=self._decide(policy, n, now), reserve=reserve)
+        return Usage(policy.name, row.used, policy.quota, reservation)
 
     def charge(self, policy: KeyPolicy, n: int) -> Usage:
         """Spend ``n`` queries of ``policy``'s quota and rate, atomically, or refuse all of them.
@@ -253,52 +265,40 @@ class AccessControl:
             AccessDenied: 403 quota exhausted (the message says how many remain), 413 ``n``
                 above the key's burst (never satisfiable), 429 rate limit (``retry_after``
                 seconds until the bucket holds ``n`` tokens).
+            StoreError: the store failed.
         """
-        check_int("n", n, low=1)
-        with self._lock:
-            now = self._clock()
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                used, tokens, stamp = self._row(policy, now)
-                if policy.quota is not None and used + n > policy.quota:
-                    left = max(policy.quota - used, 0)
-                    raise AccessDenied(403, f"query quota exhausted: {left} of {policy.quota} queries left, this request needs {n}")
-                if policy.rate is not None:
-                    burst = float(policy.burst or 1.0)
-                    if n > burst:
-                        raise AccessDenied(413, f"the batch of {n} inputs exceeds this key's burst of {burst:g} queries; send smaller batches")
-                    tokens = min(burst, tokens + max(now - stamp, 0.0) * policy.rate)
-                    if tokens < n:
-                        wait = (n - tokens) / policy.rate
-                        raise AccessDenied(
-                            429, f"rate limit of {policy.rate:g} queries/s exceeded; retry in {wait:.2f} s", retry_after=wait
-                        )
-                    tokens -= n
-                used += n
-                self._db.execute(
-                    "INSERT OR REPLACE INTO usage (name, used, tokens, stamp) VALUES (?, ?, ?, ?)", (policy.name, used, tokens, now)
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return Usage(policy.name, used, policy.quota)
+        return self._charge(policy, n, reserve=False)
+
+    def reserve(self, policy: KeyPolicy, n: int) -> Usage:
+        """:meth:`charge`, kept as in flight (``Usage.reservation``) until the store settles or releases it.
+
+        A reservation whose server process dies before settling it is given back by the next
+        sweep of any live process sharing the store.
+
+        Raises:
+            AccessDenied, StoreError: as :meth:`charge`.
+        """
+        return self._charge(policy, n, reserve=True)
+
+    def release(self, spent: Usage) -> None:
+        """Give back a reservation from :meth:`reserve` whose request was not answered (once)."""
+        if spent.reservation is None:
+            raise ValueError("release needs the Usage returned by reserve()")
+        self.store.release(spent.reservation, name=spent.name)
 
     def refund(self, policy: KeyPolicy, n: int) -> None:
         """Give back ``n`` queries charged for a request that was not answered."""
-        with self._lock:
-            self._db.execute("UPDATE usage SET used = MAX(used - ?, 0) WHERE name = ?", (int(n), policy.name))
+        self.store.refund(policy.name, int(n))
 
     def usage(self, policy: KeyPolicy) -> Usage:
-        """Queries ``policy`` has spent so far."""
-        with self._lock:
-            used, _, _ = self._row(policy, self._clock())
-        return Usage(policy.name, used, policy.quota)
+        """Queries ``policy`` has spent so far (reserved ones included)."""
+        row = self.store.usage(policy.name)
+        return Usage(policy.name, 0 if row is None else row.used, policy.quota)
 
     def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
+        """Close the store when this object opened it."""
+        if self._owned:
+            self.store.close()
 
 
 def retry_after_header(seconds: float) -> str:

@@ -1,47 +1,29 @@
-"""Query log for forensics: who asked what, when, off the request path.
+"""Query log for forensics: who asked what, when.
 
-Every answered request is handed to :meth:`QueryLog.record`, which hashes its inputs
-(SHA-256 of their float32 bytes) and enqueues the digests; a background thread appends one
-row per input ``(key, timestamp, input_sha256)`` to a SQLite table. The log holds no pixels
-and no answers, only enough to count a key's queries, time them and recognise repeated or
-shared inputs (e.g. the same query set used from two keys).
+Every answered input becomes one row ``(key, timestamp, input_sha256)`` (SHA-256 of its float32
+bytes) in the ``queries`` table of the service's store. The service writes a request's rows in
+the same transaction that settles its charge (:meth:`stealguard.serve.stores.Store.settle`),
+before the answer leaves, so the log and the quota agree whatever is killed when: a key's
+``used`` equals its rows once no request is in flight. A store that cannot take the rows fails
+the request (503) instead of answering it unlogged.
 
-The queue is bounded: when the writer falls behind by ``max_pending`` requests (a slow or
-full disk), further records are dropped and counted in :attr:`QueryLog.dropped` with a
-logged warning, so the service keeps answering with bounded memory. A failed write is
-logged and counted the same way; the writer thread keeps going.
+The log holds no pixels and no answers, only enough to count a key's queries, time them and
+recognise repeated or shared inputs (e.g. the same query set used from two keys).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import queue
-import sqlite3
-import threading
 import time
-from contextlib import closing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from stealguard._checks import check_int
-
-LOGGER = logging.getLogger("stealguard.serve")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS queries (
-    key TEXT NOT NULL,
-    ts REAL NOT NULL,
-    input_sha256 TEXT NOT NULL
-)
-"""
-_INDEX = "CREATE INDEX IF NOT EXISTS queries_key ON queries (key, ts)"
-_STOP = object()
-DEFAULT_MAX_PENDING = 10_000
+from stealguard.serve.stores import LogRow, Store, is_url, open_store
 
 
 def input_hashes(x: Tensor) -> list[str]:
@@ -55,107 +37,59 @@ def input_hashes(x: Tensor) -> list[str]:
 
 
 class QueryLog:
-    """Append-only per-key query log written by a background thread.
+    """Per-key query log in a store.
 
     Args:
-        db_path: SQLite file (created if absent, parent created).
+        store: the store, or where to open one (a ``postgresql://`` URL or a SQLite file path,
+            created if absent); a store passed in is not closed by :meth:`close`.
         clock: wall-clock seconds for the timestamps (``time.time``).
-        max_pending: requests that may wait for the writer, >= 1; more are dropped (counted
-            in :attr:`dropped`, in inputs).
-    """
-
-    def __init__(self, db_path: str | os.PathLike[str], *, clock: Any = time.time, max_pending: int = DEFAULT_MAX_PENDING) -> None:
-        self.path = Path(db_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=check_int("max_pending", max_pending, low=1))
-        self._dropped = 0
-        self._dropped_lock = threading.Lock()
-        db = sqlite3.connect(str(self.path), timeout=30.0)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(_SCHEMA)
-        db.execute(_INDEX)
-        db.commit()
-        db.close()
-        self._thread = threading.Thread(target=self._write_loop, name="stealguard-query-log", daemon=True)
-        self._thread.start()
-
-    @property
-    def dropped(self) -> int:
-        """Inputs not logged so far (queue full or a failed write)."""
-        return self._dropped
-
-    def record(self, key: str, x: Tensor) -> None:
-        """Hash the inputs of one answered request ``x`` ``(B, *input_shape)`` and enqueue their rows.
-
-        Returns at once: when ``max_pending`` requests are already waiting, the rows are dropped
-        (see :attr:`dropped`).
-        """
-        ts = self._clock()
-        rows = [(key, ts, digest) for digest in input_hashes(x)]
-        try:
-            self._queue.put_nowait(rows)
-        except queue.Full:
-            self._drop(len(rows), "the writer is behind by max_pending requests")
-
-    def flush(self) -> None:
-        """Block until everything recorded so far is written."""
-        self._queue.join()
-
-    def close(self) -> None:
-        """Write what is queued and stop the thread."""
-        self._queue.put(_STOP)
-        self._thread.join()
-
-    def _drop(self, count: int, why: str) -> None:
-        with self._dropped_lock:
-            first = self._dropped == 0
-            self._dropped += count
-            total = self._dropped
-        if first or total % 1000 < count:
-            LOGGER.warning("query log: %d input(s) not logged so far (%s)", total, why)
-
-    def _write(self, db: sqlite3.Connection, rows: list[tuple[str, float, str]]) -> None:
-        db.executemany("INSERT INTO queries (key, ts, input_sha256) VALUES (?, ?, ?)", rows)
-        db.commit()
-
-    def _write_loop(self) -> None:
-        db = sqlite3.connect(str(self.path), timeout=30.0)
-        db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            while True:
-                items = [self._queue.get()]
-                while True:
-                    try:
-                        items.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                rows = [row for item in items if item is not _STOP for row in item]
-                if rows:
-                    try:
-                        self._write(db, rows)
-                    except sqlite3.Error as err:
-                        db.rollback()
-                        self._drop(len(rows), f"write failed: {type(err).__name__}: {err}")
-                for _ in items:
-                    self._queue.task_done()
-                if any(item is _STOP for item in items):
-                    return
-        finally:
-            db.close()
-
-
-def summarize(db_path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Per key: ``count`` of logged inputs, ``distinct`` input hashes, ``first`` and ``last`` timestamp.
 
     Raises:
-        FileNotFoundError: no log at ``db_path``.
+        StoreError: the store cannot be opened.
     """
-    path = Path(db_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"query log {str(path)!r} does not exist")
-    with closing(sqlite3.connect(str(path), timeout=30.0)) as db:
-        rows = db.execute(
-            "SELECT key, COUNT(*), COUNT(DISTINCT input_sha256), MIN(ts), MAX(ts) FROM queries GROUP BY key"
-        ).fetchall()
-    return {key: {"count": count, "distinct": distinct, "first": first, "last": last} for key, count, distinct, first, last in rows}
+
+    def __init__(self, store: Store | str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._owned = not isinstance(store, Store)
+        self._store = open_store(store) if not isinstance(store, Store) else store
+
+    def rows(self, key: str, x: Tensor) -> list[LogRow]:
+        """The rows of one answered request ``x`` ``(B, *input_shape)`` by ``key``, stamped now (B rows)."""
+        ts = self._clock()
+        return [(key, ts, digest) for digest in input_hashes(x)]
+
+    def record(self, key: str, x: Tensor) -> None:
+        """Write the rows of ``x`` (one transaction; they are durable when this returns).
+
+        Raises:
+            StoreError: the store failed; nothing was written.
+        """
+        self._store.append_log(self.rows(key, x))
+
+    def close(self) -> None:
+        """Close the store when this object opened it."""
+        if self._owned:
+            self._store.close()
+
+
+def summarize(store: Store | str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Per key: ``count`` of logged inputs, ``distinct`` input hashes, ``first`` and ``last`` timestamp.
+
+    Args:
+        store: a store, a ``postgresql://`` URL or the path of a SQLite store.
+
+    Raises:
+        FileNotFoundError: no SQLite file at ``store``.
+        StoreError: the store cannot be opened.
+    """
+    if isinstance(store, Store):
+        rows = store.log_summary()
+    else:
+        if not is_url(store) and not Path(store).is_file():
+            raise FileNotFoundError(f"query log {str(store)!r} does not exist")
+        opened = open_store(store)
+        try:
+            rows = opened.log_summary()
+        finally:
+            opened.close()
+    return {r.key: {"count": r.count, "distinct": r.distinct, "first": r.first, "last": r.last} for r in rows}

@@ -1,27 +1,25 @@
-"""The query log records one hashed row per input, per key, off the request path."""
+"""The query log: one hashed row per input, per key, durable when written, atomic with the charge."""
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 from stealguard.serve.forensics import QueryLog, input_hashes, summarize
+from stealguard.serve.stores import StoreError, UsageRow, is_url, open_store
 
 
-def test_log_counts_inputs_per_key_and_recognises_repeats(tmp_path: Path) -> None:
+def test_log_counts_inputs_per_key_and_recognises_repeats(store_location: str) -> None:
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    log = QueryLog(tmp_path / "q.sqlite")
+    log = QueryLog(store_location)
     log.record("alice", x)
     log.record("alice", x[:2])
     log.record("bob", x[3:])
-    log.flush()
+    summary = summarize(store_location)
     log.close()
-    summary = summarize(tmp_path / "q.sqlite")
     assert summary["alice"]["count"] == 6 and summary["alice"]["distinct"] == 4
     assert summary["bob"]["count"] == 1 and summary["bob"]["first"] <= summary["bob"]["last"]
 
@@ -39,59 +37,30 @@ def test_summarize_a_missing_log_names_it(tmp_path: Path) -> None:
         summarize(tmp_path / "none.sqlite")
 
 
-class _BlockedLog(QueryLog):
-    """A log whose writer, once inside a write, waits for ``release`` (a stalled disk)."""
+def _drop_log_table(location: str) -> None:
+    if is_url(location):
+        import psycopg
 
-    def __init__(self, *args, **kwargs) -> None:
-        self.writing = threading.Event()
-        self.release = threading.Event()
-        super().__init__(*args, **kwargs)
-
-    def _write(self, db, rows) -> None:
-        self.writing.set()
-        self.release.wait(timeout=30)
-        super()._write(db, rows)
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute("DROP TABLE queries")
+    else:
+        with sqlite3.connect(location) as conn:
+            conn.execute("DROP TABLE queries")
 
 
-def test_a_stalled_writer_bounds_the_queue_and_counts_what_it_drops(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(2))
-    log = _BlockedLog(tmp_path / "q.sqlite", max_pending=2)
-    log.record("eve", x)
-    assert log.writing.wait(timeout=30)
-    with caplog.at_level(logging.WARNING, logger="stealguard.serve"):
-        for _ in range(10):
-            log.record("eve", x)
-    assert log.dropped == 3 * 8 and "3 input(s) not logged so far" in caplog.text
-    log.release.set()
-    log.flush()
-    log.close()
-    assert summarize(tmp_path / "q.sqlite")["eve"]["count"] == 3 * 3
+def test_a_settle_that_cannot_write_its_log_rows_changes_nothing(store_location: str) -> None:
+    """Reservation, log rows and replay go in one transaction: a failed log write leaves the
+    reservation in flight (to be released), never an answer charged but unlogged."""
+    store = open_store(store_location)
+    _, reservation = store.charge(
+        "eve", 2, fresh=UsageRow(0, 0.0, 0.0), decide=lambda row: UsageRow(row.used + 2, row.tokens, row.stamp), reserve=True
+    )
+    assert reservation is not None
+    _drop_log_table(store_location)
+    with pytest.raises(StoreError, match="queries"):
+        store.settle(reservation, name="eve", n=2, log=[("eve", 1.0, "a" * 64)] * 2)
+    assert store.pending() == 2 and store.usage("eve").used == 2
+    store.release(reservation, name="eve")
+    assert store.pending() == 0 and store.usage("eve").used == 0
+    store.close()
 
-
-class _FailingOnceLog(QueryLog):
-    def __init__(self, *args, **kwargs) -> None:
-        self.failures = 1
-        super().__init__(*args, **kwargs)
-
-    def _write(self, db, rows) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise sqlite3.OperationalError("disk I/O error")
-        super()._write(db, rows)
-
-
-def test_a_failed_write_is_counted_and_the_writer_keeps_going(tmp_path: Path) -> None:
-    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
-    log = _FailingOnceLog(tmp_path / "q.sqlite")
-    log.record("mallory", x)
-    log.flush()
-    log.record("mallory", x[:1])
-    log.flush()
-    log.close()
-    assert log.dropped == 2
-    assert summarize(tmp_path / "q.sqlite")["mallory"]["count"] == 1
-
-
-def test_max_pending_is_checked(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="max_pending"):
-        QueryLog(tmp_path / "q.sqlite", max_pending=0)

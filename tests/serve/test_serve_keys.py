@@ -14,6 +14,7 @@ import torch
 from stealguard.blackbox import BudgetExceededError
 from stealguard.serve import RemoteBlackBox, RemoteError
 from stealguard.serve.access import add_key
+from stealguard.serve.app import STORE_DB
 from stealguard.serve.forensics import summarize
 from tests.serve._server import Server
 
@@ -67,7 +68,7 @@ def test_keys_quotas_rate_limits_and_restart(victim_dir: Path, tmp_path: Path) -
     finally:
         restarted.stop()
 
-    summary = summarize(data / "queries.sqlite")
+    summary = summarize(data / STORE_DB)
     assert summary["alice"]["count"] == 300 and summary["alice"]["distinct"] == 2
     assert summary["bob"]["count"] == 200
     assert alice not in log.read_text() and bob not in log.read_text()
@@ -75,7 +76,8 @@ def test_keys_quotas_rate_limits_and_restart(victim_dir: Path, tmp_path: Path) -
 
 def test_two_workers_share_one_quota_under_concurrent_requests(victim_dir: Path, tmp_path: Path) -> None:
     """``--workers 2``: concurrent requests on fresh connections, whichever process accepts each,
-    spend the key's quota exactly once (the SQLite charge is one transaction across processes)."""
+    spend the key's quota exactly once (the SQLite charge is one transaction across processes);
+    start-up waits until both worker processes report ready."""
     from concurrent.futures import ThreadPoolExecutor
 
     keys = tmp_path / "keys.json"
@@ -92,4 +94,4 @@ def test_two_workers_share_one_quota_under_concurrent_requests(victim_dir: Path,
     remaining = sorted(int(reply.headers["X-Quota-Remaining"]) for reply in replies if reply.status_code == 200)
     assert remaining == list(range(0, 100, 5))
     assert log.read_text().count("Started server process") == 2
-    assert summarize(data / "queries.sqlite")["carol"]["count"] == 100
+    assert summarize(data / STORE_DB)["carol"]["count"] == 100

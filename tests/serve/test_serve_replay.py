@@ -26,9 +26,9 @@ class _Clock:
         return self.now
 
 
-def test_store_answers_a_repeat_and_refuses_another_body(tmp_path: Path) -> None:
+def test_store_answers_a_repeat_and_refuses_another_body(store_location: str) -> None:
     clock = _Clock()
-    store = ReplayStore(tmp_path / "r.sqlite", ttl=60.0, clock=clock)
+    store = ReplayStore(store_location, ttl=60.0, clock=clock)
     digest = body_digest(b"body", "application/json")
     assert store.lookup("alice", "k1", digest) is None
     store.store("alice", "k1", digest, b'{"probabilities": [[1.0]]}')

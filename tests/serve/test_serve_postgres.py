@@ -1,0 +1,184 @@
+"""Serving on more than one host: server processes sharing one PostgreSQL store.
+
+The store's behaviour (quotas, rate limits, refunds, replays, the query log) is tested on both
+back ends by the parametrized tests beside this file; here: two ``stealguard serve`` processes on
+one database, a kill -9 in the middle of the load, and the PostgreSQL-specific connection handling.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from stealguard.cli import main
+from stealguard.serve.access import AccessControl, KeyPolicy, add_key
+from stealguard.serve.stores import StoreError, open_store
+from stealguard.serve.stores.postgres import PostgresStore, redact
+from tests._postgres import PostgresServer
+from tests.serve._server import Server, free_port
+
+SHAPE = (1, 8, 8)
+BODY = {"inputs": np.full((1, *SHAPE), 0.25).tolist()}
+
+
+def _post(url: str, key: str, idempotency_key: str | None = None) -> httpx.Response:
+    headers = {"X-API-Key": key, **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
+    return httpx.post(f"{url}/v1/predict", json=BODY, headers=headers, timeout=120.0)
+
+
+def _scalar(url: str, sql: str, *params: object) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        (value,) = conn.execute(sql, params).fetchone()
+    return int(value or 0)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 120.0) -> None:
+    """Poll ``condition`` until it holds (the store's sweepers run every few seconds)."""
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {deadline_s} s")
+        time.sleep(0.1)
+
+
+class _Load:
+    """Requests with idempotency keys over two servers; a request whose server dies is sent again,
+    same key, to the other one, until it is answered. Counts answers per request and transport errors."""
+
+    def __init__(self, servers: list[Server], key: str) -> None:
+        self.servers, self.key = servers, key
+        self.answered: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.transport_errors = 0
+        self.done = 0
+        self._lock = threading.Lock()
+        self.progress = threading.Condition(self._lock)
+
+    def one(self, i: int) -> None:
+        request_id = uuid.uuid4().hex
+        target = i % 2
+        while True:
+            try:
+                reply = _post(self.servers[target].url, self.key, request_id)
+            except httpx.TransportError:
+                with self._lock:
+                    self.transport_errors += 1
+                target = 1 - target
+                continue
+            with self.progress:
+                self.statuses[reply.status_code] += 1
+                if reply.status_code == 200:
+                    self.answered[request_id] += 1
+                self.done += 1
+                self.progress.notify_all()
+            return
+
+
+def test_two_servers_share_one_quota_and_a_kill_9_loses_nothing(
+    victim_dir: Path, tmp_path: Path, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = postgres.create_database()
+    keys = tmp_path / "keys.json"
+    dave = add_key(keys, name="dave", quota=20)
+    erin = add_key(keys, name="erin", quota=1000)
+    args = ("--keys", str(keys), "--store", url)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        servers = list(pool.map(lambda name: Server(victim_dir, tmp_path / name, tmp_path / f"{name}.log", *args), ["a", "b"]))
+    try:
+        # 50 concurrent requests, alternating between the two servers, on a quota of 20.
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            replies = list(pool.map(lambda i: _post(servers[i % 2].url, dave), range(50)))
+        assert Counter(r.status_code for r in replies) == {200: 20, 403: 30}
+        assert sorted(int(r.headers["X-Quota-Remaining"]) for r in replies if r.status_code == 200) == list(range(20))
+        assert {r.status_code for r in replies[0::2]} == {r.status_code for r in replies[1::2]} == {200, 403}
+
+        # Load on both servers; server a is killed (SIGKILL) while requests flow, restarted, and the load goes on.
+        load = _Load(servers, erin)
+        first, second = 40, 40
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            futures = [pool.submit(load.one, i) for i in range(first)]
+            with load.progress:
+                load.progress.wait_for(lambda: load.done >= first // 3)
+            servers[0].kill()
+            for future in futures:
+                future.result()
+        servers[0] = Server(victim_dir, tmp_path / "a", tmp_path / "a.log", *args, port=servers[0].port)
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(load.one, range(first, first + second)))
+
+        def pending() -> int:
+            return _scalar(url, "SELECT SUM(n) FROM reservations")
+
+        _wait_for(lambda: pending() == 0, "reservations of the killed server given back")
+        used = _scalar(url, "SELECT used FROM usage WHERE name = %s", "erin")
+        logged = _scalar(url, "SELECT COUNT(*) FROM queries WHERE key = %s", "erin")
+        answered = sum(load.answered.values())
+        assert load.statuses == {200: first + second} and set(load.answered.values()) == {1}
+        assert used == answered == logged == first + second
+        assert _scalar(url, "SELECT used FROM usage WHERE name = %s", "dave") == 20
+        assert _scalar(url, "SELECT COUNT(*) FROM queries WHERE key = %s", "dave") == 20
+        for server in servers:
+            reply = httpx.get(f"{server.url}/v1/usage", headers={"X-API-Key": erin}, timeout=30.0)
+            assert reply.json()["used"] == used
+        given_back = sum(s.output().count("gave back") for s in servers)
+        with capsys.disabled():
+            print(
+                f"\n[postgres acceptance] quota 20: {dict(Counter(r.status_code for r in replies))}; after kill -9 + restart: "
+                f"answered={answered} used={used} log rows={logged} transport errors (retried)={load.transport_errors} "
+                f"sweep messages={given_back}"
+            )
+    finally:
+        for server in servers:
+            server.stop()
+    logs = "".join((tmp_path / f"{name}.log").read_text() for name in ("a", "b"))
+    assert dave not in logs and erin not in logs
+
+
+def test_an_unreachable_store_is_one_line_and_exit_2_before_serving(victim_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"postgresql://alice:s3cret-pw@127.0.0.1:{free_port()}/quotas"
+    assert main(["serve", "--victim", str(victim_dir), "--store", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot reach the PostgreSQL store postgresql://alice:***@127.0.0.1" in err
+    assert "s3cret-pw" not in err
+
+
+def test_a_store_url_must_be_postgresql(victim_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--victim", str(victim_dir), "--store", "mysql://bob:pw@host/db"]) == 2
+    err = capsys.readouterr().err
+    assert "store must be a postgresql://" in err and "pw" not in err
+    with pytest.raises(StoreError, match="unsupported store 'mysql'"):
+        open_store("mysql://bob:pw@host/db")
+
+
+def test_redact_hides_only_the_password() -> None:
+    assert redact("postgresql://u:p%40ss@db.example:5433/q?sslmode=require") == "postgresql://u:***@db.example:5433/q?sslmode=require"
+    assert redact("postgresql://u@h/q") == "postgresql://u@h/q"
+
+
+def test_a_dropped_connection_is_replaced(postgres: PostgresServer) -> None:
+    url = postgres.create_database()
+    policy = KeyPolicy(name="anonymous", quota=10)
+    access = AccessControl(url, anonymous=policy)
+    assert isinstance(access.store, PostgresStore)
+    access.charge(policy, 2)
+    database = url.rsplit("/", 1)[1]
+    killed = _scalar(
+        postgres.url(), "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        database,
+    )
+    assert killed >= 2
+    assert access.charge(policy, 3).used == 5
+    assert access.store.sweep() == 0 and access.usage(policy).used == 5
+    access.close()
