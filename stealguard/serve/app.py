@@ -161,30 +161,6 @@ class PredictRequest(BaseModel):
     shape: list[int] | None = Field(None, description="shape (B, *input_shape) of inputs_b64")
 
 
-def predict_body_schema(input_shape: tuple[int, ...] | list[int], max_batch: int) -> dict[str, Any]:
-    """The JSON Schema of a valid JSON predict body for this victim: ``inputs`` nested exactly
-    ``(B, *input_shape)`` with ``1 <= B <= max_batch`` and pixels in [0, 1], or ``inputs_b64``
-    with its ``shape`` (what the served ``/openapi.json`` shows once the victim is loaded)."""
-    item: dict[str, Any] = {"type": "number", "minimum": VALUE_RANGE[0], "maximum": VALUE_RANGE[1]}
-    for size in reversed(list(input_shape)):
-        item = {"type": "array", "items": item, "minItems": int(size), "maxItems": int(size)}
-    dims = len(input_shape) + 1
-    nested = {
-        "type": "object", "required": ["inputs"], "additionalProperties": False,
-        "properties": {"inputs": {"type": "array", "items": item, "minItems": 1, "maxItems": max_batch,
-                                  "description": "nested list, shape (B, *input_shape), pixels in [0, 1]"}},
-    }
-    packed = {
-        "type": "object", "required": ["inputs_b64", "shape"], "additionalProperties": False,
-        "properties": {
-            "inputs_b64": {"type": "string", "description": "base64 of little-endian float32 values, C order"},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": dims, "maxItems": dims,
-                      "description": "shape (B, *input_shape) of inputs_b64"},
-        },
-    }
-    return {"oneOf": [nested, packed]}
-
-
 class PredictResponse(BaseModel):
     """Defended posteriors ``(B, K)`` and their top-1 labels ``(B,)``."""
 
@@ -508,15 +484,6 @@ def app_from_environment() -> FastAPI:
     """App factory for uvicorn worker processes: the config is JSON in ``$STEALGUARD_SERVE_CONFIG``.
 
     Raises:
-    def openapi() -> dict[str, Any]:
-        """FastAPI's schema, with the predict body's exact shape once the victim is loaded."""
-        schema = FastAPI.openapi(app)
-        if "service" in state:
-            body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
-            body["schema"] = predict_body_schema(state["service"].card.input_shape, config.max_batch)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
         KeyError: the variable is not set.
     """
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
@@ -527,6 +494,7 @@ def check_config(config: ServeConfig) -> None:
 
     Raises:
         FileNotFoundError, ValueError, TypeError: as :func:`create_app` would at start-up.
+        StoreError: (a ValueError) the store cannot be opened, e.g. PostgreSQL unreachable.
     """
     _, card = load_victim(Path(config.victim))
     build_defense(
@@ -534,9 +502,9 @@ def check_config(config: ServeConfig) -> None:
         device=resolve_device(config.device),
     )
     if config.keys is not None:
-        StoreError: (a ValueError) the store cannot be opened, e.g. PostgreSQL unreachable.
         load_keys(config.keys)
     resolve_device(config.device)
+    _open_store(config).close()
 
 
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:
@@ -544,7 +512,6 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
 
     Raises:
         FileNotFoundError, ValueError, TypeError: a bad config (checked before uvicorn starts).
-    _open_store(config).close()
     """
     import uvicorn
 
