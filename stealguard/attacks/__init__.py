@@ -4,6 +4,7 @@ Use ``create(name, **params)``; ``names()`` lists what is registered. Every atta
 :class:`Attack`: ``replica = attack.run(blackbox, budget)``.
 """
 
+from stealguard.attacks.art_extraction import ArtCopycat, ArtKnockoff
 from stealguard.attacks.base import Attack
 from stealguard.attacks.data_free import DataFreeAttack
 from stealguard.attacks.dfme import DFME
@@ -23,11 +24,15 @@ register("jb_self", JBSelf)
 register("jb_top3", JBTop3)
 register("dfme", DFME)
 register("maze", MAZE)
+register("art_knockoff", ArtKnockoff)
+register("art_copycat", ArtCopycat)
 
 __all__ = [
     "DFME",
     "JBDA",
     "MAZE",
+    "ArtCopycat",
+    "ArtKnockoff",
     "DataFreeAttack",
     "Attack",
     "JBSelf",

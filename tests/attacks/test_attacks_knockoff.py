@@ -116,7 +116,7 @@ def test_queryset_errors() -> None:
 def test_registry() -> None:
     assert "knockoff" in attacks.names()
     assert isinstance(attacks.create("knockoff", queryset=_images(3)), Knockoff)
-    with pytest.raises(ValueError, match="unknown attack 'jbdx'; available: dfme, jb_self, jb_top3, jbda, knockoff, maze"):
+    with pytest.raises(ValueError, match="unknown attack 'jbdx'; available: art_copycat, art_knockoff, dfme, jb_self, jb_top3, jbda, knockoff, maze"):
         attacks.create("jbdx")
     with pytest.raises(TypeError, match="unknown parameter.*budget"):
         attacks.create("knockoff", queryset=_images(3), budget=5)

@@ -20,6 +20,8 @@ CHEAP = {
     "jb_top3": {"epochs": 1, "round_epochs": 1, "seed_size": 10, "max_rounds": 1, "steps": 1},
     "dfme": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1},
     "maze": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1, "replay_steps": 1},
+    "art_knockoff": {"epochs": 1, "batch_size": 32},
+    "art_copycat": {"epochs": 1, "batch_size": 32},
 }
 
 
