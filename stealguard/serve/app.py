@@ -56,17 +56,12 @@ from stealguard.serve.forensics import QueryLog
 from stealguard.serve.inference import InferenceError, Predictor
 from stealguard.serve.replay import HEADER as IDEMPOTENCY_HEADER
 from stealguard.serve.replay import REPLAYED_HEADER, ReplayStore, body_digest, check_idempotency_key
-from stealguard.serve.stores import Store, StoreError, is_url, open_store
-from stealguard.serve.stores.sqlite import SqliteStore
 
 LOGGER = logging.getLogger("stealguard.serve")
 CONFIG_ENV = "STEALGUARD_SERVE_CONFIG"
-STORE_DB = "serve.sqlite"
-"""The embedded store's file in ``data_dir``: usage, reservations, query log, replays."""
 USAGE_DB = "usage.sqlite"
 QUERY_LOG_DB = "queries.sqlite"
 REPLAY_DB = "replays.sqlite"
-"""Files of earlier versions, imported once into :data:`STORE_DB` when present."""
 MESSAGE_CHARS = 300
 """Longest ``detail`` of a refusal (longer ones are cut)."""
 FILE_RESERVE = 64
@@ -80,10 +75,7 @@ class ServeConfig:
     Args:
         victim: victim directory written by ``stealguard train``.
         defense: defense spec ``name[:key=value,...]`` (MAD gets the seeded surrogate of ``build_defense``).
-        data_dir: directory of the embedded SQLite store (created if absent); unused with ``store``.
-        store: ``postgresql://user@host:port/database`` to keep usage, rate state, the query log and
-            the replays in PostgreSQL, shared by server processes on several machines; None (default):
-            SQLite in ``data_dir``. Prefer ``PGPASSWORD`` or ``~/.pgpass`` to a password in the URL.
+        data_dir: directory of the usage and query-log SQLite files (created if absent).
         keys: key file (see :mod:`stealguard.serve.access`), or None for an open server.
         quota: the anonymous caller's total queries (open server only), >= 0 or None.
         rate: the anonymous caller's queries per second, > 0 or None.
@@ -111,7 +103,6 @@ class ServeConfig:
     victim: str
     defense: str = "none"
     data_dir: str = "serve_data"
-    store: str | None = None
     keys: str | None = None
     quota: int | None = None
     rate: float | None = None
@@ -134,8 +125,6 @@ class ServeConfig:
         check_int("max_active_requests", self.max_active_requests, low=1)
         check_int("max_connections", self.max_connections, low=1)
         check_int("seed", self.seed, low=0)
-        if self.store is not None and not is_url(self.store):
-            raise ValueError("store must be a postgresql://user@host:port/database URL (or None for SQLite in data_dir)")
         if self.quota is not None:
             check_int("quota", self.quota, low=0)
         if self.rate is not None:
@@ -159,6 +148,30 @@ class PredictRequest(BaseModel):
     inputs: list[Any] | None = Field(None, description="nested list, shape (B, *input_shape), pixels in [0, 1]")
     inputs_b64: str | None = Field(None, description="base64 of little-endian float32 values, C order (instead of inputs)")
     shape: list[int] | None = Field(None, description="shape (B, *input_shape) of inputs_b64")
+
+
+def predict_body_schema(input_shape: tuple[int, ...] | list[int], max_batch: int) -> dict[str, Any]:
+    """The JSON Schema of a valid JSON predict body for this victim: ``inputs`` nested exactly
+    ``(B, *input_shape)`` with ``1 <= B <= max_batch`` and pixels in [0, 1], or ``inputs_b64``
+    with its ``shape`` (what the served ``/openapi.json`` shows once the victim is loaded)."""
+    item: dict[str, Any] = {"type": "number", "minimum": VALUE_RANGE[0], "maximum": VALUE_RANGE[1]}
+    for size in reversed(list(input_shape)):
+        item = {"type": "array", "items": item, "minItems": int(size), "maxItems": int(size)}
+    dims = len(input_shape) + 1
+    nested = {
+        "type": "object", "required": ["inputs"], "additionalProperties": False,
+        "properties": {"inputs": {"type": "array", "items": item, "minItems": 1, "maxItems": max_batch,
+                                  "description": "nested list, shape (B, *input_shape), pixels in [0, 1]"}},
+    }
+    packed = {
+        "type": "object", "required": ["inputs_b64", "shape"], "additionalProperties": False,
+        "properties": {
+            "inputs_b64": {"type": "string", "description": "base64 of little-endian float32 values, C order"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": dims, "maxItems": dims,
+                      "description": "shape (B, *input_shape) of inputs_b64"},
+        },
+    }
+    return {"oneOf": [nested, packed]}
 
 
 class PredictResponse(BaseModel):
@@ -253,29 +266,8 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def _open_store(config: ServeConfig) -> Store:
-    """The store of ``config``: PostgreSQL at ``config.store``, else SQLite in ``data_dir`` (earlier files imported).
-
-    Raises:
-        StoreError: the store cannot be opened (one line, no password).
-    """
-    if config.store is not None:
-        return open_store(config.store)
-    data_dir = Path(config.data_dir)
-    store = SqliteStore(data_dir / STORE_DB)
-    try:
-        store.import_legacy(usage=data_dir / USAGE_DB, queries=data_dir / QUERY_LOG_DB, replays=data_dir / REPLAY_DB)
-    except Exception:
-        store.close()
-        raise
-    return store
-
-
-STORE_UNAVAILABLE = "the quota store is unavailable; retry later"
-
-
 class _Service:
-    """The state one server process holds: predictor, store, access control, query log, replays."""
+    """The state one server process holds: predictor, access control, query log."""
 
     def __init__(self, config: ServeConfig) -> None:
         if config.threads is not None:
@@ -287,13 +279,12 @@ class _Service:
         )
         self.card = card
         self.config = config
+        data_dir = Path(config.data_dir)
         keys = load_keys(config.keys) if config.keys is not None else None
         anonymous = KeyPolicy(name="anonymous", quota=config.quota, rate=config.rate, burst=config.burst)
-        self.store = _open_store(config)
-        LOGGER.info("store: %s", self.store.location)
-        self.access = AccessControl(self.store, keys=keys, anonymous=anonymous)
-        self.log = QueryLog(self.store) if config.query_log else None
-        self.replays = ReplayStore(self.store)
+        self.access = AccessControl(data_dir / USAGE_DB, keys=keys, anonymous=anonymous)
+        self.log = QueryLog(data_dir / QUERY_LOG_DB) if config.query_log else None
+        self.replays = ReplayStore(data_dir / REPLAY_DB)
         self.predictor = Predictor(model, defense, device=resolve_device(config.device), max_batch=config.max_batch)
         self.info = ModelInfo(
             dataset=card.dataset,
@@ -310,48 +301,20 @@ class _Service:
         )
 
     def admit(self, policy: KeyPolicy, body: bytes, content_type: str | None) -> tuple[torch.Tensor, Usage]:
-        """Decode and validate ``body``, then reserve its queries (one thread-pool hop for both).
+        """Decode and validate ``body``, then charge its queries (one thread-pool hop for both).
 
         Raises:
-            InputError: the body is invalid. AccessDenied: quota or rate refuses it; 503 when
-                the store fails.
+            InputError: the body is invalid. AccessDenied: quota or rate refuses it.
         """
         x = decode_inputs(body, content_type, input_shape=self.card.input_shape, max_batch=self.config.max_batch)
-        try:
-            return x, self.access.reserve(policy, int(x.shape[0]))
-        except StoreError as err:
-            LOGGER.error("charge failed: %s", err)
-            raise AccessDenied(503, STORE_UNAVAILABLE, retry_after=1.0) from None
-
-    def settle(self, spent: Usage, x: torch.Tensor, idempotency_key: str | None, digest: str, answer: bytes) -> None:
-        """Record an answer before it leaves: close ``spent``'s reservation, write the query-log rows
-        of ``x`` and the replay (with an idempotency key), in one transaction.
-
-        Raises:
-            AccessDenied: 503 when the store fails (the reservation is then released if the store allows).
-        """
-        if spent.reservation is None:
-            raise ValueError("settle needs the Usage returned by admit()")
-        rows = self.log.rows(spent.name, x) if self.log is not None else []
-        replay = None if idempotency_key is None else self.replays.entry(spent.name, idempotency_key, digest, answer)
-        try:
-            self.store.settle(spent.reservation, name=spent.name, n=int(x.shape[0]), log=rows, replay=replay, ttl=self.replays.ttl)
-        except StoreError as err:
-            LOGGER.error("settling an answer failed: %s", err)
-            self.release(spent)
-            raise AccessDenied(503, STORE_UNAVAILABLE, retry_after=1.0) from None
-
-    def release(self, spent: Usage) -> None:
-        """Give back an unanswered request's reservation (logged, not raised, when the store fails:
-        a sweep gives it back once this process is gone)."""
-        try:
-            self.access.release(spent)
-        except StoreError as err:
-            LOGGER.error("releasing a reservation failed: %s", err)
+        return x, self.access.charge(policy, int(x.shape[0]))
 
     def close(self) -> None:
         self.predictor.close()
-        self.store.close()
+        if self.log is not None:
+            self.log.close()
+        self.replays.close()
+        self.access.close()
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -420,13 +383,20 @@ def create_app(config: ServeConfig) -> FastAPI:
         response_model=PredictResponse,
         responses=_ERRORS,
         openapi_extra={
+            "parameters": [
+                {"name": "X-API-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "the caller's key (required when the server has a key file)"},
+                {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$"},
+                 "description": "a repeat with the same key and body is answered from the store, uncharged"},
+            ],
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {"schema": PredictRequest.model_json_schema()},
                     "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
                 },
-            }
+            },
         },
     )
     async def predict(request: Request) -> Any:
@@ -468,15 +438,24 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             defended = await service.predictor.predict(x)
         except InferenceError:
-            await run_in_threadpool(service.release, spent)
+            await run_in_threadpool(service.access.refund, policy, int(x.shape[0]))
             return _error(500, "inference failed")
+        if service.log is not None:
+            await run_in_threadpool(service.log.record, policy.name, x)
         answer = JSONResponse({"probabilities": defended.tolist(), "labels": defended.argmax(dim=1).tolist()}, headers=_usage_headers(spent))
-        try:
-            await run_in_threadpool(service.settle, spent, x, idempotency_key, digest, bytes(answer.body))
-        except AccessDenied as err:
-            return _error(err.status, err.message, {"Retry-After": retry_after_header(err.retry_after or 1.0)})
+        if idempotency_key is not None:
+            await run_in_threadpool(service.replays.store, policy.name, idempotency_key, digest, bytes(answer.body))
         return answer
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, with the predict body's exact shape once the victim is loaded."""
+        schema = FastAPI.openapi(app)
+        if "service" in state:
+            body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+            body["schema"] = predict_body_schema(state["service"].card.input_shape, config.max_batch)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -490,11 +469,10 @@ def app_from_environment() -> FastAPI:
 
 
 def check_config(config: ServeConfig) -> None:
-    """Fail fast, before uvicorn starts: load the victim, the key file, build the defense, open the store.
+    """Fail fast, before uvicorn starts: load the victim, the key file and build the defense.
 
     Raises:
         FileNotFoundError, ValueError, TypeError: as :func:`create_app` would at start-up.
-        StoreError: (a ValueError) the store cannot be opened, e.g. PostgreSQL unreachable.
     """
     _, card = load_victim(Path(config.victim))
     build_defense(
@@ -504,7 +482,6 @@ def check_config(config: ServeConfig) -> None:
     if config.keys is not None:
         load_keys(config.keys)
     resolve_device(config.device)
-    _open_store(config).close()
 
 
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:
