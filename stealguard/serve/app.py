@@ -56,12 +56,17 @@ from stealguard.serve.forensics import QueryLog
 from stealguard.serve.inference import InferenceError, Predictor
 from stealguard.serve.replay import HEADER as IDEMPOTENCY_HEADER
 from stealguard.serve.replay import REPLAYED_HEADER, ReplayStore, body_digest, check_idempotency_key
+from stealguard.serve.stores import Store, StoreError, is_url, open_store
+from stealguard.serve.stores.sqlite import SqliteStore
 
 LOGGER = logging.getLogger("stealguard.serve")
 CONFIG_ENV = "STEALGUARD_SERVE_CONFIG"
+STORE_DB = "serve.sqlite"
+"""The embedded store's file in ``data_dir``: usage, reservations, query log, replays."""
 USAGE_DB = "usage.sqlite"
 QUERY_LOG_DB = "queries.sqlite"
 REPLAY_DB = "replays.sqlite"
+"""Files of earlier versions, imported once into :data:`STORE_DB` when present."""
 MESSAGE_CHARS = 300
 """Longest ``detail`` of a refusal (longer ones are cut)."""
 FILE_RESERVE = 64
@@ -75,7 +80,10 @@ class ServeConfig:
     Args:
         victim: victim directory written by ``stealguard train``.
         defense: defense spec ``name[:key=value,...]`` (MAD gets the seeded surrogate of ``build_defense``).
-        data_dir: directory of the usage and query-log SQLite files (created if absent).
+        data_dir: directory of the embedded SQLite store (created if absent); unused with ``store``.
+        store: ``postgresql://user@host:port/database`` to keep usage, rate state, the query log and
+            the replays in PostgreSQL, shared by server processes on several machines; None (default):
+            SQLite in ``data_dir``. Prefer ``PGPASSWORD`` or ``~/.pgpass`` to a password in the URL.
         keys: key file (see :mod:`stealguard.serve.access`), or None for an open server.
         quota: the anonymous caller's total queries (open server only), >= 0 or None.
         rate: the anonymous caller's queries per second, > 0 or None.
@@ -103,6 +111,7 @@ class ServeConfig:
     victim: str
     defense: str = "none"
     data_dir: str = "serve_data"
+    store: str | None = None
     keys: str | None = None
     quota: int | None = None
     rate: float | None = None
@@ -125,6 +134,8 @@ class ServeConfig:
         check_int("max_active_requests", self.max_active_requests, low=1)
         check_int("max_connections", self.max_connections, low=1)
         check_int("seed", self.seed, low=0)
+        if self.store is not None and not is_url(self.store):
+            raise ValueError("store must be a postgresql://user@host:port/database URL (or None for SQLite in data_dir)")
         if self.quota is not None:
             check_int("quota", self.quota, low=0)
         if self.rate is not None:
@@ -266,8 +277,29 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
+def _open_store(config: ServeConfig) -> Store:
+    """The store of ``config``: PostgreSQL at ``config.store``, else SQLite in ``data_dir`` (earlier files imported).
+
+    Raises:
+        StoreError: the store cannot be opened (one line, no password).
+    """
+    if config.store is not None:
+        return open_store(config.store)
+    data_dir = Path(config.data_dir)
+    store = SqliteStore(data_dir / STORE_DB)
+    try:
+        store.import_legacy(usage=data_dir / USAGE_DB, queries=data_dir / QUERY_LOG_DB, replays=data_dir / REPLAY_DB)
+    except Exception:
+        store.close()
+        raise
+    return store
+
+
+STORE_UNAVAILABLE = "the quota store is unavailable; retry later"
+
+
 class _Service:
-    """The state one server process holds: predictor, access control, query log."""
+    """The state one server process holds: predictor, store, access control, query log, replays."""
 
     def __init__(self, config: ServeConfig) -> None:
         if config.threads is not None:
@@ -279,12 +311,13 @@ class _Service:
         )
         self.card = card
         self.config = config
-        data_dir = Path(config.data_dir)
         keys = load_keys(config.keys) if config.keys is not None else None
         anonymous = KeyPolicy(name="anonymous", quota=config.quota, rate=config.rate, burst=config.burst)
-        self.access = AccessControl(data_dir / USAGE_DB, keys=keys, anonymous=anonymous)
-        self.log = QueryLog(data_dir / QUERY_LOG_DB) if config.query_log else None
-        self.replays = ReplayStore(data_dir / REPLAY_DB)
+        self.store = _open_store(config)
+        LOGGER.info("store: %s", self.store.location)
+        self.access = AccessControl(self.store, keys=keys, anonymous=anonymous)
+        self.log = QueryLog(self.store) if config.query_log else None
+        self.replays = ReplayStore(self.store)
         self.predictor = Predictor(model, defense, device=resolve_device(config.device), max_batch=config.max_batch)
         self.info = ModelInfo(
             dataset=card.dataset,
@@ -301,20 +334,48 @@ class _Service:
         )
 
     def admit(self, policy: KeyPolicy, body: bytes, content_type: str | None) -> tuple[torch.Tensor, Usage]:
-        """Decode and validate ``body``, then charge its queries (one thread-pool hop for both).
+        """Decode and validate ``body``, then reserve its queries (one thread-pool hop for both).
 
         Raises:
-            InputError: the body is invalid. AccessDenied: quota or rate refuses it.
+            InputError: the body is invalid. AccessDenied: quota or rate refuses it; 503 when
+                the store fails.
         """
         x = decode_inputs(body, content_type, input_shape=self.card.input_shape, max_batch=self.config.max_batch)
-        return x, self.access.charge(policy, int(x.shape[0]))
+        try:
+            return x, self.access.reserve(policy, int(x.shape[0]))
+        except StoreError as err:
+            LOGGER.error("charge failed: %s", err)
+            raise AccessDenied(503, STORE_UNAVAILABLE, retry_after=1.0) from None
+
+    def settle(self, spent: Usage, x: torch.Tensor, idempotency_key: str | None, digest: str, answer: bytes) -> None:
+        """Record an answer before it leaves: close ``spent``'s reservation, write the query-log rows
+        of ``x`` and the replay (with an idempotency key), in one transaction.
+
+        Raises:
+            AccessDenied: 503 when the store fails (the reservation is then released if the store allows).
+        """
+        if spent.reservation is None:
+            raise ValueError("settle needs the Usage returned by admit()")
+        rows = self.log.rows(spent.name, x) if self.log is not None else []
+        replay = None if idempotency_key is None else self.replays.entry(spent.name, idempotency_key, digest, answer)
+        try:
+            self.store.settle(spent.reservation, name=spent.name, n=int(x.shape[0]), log=rows, replay=replay, ttl=self.replays.ttl)
+        except StoreError as err:
+            LOGGER.error("settling an answer failed: %s", err)
+            self.release(spent)
+            raise AccessDenied(503, STORE_UNAVAILABLE, retry_after=1.0) from None
+
+    def release(self, spent: Usage) -> None:
+        """Give back an unanswered request's reservation (logged, not raised, when the store fails:
+        a sweep gives it back once this process is gone)."""
+        try:
+            self.access.release(spent)
+        except StoreError as err:
+            LOGGER.error("releasing a reservation failed: %s", err)
 
     def close(self) -> None:
         self.predictor.close()
-        if self.log is not None:
-            self.log.close()
-        self.replays.close()
-        self.access.close()
+        self.store.close()
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -438,13 +499,13 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             defended = await service.predictor.predict(x)
         except InferenceError:
-            await run_in_threadpool(service.access.refund, policy, int(x.shape[0]))
+            await run_in_threadpool(service.release, spent)
             return _error(500, "inference failed")
-        if service.log is not None:
-            await run_in_threadpool(service.log.record, policy.name, x)
         answer = JSONResponse({"probabilities": defended.tolist(), "labels": defended.argmax(dim=1).tolist()}, headers=_usage_headers(spent))
-        if idempotency_key is not None:
-            await run_in_threadpool(service.replays.store, policy.name, idempotency_key, digest, bytes(answer.body))
+        try:
+            await run_in_threadpool(service.settle, spent, x, idempotency_key, digest, bytes(answer.body))
+        except AccessDenied as err:
+            return _error(err.status, err.message, {"Retry-After": retry_after_header(err.retry_after or 1.0)})
         return answer
 
     def openapi() -> dict[str, Any]:
@@ -469,10 +530,11 @@ def app_from_environment() -> FastAPI:
 
 
 def check_config(config: ServeConfig) -> None:
-    """Fail fast, before uvicorn starts: load the victim, the key file and build the defense.
+    """Fail fast, before uvicorn starts: load the victim, the key file, build the defense, open the store.
 
     Raises:
         FileNotFoundError, ValueError, TypeError: as :func:`create_app` would at start-up.
+        StoreError: (a ValueError) the store cannot be opened, e.g. PostgreSQL unreachable.
     """
     _, card = load_victim(Path(config.victim))
     build_defense(
@@ -482,6 +544,7 @@ def check_config(config: ServeConfig) -> None:
     if config.keys is not None:
         load_keys(config.keys)
     resolve_device(config.device)
+    _open_store(config).close()
 
 
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:
