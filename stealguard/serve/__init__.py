@@ -4,9 +4,11 @@
   app (``POST /v1/predict``, ``GET /v1/model``, ``GET /v1/usage``, ``GET /healthz``) under uvicorn.
 * :class:`~stealguard.serve.remote.RemoteBlackBox`: the ``BlackBox`` interface over HTTP, so
   every attack runs unchanged against a URL.
-* :mod:`~stealguard.serve.access` (keys, quotas, rate limits in SQLite),
+* :mod:`~stealguard.serve.access` (keys, quotas, rate limits),
   :mod:`~stealguard.serve.codec` (request decoding and validation),
-  :mod:`~stealguard.serve.forensics` (the per-key query log).
+  :mod:`~stealguard.serve.forensics` (the per-key query log),
+  :mod:`~stealguard.serve.replay` (idempotent retries), all kept in one
+  :mod:`~stealguard.serve.stores` store: SQLite (one machine) or PostgreSQL (several).
 
 The server side needs ``fastapi`` and ``uvicorn``; the client only ``httpx``.
 """

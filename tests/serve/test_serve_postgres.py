@@ -2,15 +2,18 @@
 
 The store's behaviour (quotas, rate limits, refunds, replays, the query log) is tested on both
 back ends by the parametrized tests beside this file; here: two ``stealguard serve`` processes on
-one database, a kill -9 in the middle of the load, and the PostgreSQL-specific connection handling.
+one database (and, for comparison, on one SQLite data directory), a kill -9 in the middle of the
+load, and the PostgreSQL-specific connection handling.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +23,8 @@ import pytest
 
 from stealguard.cli import main
 from stealguard.serve.access import AccessControl, KeyPolicy, add_key
-from stealguard.serve.stores import StoreError, open_store
+from stealguard.serve.app import STORE_DB
+from stealguard.serve.stores import StoreError, is_url, open_store
 from stealguard.serve.stores.postgres import PostgresStore, redact
 from tests._postgres import PostgresServer
 from tests.serve._server import Server, free_port
@@ -34,11 +38,16 @@ def _post(url: str, key: str, idempotency_key: str | None = None) -> httpx.Respo
     return httpx.post(f"{url}/v1/predict", json=BODY, headers=headers, timeout=120.0)
 
 
-def _scalar(url: str, sql: str, *params: object) -> int:
-    import psycopg
+def _scalar(location: str, sql: str, *params: object) -> int:
+    """One number from the store at ``location`` (a PostgreSQL URL or a SQLite file), read directly; ``?`` placeholders."""
+    if is_url(location):
+        import psycopg
 
-    with psycopg.connect(url) as conn:
-        (value,) = conn.execute(sql, params).fetchone()
+        with psycopg.connect(location) as conn:
+            (value,) = conn.execute(sql.replace("?", "%s"), params).fetchone()
+    else:
+        with closing(sqlite3.connect(location, timeout=30.0)) as conn:
+            (value,) = conn.execute(sql, params).fetchone()
     return int(value or 0)
 
 
@@ -86,16 +95,26 @@ class _Load:
             return
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_two_servers_share_one_quota_and_a_kill_9_loses_nothing(
-    victim_dir: Path, tmp_path: Path, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+    backend: str, victim_dir: Path, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = postgres.create_database()
+    """Two ``serve`` processes on one store (PostgreSQL: as on two hosts; SQLite: one machine, one
+    --data-dir): one quota, and a kill -9 mid-load leaves used = answered = logged."""
     keys = tmp_path / "keys.json"
     dave = add_key(keys, name="dave", quota=20)
     erin = add_key(keys, name="erin", quota=1000)
-    args = ("--keys", str(keys), "--store", url)
+    if backend == "postgresql":
+        location = request.getfixturevalue("postgres").create_database()
+        store_args: tuple[str, ...] = ("--store", location)
+        data_dirs = {"a": tmp_path / "a", "b": tmp_path / "b"}
+    else:
+        location = str(tmp_path / "shared" / STORE_DB)
+        store_args = ()
+        data_dirs = {"a": tmp_path / "shared", "b": tmp_path / "shared"}
+    args = ("--keys", str(keys), *store_args)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        servers = list(pool.map(lambda name: Server(victim_dir, tmp_path / name, tmp_path / f"{name}.log", *args), ["a", "b"]))
+        servers = list(pool.map(lambda name: Server(victim_dir, data_dirs[name], tmp_path / f"{name}.log", *args), ["a", "b"]))
     try:
         # 50 concurrent requests, alternating between the two servers, on a quota of 20.
         with ThreadPoolExecutor(max_workers=10) as pool:
@@ -114,28 +133,28 @@ def test_two_servers_share_one_quota_and_a_kill_9_loses_nothing(
             servers[0].kill()
             for future in futures:
                 future.result()
-        servers[0] = Server(victim_dir, tmp_path / "a", tmp_path / "a.log", *args, port=servers[0].port)
+        servers[0] = Server(victim_dir, data_dirs["a"], tmp_path / "a.log", *args, port=servers[0].port)
         with ThreadPoolExecutor(max_workers=6) as pool:
             list(pool.map(load.one, range(first, first + second)))
 
         def pending() -> int:
-            return _scalar(url, "SELECT SUM(n) FROM reservations")
+            return _scalar(location, "SELECT SUM(n) FROM reservations")
 
         _wait_for(lambda: pending() == 0, "reservations of the killed server given back")
-        used = _scalar(url, "SELECT used FROM usage WHERE name = %s", "erin")
-        logged = _scalar(url, "SELECT COUNT(*) FROM queries WHERE key = %s", "erin")
+        used = _scalar(location, "SELECT used FROM usage WHERE name = ?", "erin")
+        logged = _scalar(location, "SELECT COUNT(*) FROM queries WHERE key = ?", "erin")
         answered = sum(load.answered.values())
         assert load.statuses == {200: first + second} and set(load.answered.values()) == {1}
         assert used == answered == logged == first + second
-        assert _scalar(url, "SELECT used FROM usage WHERE name = %s", "dave") == 20
-        assert _scalar(url, "SELECT COUNT(*) FROM queries WHERE key = %s", "dave") == 20
+        assert _scalar(location, "SELECT used FROM usage WHERE name = ?", "dave") == 20
+        assert _scalar(location, "SELECT COUNT(*) FROM queries WHERE key = ?", "dave") == 20
         for server in servers:
             reply = httpx.get(f"{server.url}/v1/usage", headers={"X-API-Key": erin}, timeout=30.0)
             assert reply.json()["used"] == used
         given_back = sum(s.output().count("gave back") for s in servers)
         with capsys.disabled():
             print(
-                f"\n[postgres acceptance] quota 20: {dict(Counter(r.status_code for r in replies))}; after kill -9 + restart: "
+                f"\n[{backend} acceptance] quota 20: {dict(Counter(r.status_code for r in replies))}; after kill -9 + restart: "
                 f"answered={answered} used={used} log rows={logged} transport errors (retried)={load.transport_errors} "
                 f"sweep messages={given_back}"
             )
