@@ -121,6 +121,9 @@ def test_art_rounded_rows_stop_summing_to_one_rounding_keeps_them() -> None:
     assert art_error > 0.1
     assert np.abs(ours.astype(np.float64).sum(axis=1) - 1).max() <= 1e-6
     assert np.abs(ours - preds).max() < 0.01
+    uniform = np.full((1, 1000), 1e-3, dtype=np.float32)
+    assert Rounded(decimals=2)(uniform).sum() == 0
+    assert abs(float(DefensePostprocessor("rounding:decimals=2")(uniform).astype(np.float64).sum()) - 1) <= 1e-6
 
 
 def test_bad_predictions_and_parameters_are_refused() -> None:

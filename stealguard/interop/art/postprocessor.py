@@ -10,8 +10,9 @@ with ``consistent=True`` need ``x`` and go through
 Wrapping stealguard's versions gives ART users two fixes of ART 1.20.1's own postprocessors:
 ``ClassLabels`` marks every row with the argmax columns of the whole batch (a batch of two
 rows with argmax 0 and 1 answers ``[1, 1]`` on both), while ``label_only`` answers each row's
-own one-hot; ``Rounded`` rows stop summing to 1 (off by up to 0.48 at K = 1000 with 2
-decimals), while ``rounding`` keeps every row on the simplex by largest-remainder rounding.
+own one-hot; ``Rounded`` rows stop summing to 1 (at 2 decimals a uniform row over K = 1000
+classes becomes all zeros), while ``rounding`` keeps every row on the simplex by
+largest-remainder rounding.
 """
 
 from __future__ import annotations
