@@ -163,6 +163,30 @@ class PredictRequest(BaseModel):
     shape: list[int] | None = Field(None, description="shape (B, *input_shape) of inputs_b64")
 
 
+def predict_body_schema(input_shape: tuple[int, ...] | list[int], max_batch: int) -> dict[str, Any]:
+    """The JSON Schema of a valid JSON predict body for this victim: ``inputs`` nested exactly
+    ``(B, *input_shape)`` with ``1 <= B <= max_batch`` and pixels in [0, 1], or ``inputs_b64``
+    with its ``shape`` (what the served ``/openapi.json`` shows once the victim is loaded)."""
+    item: dict[str, Any] = {"type": "number", "minimum": VALUE_RANGE[0], "maximum": VALUE_RANGE[1]}
+    for size in reversed(list(input_shape)):
+        item = {"type": "array", "items": item, "minItems": int(size), "maxItems": int(size)}
+    dims = len(input_shape) + 1
+    nested = {
+        "type": "object", "required": ["inputs"], "additionalProperties": False,
+        "properties": {"inputs": {"type": "array", "items": item, "minItems": 1, "maxItems": max_batch,
+                                  "description": "nested list, shape (B, *input_shape), pixels in [0, 1]"}},
+    }
+    packed = {
+        "type": "object", "required": ["inputs_b64", "shape"], "additionalProperties": False,
+        "properties": {
+            "inputs_b64": {"type": "string", "description": "base64 of little-endian float32 values, C order"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": dims, "maxItems": dims,
+                      "description": "shape (B, *input_shape) of inputs_b64"},
+        },
+    }
+    return {"oneOf": [nested, packed]}
+
+
 class PredictResponse(BaseModel):
     """Defended posteriors ``(B, K)`` and their top-1 labels ``(B,)``."""
 
@@ -422,13 +446,20 @@ def create_app(config: ServeConfig) -> FastAPI:
         response_model=PredictResponse,
         responses=_ERRORS,
         openapi_extra={
+            "parameters": [
+                {"name": "X-API-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "the caller's key (required when the server has a key file)"},
+                {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$"},
+                 "description": "a repeat with the same key and body is answered from the store, uncharged"},
+            ],
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {"schema": PredictRequest.model_json_schema()},
                     "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
                 },
-            }
+            },
         },
     )
     async def predict(request: Request) -> Any:
@@ -479,6 +510,15 @@ def create_app(config: ServeConfig) -> FastAPI:
             return _error(err.status, err.message, {"Retry-After": retry_after_header(err.retry_after or 1.0)})
         return answer
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, with the predict body's exact shape once the victim is loaded."""
+        schema = FastAPI.openapi(app)
+        if "service" in state:
+            body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+            body["schema"] = predict_body_schema(state["service"].card.input_shape, config.max_batch)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
