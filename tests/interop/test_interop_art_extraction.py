@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from art.attacks.extraction import CopycatCNN, KnockoffNets
+from art.attacks.extraction import CopycatCNN, FunctionallyEquivalentExtraction, KnockoffNets
 
 from stealguard import models
 from stealguard.blackbox import BlackBox, BudgetExceededError
@@ -151,3 +151,13 @@ def test_remote_black_box_through_the_adapter(victim, pool) -> None:
             pool, thieved_classifier=thief
         )
         assert remote.queries_used == server.queries_used == 60
+
+
+def test_functionally_equivalent_extraction_is_refused_before_any_query(victim) -> None:
+    """FEE probes points far outside [0, 1] for logits of a two-layer net: the adapter refuses, nothing is spent."""
+    box = BlackBox(victim, device="cpu")
+    np.random.seed(0)
+    attack = FunctionallyEquivalentExtraction(ArtBlackBox(box), num_neurons=256)
+    with pytest.raises(ValueError, match="clip_values"):
+        attack.extract(np.random.rand(5, 64).astype(np.float32))
+    assert box.queries_used == 0

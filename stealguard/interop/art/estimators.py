@@ -15,11 +15,14 @@ ART's input conventions hold throughout: channels-first float32 pixels in ``[0, 
 (``clip_values=(0, 1)``), ``input_shape = (C, H, W)`` and ``nb_classes = K``.
 
 ``FunctionallyEquivalentExtraction`` (Jagielski et al., arXiv:1909.01838) does not apply to a
-stealguard black box: it recovers a two-layer dense ReLU network from its *logits*, probing
-points far outside ``[0, 1]`` (steps of 1e4 along unit vectors) with as many queries as its
-searches need (no ``nb_stolen``). Every stealguard black box answers softmax probabilities,
-which underflow to 0 at such inputs so the logits cannot be recovered from them, and any
-defense other than ``none`` breaks the piecewise linearity the attack relies on.
+stealguard black box: it recovers a network with one hidden dense ReLU layer from its
+*logits*, sending flattened ``(N, C*H*W)`` points far outside ``[0, 1]`` (random normal
+directions, steps of 1e4 along unit vectors) with as many queries as its searches need (no
+``nb_stolen``). Every stealguard black box answers softmax probabilities, which underflow
+to 0 at such inputs so the logits cannot be recovered from them; any defense other than
+``none`` breaks the piecewise linearity the attack relies on; and stealguard's smallest
+architecture, ``mlp``, has two hidden layers. :class:`ArtBlackBox` refuses its first query
+(outside ``clip_values``), so nothing is spent.
 """
 
 from __future__ import annotations
