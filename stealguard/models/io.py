@@ -347,17 +347,36 @@ def _expect_file(path: Path, what: str) -> None:
     raise FileNotFoundError(f"{what} not found: expected {path}{hint}")
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(r"[\[\]{}]")
+_JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
 
 
-def _nesting(text: str) -> int:
-    """Deepest nesting of JSON arrays and objects in ``text`` (brackets inside strings ignored)."""
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(_STRING.sub('""', text)):
-        depth += 1 if match.group() in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+def _nesting_over(text: str, limit: int) -> bool:
+    """Whether JSON arrays and objects in ``text`` nest deeper than ``limit`` (brackets inside strings ignored).
+
+    One pass over the structural characters, without parsing, so a deep document is refused
+    before ``json.loads`` would recurse into it.
+    """
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _JSON_SPECIAL.finditer(text):
+        char, position = match.group(), match.start()
+        if position == escaped_at:
+            continue
+        if in_string:
+            if char == "\\":
+                escaped_at = position + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _no_constant(name: str) -> Any:
@@ -368,22 +387,25 @@ def read_card_json(path: Path) -> Any:
     """Parse ``path`` as UTF-8 JSON after checking its size and nesting.
 
     Raises:
-        ValueError: over :data:`MAX_CARD_BYTES` or :data:`MAX_CARD_DEPTH`, not UTF-8, not
+        ValueError: unreadable, over :data:`MAX_CARD_BYTES` or :data:`MAX_CARD_DEPTH`, not UTF-8, not
             JSON, or holding ``NaN`` / ``Infinity`` or an integer of more than 4300 digits
             (the message names ``path``).
     """
-    size = path.stat().st_size
-    if size > MAX_CARD_BYTES:
-        raise ValueError(f"model card {path} has {size} bytes, over the limit of {MAX_CARD_BYTES}")
-    with path.open("rb") as file:
-        raw = file.read(MAX_CARD_BYTES + 1)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CARD_BYTES:
+            raise ValueError(f"model card {path} has {size} bytes, over the limit of {MAX_CARD_BYTES}")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CARD_BYTES + 1)
+    except OSError as err:
+        raise ValueError(f"model card {path} cannot be read: {err.strerror or err}") from None
     if len(raw) > MAX_CARD_BYTES:
         raise ValueError(f"model card {path} is over the limit of {MAX_CARD_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"model card {path} is not valid JSON: not UTF-8 ({err.reason} at byte {err.start})") from None
-    if _nesting(text) > MAX_CARD_DEPTH:
+    if _nesting_over(text, MAX_CARD_DEPTH):
         raise ValueError(f"model card {path} is not valid JSON for a card: nested deeper than {MAX_CARD_DEPTH} levels")
     try:
         return json.loads(text, parse_constant=_no_constant)

@@ -136,7 +136,10 @@ def read_weights(
             the file and the tensor).
     """
     path = Path(path)
-    _check_lengths(path, max_data_bytes)
+    try:
+        _check_lengths(path, max_data_bytes)
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read: {err.strerror or err}") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             found = {}
