@@ -27,6 +27,7 @@ ART is imported when an attack is built, not when :mod:`stealguard.attacks` is.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -78,9 +79,10 @@ class ArtExtraction(ReplicaAttack):
     Takes the :class:`ReplicaAttack` parameters: ``epochs`` is ART's ``nb_epochs``,
     ``batch_size`` its ``batch_size_fit``, ``query_batch_size`` its ``batch_size_query``,
     ``train_on`` its ``use_probability`` (``"probs"``: True); ``optimizer``, ``lr``,
-    ``momentum`` and ``weight_decay`` build the replica's optimizer; ``repeat`` averages
-    repeated answers before ART sees them. ART trains at a constant learning rate, so
-    ``schedule`` must be ``"none"``.
+    ``momentum`` and ``weight_decay`` build the replica's optimizer; ART queries through the
+    attack's :class:`~stealguard.attacks.oracle.Oracle`, so its evasion variants (``repeat``:
+    averaged repeated answers) apply before ART sees the answers. ART trains at a constant
+    learning rate, so ``schedule`` must be ``"none"``.
 
     Raises:
         ImportError: ART is not installed (the message says how to install it).
@@ -127,9 +129,9 @@ class ArtExtraction(ReplicaAttack):
             self._report = {"art_version": _art_version(), "nb_stolen": oracle.capacity, "queries_issued": oracle.queries_issued}
         return replica.eval()
 
+    @abc.abstractmethod
     def _extract(self, victim: Any, thief: Any, count: int) -> None:
         """Run the ART attack against ``victim`` for ``count`` inputs, training ``thief``."""
-        raise NotImplementedError
 
     def _pool(self, count: int) -> np.ndarray:
         """What ART samples ``count`` images from, without replacement: float32 ``(M, C, H, W)``.
