@@ -16,6 +16,16 @@ Every query, including those of the gradient estimate, is counted against the bu
 an :class:`~stealguard.attacks.oracle.Oracle`. When fewer queries remain than a generator
 step needs, the rest is spent on student batches. The learning rates of both follow the
 schedule over the iterations the budget allows.
+
+``variant="reference"`` follows the authors' code (DFME's ``dfme/train.py`` and
+``approximate_gradients.py``, MAZE's ``attacks/maze.py`` and ``attack_utils.py``): the
+generator ends with a BatchNorm before tanh, the forward differences perturb its pre-tanh
+output (queries stay in range without clipping), and each attack's
+:attr:`DataFreeAttack.variant_settings` set the rest (MAZE: SGD for the generator, the
+generator's batch reused for the first student step, the student in train mode during the
+estimate). ``variant="stealguard"`` is this project's earlier version: no final BatchNorm,
+perturbations in pixel space clipped to [0, 1], Adam for the generator. Remaining
+differences from the authors' code are listed in ``docs/fidelity.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ from stealguard.blackbox import BlackBox
 from stealguard.device import DeviceLike, resolve_device
 
 SCHEDULES = ("step", "cosine", "none")
+VARIANTS = ("reference", "stealguard")
+DEFAULT_VARIANT = "stealguard"
 STEP_MILESTONES = (0.1, 0.3, 0.5)
 STEP_GAMMA = 0.3
 STUDENT_NORMALISATION = (0.5, 0.5)
@@ -73,10 +85,34 @@ class DataFreeAttack(Attack):
         schedule: ``"step"``, ``"cosine"`` or ``"none"`` for both learning rates.
         query_batch_size: inputs per black-box call, >= 1 (default 1024).
         seed: >= 0. device: where student and generator train. progress: tqdm bar.
+        variant: ``"reference"`` (the authors' code) or ``"stealguard"`` (default
+            :data:`DEFAULT_VARIANT`); see the module docstring.
         ``None`` takes the attack's published default (:attr:`defaults`).
     """
 
     defaults: ClassVar[dict[str, Any]] = {}
+    variant_settings: ClassVar[dict[str, dict[str, Any]]] = {
+        "reference": {
+            "final_norm": "batchnorm",
+            "pre_tanh": True,
+            "generator_optimizer": "adam",
+            "reuse_generator_batch": False,
+            "student_train_in_estimate": False,
+        },
+        "stealguard": {
+            "final_norm": "none",
+            "pre_tanh": False,
+            "generator_optimizer": "adam",
+            "reuse_generator_batch": False,
+            "student_train_in_estimate": False,
+        },
+    }
+    """Per variant: the generator's last BatchNorm (:data:`~stealguard.attacks.generator.FINAL_NORMS`),
+    whether forward differences perturb the pre-tanh output, the generator's optimiser
+    (``"adam"``, or ``"sgd"`` with momentum 0.9 and weight decay 5e-4), whether the first
+    student step of an iteration trains on the generator step's batch and answers instead
+    of a fresh batch, and whether the student stays in train mode (evaluated batch by
+    batch) during the gradient estimate."""
 
     def __init__(
         self,
@@ -97,7 +133,10 @@ class DataFreeAttack(Attack):
         seed: int = 0,
         device: DeviceLike = "auto",
         progress: bool = True,
+        variant: str = DEFAULT_VARIANT,
     ) -> None:
+        self.variant = check_choice("variant", variant, VARIANTS)
+        self.settings = dict(self.variant_settings[self.variant])
         given = {
             "batch_size": batch_size, "student_lr": student_lr, "generator_lr": generator_lr,
             "student_steps": student_steps, "generator_steps": generator_steps, "directions": directions,
@@ -121,6 +160,7 @@ class DataFreeAttack(Attack):
         self.progress = check_bool("progress", progress)
         self.iterations_run = 0
         self.generator: ImageGenerator | None = None
+        self._reusable: tuple[Tensor, Tensor] | None = None
 
     @abc.abstractmethod
     def disagreement(self, student_logits: Tensor, answers: Tensor) -> Tensor:
@@ -141,7 +181,8 @@ class DataFreeAttack(Attack):
 
     def queries_per_iteration(self) -> int:
         """Queries one full iteration issues."""
-        return self.generator_steps * self.batch_size * (self.directions + 1) + self.student_steps * self.batch_size
+        reused = 1 if self.settings["reuse_generator_batch"] and self.generator_steps > 0 else 0
+        return self.generator_steps * self.batch_size * (self.directions + 1) + (self.student_steps - reused) * self.batch_size
 
     def _run(self, blackbox: BlackBox, budget: int) -> nn.Module:
         self.reset()
@@ -149,11 +190,18 @@ class DataFreeAttack(Attack):
         student = self._make_student(blackbox).to(self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
-            generator = ImageGenerator(tuple(blackbox.input_shape), latent_dim=self.latent_dim, width=self.generator_width)
+            generator = ImageGenerator(
+                tuple(blackbox.input_shape), latent_dim=self.latent_dim, width=self.generator_width,
+                final_norm=self.settings["final_norm"],
+            )
         generator = generator.to(self.device)
         self.generator = generator
         optimizer_s = torch.optim.SGD(student.parameters(), lr=self.student_lr, momentum=0.9, weight_decay=5e-4)
-        optimizer_g = torch.optim.Adam(generator.parameters(), lr=self.generator_lr)
+        optimizer_g: torch.optim.Optimizer
+        if self.settings["generator_optimizer"] == "sgd":
+            optimizer_g = torch.optim.SGD(generator.parameters(), lr=self.generator_lr, momentum=0.9, weight_decay=5e-4)
+        else:
+            optimizer_g = torch.optim.Adam(generator.parameters(), lr=self.generator_lr)
         planned = max(budget // self.queries_per_iteration(), 1)
         oracle = Oracle(blackbox, budget, batch_size=self.query_batch_size, progress=self.progress)
         with oracle, torch.random.fork_rng(devices=[]):
@@ -166,11 +214,18 @@ class DataFreeAttack(Attack):
                 for group in optimizer_g.param_groups:
                     group["lr"] = self.generator_lr * factor
                 generator_cost = self.batch_size * (self.directions + 1)
+                self._reusable = None
                 for _ in range(self.generator_steps):
                     if oracle.remaining < generator_cost + self.batch_size:
                         break
                     self._generator_step(generator, student, optimizer_g, oracle, rng)
                 for _ in range(self.student_steps):
+                    if self._reusable is not None:
+                        x, answers = self._reusable
+                        self._reusable = None
+                        self.remember(x, answers)
+                        self.fit_batch(student, optimizer_s, x, answers)
+                        continue
                     count = min(self.batch_size, oracle.remaining)
                     if count == 0:
                         break
@@ -192,16 +247,25 @@ class DataFreeAttack(Attack):
         self, generator: ImageGenerator, student: nn.Module, optimizer: torch.optim.Optimizer, oracle: Oracle, rng: torch.Generator
     ) -> None:
         generator.train()
-        student.eval()
-        x = generator(generator.sample(self.batch_size, rng))
+        in_train_mode = bool(self.settings["student_train_in_estimate"])
+        student.train(in_train_mode)
+        pre_tanh = bool(self.settings["pre_tanh"])
+        z = generator.sample(self.batch_size, rng)
+        x = generator.pre_activation(z) if pre_tanh else generator(z)
+        n = x.shape[0]
 
         def loss(points: Tensor) -> Tensor:
-            answers = oracle.ask(points).to(self.device)
+            pixels = generator.to_pixels(points) if pre_tanh else points
+            answers = oracle.ask(pixels).to(self.device)
             with torch.no_grad():
-                logits = student(points)
+                logits = torch.cat([student(part) for part in pixels.split(n)]) if in_train_mode else student(pixels)
+            if self.settings["reuse_generator_batch"]:
+                self._reusable = (pixels[:n].detach(), answers[:n])
             return -self.disagreement(logits, answers)
 
-        grad = estimate_gradient(loss, x.detach(), directions=self.directions, epsilon=self.smoothing, generator=rng)
+        grad = estimate_gradient(
+            loss, x.detach(), directions=self.directions, epsilon=self.smoothing, generator=rng, clip=not pre_tanh
+        )
         optimizer.zero_grad(set_to_none=True)
         x.backward(grad.to(x.device) / self.batch_size)
         optimizer.step()
@@ -246,4 +310,5 @@ class DataFreeAttack(Attack):
             "schedule": self.schedule,
             "query_batch_size": self.query_batch_size,
             "seed": self.seed,
+            "variant": self.variant,
         }

@@ -3,8 +3,14 @@
 The DCGAN-style generator used by DFAD, DFME (Truong et al., CVPR 2021) and MAZE
 (Kariyappa et al., CVPR 2021): ``z`` -> linear -> ``(2w, s/4, s/4)`` -> BN -> upsample x2 ->
 conv 3x3 (2w) -> BN -> LeakyReLU(0.2) -> upsample x2 -> conv 3x3 (w) -> BN -> LeakyReLU(0.2)
--> conv 3x3 (C) -> tanh, mapped to pixels in [0, 1] with ``(t + 1) / 2`` (the victims take
-pixel-space inputs and normalise inside).
+-> conv 3x3 (C) [-> BN(C)] -> tanh, mapped to pixels in [0, 1] with ``(t + 1) / 2`` (the
+victims take pixel-space inputs and normalise inside).
+
+``final_norm`` chooses the last BatchNorm before tanh: ``"batchnorm"`` (``affine=False``, as
+DFME's ``network/gan.py::GeneratorA``), ``"batchnorm_affine"`` (``affine=True``, as MAZE's
+``models/conv3_gen.py``) or ``"none"`` (this project's earlier generator). The reference
+attacks perturb the pre-tanh output (:meth:`ImageGenerator.pre_activation`), so their
+queries stay in range without clipping.
 
 The convolution weights are kept in ``channels_last`` memory format: on CPU (oneDNN) this
 halves the generator's forward time, which dominates a data-free attack's cost (measured
@@ -17,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stealguard._checks import check_int
+from stealguard._checks import check_choice, check_int
+
+FINAL_NORMS = ("none", "batchnorm", "batchnorm_affine")
 
 
 class ImageGenerator(nn.Module):
@@ -28,9 +36,13 @@ class ImageGenerator(nn.Module):
             goes straight to ``(H, W)``).
         latent_dim: size of z, >= 1.
         width: channels ``w`` of the last hidden block, >= 1 (the first has 2w).
+        final_norm: ``"none"`` (default), ``"batchnorm"`` or ``"batchnorm_affine"``: the
+            BatchNorm over the C output channels before tanh (see the module docstring).
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], *, latent_dim: int = 256, width: int = 64) -> None:
+    def __init__(
+        self, input_shape: tuple[int, int, int], *, latent_dim: int = 256, width: int = 64, final_norm: str = "none"
+    ) -> None:
         super().__init__()
         channels, height, side = (int(v) for v in input_shape)
         check_int("input height", height, low=4)
@@ -48,16 +60,27 @@ class ImageGenerator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Conv2d(width, channels, 3, padding=1),
         )
+        self.final_norm = check_choice("final_norm", final_norm, FINAL_NORMS)
+        if self.final_norm != "none":
+            self.block2.append(nn.BatchNorm2d(channels, affine=self.final_norm == "batchnorm_affine"))
         self.width = width
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def pre_activation(self, z: Tensor) -> Tensor:
+        """The output before tanh, ``(N, C, H, W)``, unbounded (after the final BatchNorm, if any)."""
         out = self.project(z).view(z.shape[0], 2 * self.width, *self.start)
         out = self.norm0(out)
         middle = (max(self.input_shape[1] // 2, 1), max(self.input_shape[2] // 2, 1))
         out = self.block1(F.interpolate(out, size=middle, mode="nearest"))
-        out = self.block2(F.interpolate(out, size=self.input_shape[1:], mode="nearest"))
-        return ((torch.tanh(out) + 1.0) / 2.0).contiguous()
+        return self.block2(F.interpolate(out, size=self.input_shape[1:], mode="nearest"))
+
+    @staticmethod
+    def to_pixels(pre: Tensor) -> Tensor:
+        """``(tanh(pre) + 1) / 2``: pre-activations to pixels in [0, 1], contiguous NCHW."""
+        return ((torch.tanh(pre) + 1.0) / 2.0).contiguous()
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.to_pixels(self.pre_activation(z))
 
     def sample(self, count: int, generator: torch.Generator) -> Tensor:
         """Latent vectors ``z ~ N(0, I)``, shape ``(count, latent_dim)``, on the generator's device."""

@@ -8,6 +8,11 @@ Kariyappa et al., CVPR 2021, Eq. 7):
     grad L(x) ~= (d / m) * sum_i (L(x + eps * u_i) - L(x)) / eps * u_i,   u_i uniform on the unit sphere of R^d
 
 which costs ``m + 1`` evaluations (queries) per sample.
+
+The reference implementations (MAZE's ``attacks/attack_utils.py::zoge_backward``, DFME's
+``approximate_gradients.py::estimate_gradient_objective``) take ``x`` to be the generator's
+output *before* tanh, so the perturbed points need no clipping (``clip=False`` here, with
+the loss mapping them to pixels); ``clip=True`` perturbs pixels and clips to [0, 1].
 """
 
 from __future__ import annotations
@@ -40,17 +45,22 @@ def random_unit_directions(count: int, shape: tuple[int, ...], generator: torch.
     return u / u.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * len(shape)))
 
 
-def forward_difference_points(x: Tensor, directions: int, epsilon: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def forward_difference_points(
+    x: Tensor, directions: int, epsilon: float, generator: torch.Generator, *, clip: bool = True
+) -> tuple[Tensor, Tensor]:
     """The points a forward-difference estimate evaluates, and the directions used.
 
     Returns ``(points, u)``: ``points`` ``(N * (m + 1), ...)`` = the N inputs followed by
     ``x + epsilon * u`` for each of the m directions (direction-major: all N inputs for u_1,
-    then for u_2, ...); ``u`` ``(m, N, ...)``. Points are clipped to [0, 1] (pixel space, the
-    range a prediction API accepts) and the returned ``u`` is the displacement actually
-    made, divided by ``epsilon`` (equal to the drawn direction where nothing was clipped).
+    then for u_2, ...); ``u`` ``(m, N, ...)``. With ``clip`` (default) points are clipped to
+    [0, 1] (pixel space, the range a prediction API accepts) and the returned ``u`` is the
+    displacement actually made, divided by ``epsilon`` (equal to the drawn direction where
+    nothing was clipped); without it (pre-tanh points) ``u`` is the drawn direction.
     """
     n = x.shape[0]
     u = random_unit_directions(directions * n, tuple(x.shape[1:]), generator, x.device).view(directions, n, *x.shape[1:])
+    if not clip:
+        return torch.cat([x, (x.unsqueeze(0) + epsilon * u).reshape(directions * n, *x.shape[1:])]), u
     shifted = (x.unsqueeze(0) + epsilon * u).clamp(0.0, 1.0)
     moved = (shifted - x.unsqueeze(0)) / epsilon
     return torch.cat([x, shifted.reshape(directions * n, *x.shape[1:])]), moved
@@ -75,11 +85,18 @@ def forward_difference_gradient(values: Tensor, u: Tensor, epsilon: float) -> Te
 
 
 def estimate_gradient(
-    loss: Callable[[Tensor], Tensor], x: Tensor, *, directions: int, epsilon: float, generator: torch.Generator
+    loss: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    directions: int,
+    epsilon: float,
+    generator: torch.Generator,
+    clip: bool = True,
 ) -> Tensor:
     """Forward-difference estimate of ``grad_x loss(x)`` for a per-sample loss ``(N, ...) -> (N,)``; ``(N, ...)``.
 
-    ``loss`` is called once, on all ``N * (directions + 1)`` points together.
+    ``loss`` is called once, on all ``N * (directions + 1)`` points together. ``clip``: see
+    :func:`forward_difference_points`.
     """
-    points, u = forward_difference_points(x, directions, epsilon, generator)
+    points, u = forward_difference_points(x, directions, epsilon, generator, clip=clip)
     return forward_difference_gradient(loss(points), u, epsilon)

@@ -24,11 +24,12 @@ def _attack(name: str, **params):
     return attacks.create(name, **{**FAST, **params})
 
 
+@pytest.mark.parametrize("variant", ["reference", "stealguard"])
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("budget", [1, 8, 17, 100, 333])
-def test_spends_exactly_the_budget_with_valid_pixels(name: str, budget: int) -> None:
+def test_spends_exactly_the_budget_with_valid_pixels(name: str, budget: int, variant: str) -> None:
     box = RecordingBlackBox(random_victim(), budget=budget, device="cpu")
-    attack = _attack(name, directions=2, query_batch_size=16)
+    attack = _attack(name, directions=2, query_batch_size=16, variant=variant)
     replica = attack.run(box, budget)
     assert box.queries_used == budget
     sent = box.sent()
