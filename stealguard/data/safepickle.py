@@ -97,10 +97,6 @@ def _name(text: str) -> str:
     return _excerpt(text)
 
 
-def _refuse(message: str) -> UnsafePickleError:
-    return UnsafePickleError(message)
-
-
 class _Global:
     """What ``find_class`` returns: an inert token that ``REDUCE`` may call with a tuple."""
 
@@ -112,7 +108,7 @@ class _Global:
 
     def call(self, limits: _Limits, args: tuple[Any, ...]) -> Any:
         if self._make is None:
-            raise _refuse(f"{self.name} may only be named as the array type inside _reconstruct, not called")
+            raise UnsafePickleError(f"{self.name} may only be named as the array type inside _reconstruct, not called")
         return self._make(limits, args)
 
 
@@ -129,23 +125,23 @@ class _Dtype:
 
     def build(self, state: Any) -> None:
         if self.built or self.used:
-            raise _refuse(f"dtype {self.name!r} receives a second state or one after use")
+            raise UnsafePickleError(f"dtype {self.name!r} receives a second state or one after use")
         if type(state) is not tuple or len(state) not in (8, 9):
-            raise _refuse(f"dtype {self.name!r} state must be numpy's 8- or 9-item tuple, got {_excerpt(state)}")
+            raise UnsafePickleError(f"dtype {self.name!r} state must be numpy's 8- or 9-item tuple, got {_excerpt(state)}")
         version, order, subarray, names, fields, elsize, alignment, flags = state[:8]
         if version != (3 if len(state) == 8 else 4) or type(version) is not int:
-            raise _refuse(f"dtype {self.name!r} state version {_excerpt(version)} with {len(state)} items is not numpy's")
+            raise UnsafePickleError(f"dtype {self.name!r} state version {_excerpt(version)} with {len(state)} items is not numpy's")
         if subarray is not None or names is not None or fields is not None or (len(state) == 9 and state[8] is not None):
-            raise _refuse(f"dtype {self.name!r} has fields, a subarray or metadata: only plain numeric dtypes are accepted")
+            raise UnsafePickleError(f"dtype {self.name!r} has fields, a subarray or metadata: only plain numeric dtypes are accepted")
         if type(elsize) is not int or type(alignment) is not int or type(flags) is not int:
-            raise _refuse(f"dtype {self.name!r} state has non-integer size, alignment or flags")
+            raise UnsafePickleError(f"dtype {self.name!r} state has non-integer size, alignment or flags")
         if flags != 0:
-            raise _refuse(f"dtype {self.name!r} state has flags {_excerpt(flags)}: plain numeric dtypes have flags 0")
+            raise UnsafePickleError(f"dtype {self.name!r} state has flags {_excerpt(flags)}: plain numeric dtypes have flags 0")
         if order not in _BYTE_ORDERS or type(order) is not str:
-            raise _refuse(f"dtype {self.name!r} byte order must be one of {', '.join(_BYTE_ORDERS)}, got {_excerpt(order)}")
+            raise UnsafePickleError(f"dtype {self.name!r} byte order must be one of {', '.join(_BYTE_ORDERS)}, got {_excerpt(order)}")
         if self.dtype.itemsize > 1:
             if order == "|":
-                raise _refuse(f"dtype {self.name!r} of {self.dtype.itemsize} bytes needs a byte order, got '|'")
+                raise UnsafePickleError(f"dtype {self.name!r} of {self.dtype.itemsize} bytes needs a byte order, got '|'")
             self.dtype = self.dtype.newbyteorder(order)
         self.built = True
 
@@ -164,16 +160,16 @@ class _Array:
 
     def build(self, state: Any, limits: _Limits) -> None:
         if self.array is not None:
-            raise _refuse("an array receives a second state")
+            raise UnsafePickleError("an array receives a second state")
         if type(state) is not tuple or len(state) not in (4, 5):
-            raise _refuse(f"array state must be numpy's (version, shape, dtype, is_fortran, data), got {_excerpt(state)}")
+            raise UnsafePickleError(f"array state must be numpy's (version, shape, dtype, is_fortran, data), got {_excerpt(state)}")
         if len(state) == 5:
             if state[0] != 1 or type(state[0]) is not int:
-                raise _refuse(f"array state version {_excerpt(state[0])} is not numpy's (1)")
+                raise UnsafePickleError(f"array state version {_excerpt(state[0])} is not numpy's (1)")
             state = state[1:]
         shape, dtype, fortran, data = state
         if fortran not in (0, 1) or type(fortran) not in (bool, int):
-            raise _refuse(f"array state is_fortran must be a bool, got {_excerpt(fortran)}")
+            raise UnsafePickleError(f"array state is_fortran must be a bool, got {_excerpt(fortran)}")
         self.array = _make_array(data, dtype, shape, "F" if fortran else "C", limits)
 
 
@@ -194,42 +190,42 @@ def _buffer(data: Any, what: str) -> bytes | bytearray:
         try:
             return data.encode("latin1")
         except UnicodeEncodeError:
-            raise _refuse(f"{what} is a text string with characters beyond latin-1, not raw bytes") from None
-    raise _refuse(f"{what} must be bytes, got {_excerpt(data)}")
+            raise UnsafePickleError(f"{what} is a text string with characters beyond latin-1, not raw bytes") from None
+    raise UnsafePickleError(f"{what} must be bytes, got {_excerpt(data)}")
 
 
 def _make_array(data: Any, dtype: Any, shape: Any, order: Any, limits: _Limits) -> np.ndarray:
     """``np.frombuffer(data, dtype).reshape(shape, order)`` after checking every argument."""
     if type(dtype) is not _Dtype:
-        raise _refuse(f"array dtype must be a numpy.dtype record, got {_excerpt(dtype)}")
+        raise UnsafePickleError(f"array dtype must be a numpy.dtype record, got {_excerpt(dtype)}")
     if type(shape) is not tuple or len(shape) > MAX_DIMS:
-        raise _refuse(f"array shape must be a tuple of at most {MAX_DIMS} dimensions, got {_excerpt(shape)}")
+        raise UnsafePickleError(f"array shape must be a tuple of at most {MAX_DIMS} dimensions, got {_excerpt(shape)}")
     for dim in shape:
         if type(dim) is not int or not 0 <= dim <= MAX_DIM:
-            raise _refuse(f"array dimension {_excerpt(dim)} is not an integer in [0, 2**48]")
+            raise UnsafePickleError(f"array dimension {_excerpt(dim)} is not an integer in [0, 2**48]")
     if order not in ("C", "F") or type(order) is not str:
-        raise _refuse(f"array order must be 'C' or 'F', got {_excerpt(order)}")
+        raise UnsafePickleError(f"array order must be 'C' or 'F', got {_excerpt(order)}")
     buffer = _buffer(data, "array data")
     dt = dtype.take()
     count = math.prod(shape)
     nbytes = count * dt.itemsize
     if nbytes > limits.max_bytes:
-        raise _refuse(f"array of shape {shape} and dtype {dtype.name} declares {nbytes} bytes, over the limit of {limits.max_bytes}")
+        raise UnsafePickleError(f"array of shape {shape} and dtype {dtype.name} declares {nbytes} bytes, over the limit of {limits.max_bytes}")
     if nbytes != len(buffer):
-        raise _refuse(f"array of shape {shape} and dtype {dtype.name} needs {nbytes} bytes of data, the pickle holds {len(buffer)}")
+        raise UnsafePickleError(f"array of shape {shape} and dtype {dtype.name} needs {nbytes} bytes of data, the pickle holds {len(buffer)}")
     return np.frombuffer(buffer, dtype=dt, count=count).reshape(shape, order=order)
 
 
 def _args(args: tuple[Any, ...], name: str, low: int, high: int) -> None:
     if not low <= len(args) <= high:
-        raise _refuse(f"{name} takes {low}..{high} arguments, got {len(args)}")
+        raise UnsafePickleError(f"{name} takes {low}..{high} arguments, got {len(args)}")
 
 
 def _reconstruct(limits: _Limits, args: tuple[Any, ...]) -> _Array:
     _args(args, "_reconstruct", 3, 3)
     subtype, shape, typecode = args
     if subtype is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
-        raise _refuse("_reconstruct must be numpy's (numpy.ndarray, (0,), b'b')")
+        raise UnsafePickleError("_reconstruct must be numpy's (numpy.ndarray, (0,), b'b')")
     return _Array()
 
 
@@ -237,13 +233,13 @@ def _dtype(limits: _Limits, args: tuple[Any, ...]) -> _Dtype:
     _args(args, "numpy.dtype", 1, 3)
     name = args[0].decode("ascii", "replace") if type(args[0]) is bytes else args[0]
     if type(name) is not str or name not in _DTYPES:
-        raise _refuse(f"dtype {_excerpt(name)} refused: only {', '.join(_DTYPES)} are accepted")
+        raise UnsafePickleError(f"dtype {_excerpt(name)} refused: only {', '.join(_DTYPES)} are accepted")
     align = args[1] if len(args) > 1 else False
     copy = args[2] if len(args) > 2 else False
     if align not in (0, 1) or copy not in (0, 1) or type(align) not in (bool, int) or type(copy) not in (bool, int):
-        raise _refuse("numpy.dtype flags align and copy must be booleans")
+        raise UnsafePickleError("numpy.dtype flags align and copy must be booleans")
     if align:
-        raise _refuse(f"dtype {name!r} with align=True refused: only plain numeric dtypes are accepted")
+        raise UnsafePickleError(f"dtype {name!r} with align=True refused: only plain numeric dtypes are accepted")
     return _Dtype(name)
 
 
@@ -262,16 +258,16 @@ def _encode(limits: _Limits, args: tuple[Any, ...]) -> bytes:
     _args(args, "_codecs.encode", 2, 2)
     text, encoding = args
     if type(text) is not str or encoding not in ("latin1", "latin-1"):
-        raise _refuse(f"_codecs.encode is accepted only as (str, 'latin1'), got encoding {_excerpt(encoding)}")
+        raise UnsafePickleError(f"_codecs.encode is accepted only as (str, 'latin1'), got encoding {_excerpt(encoding)}")
     try:
         return text.encode("latin1")
     except UnicodeEncodeError:
-        raise _refuse("_codecs.encode of a string with characters beyond latin-1") from None
+        raise UnsafePickleError("_codecs.encode of a string with characters beyond latin-1") from None
 
 
 def _empty_bytes(limits: _Limits, args: tuple[Any, ...]) -> bytes:
     if args != ():
-        raise _refuse("bytes is accepted only without arguments (an empty bytes object)")
+        raise UnsafePickleError("bytes is accepted only without arguments (an empty bytes object)")
     return b""
 
 
@@ -343,7 +339,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         )
         data = file.read(max_bytes + 1)
         if len(data) > max_bytes:
-            raise _refuse(f"{source}: pickle is larger than the limit of {max_bytes} bytes")
+            raise UnsafePickleError(f"{source}: pickle is larger than the limit of {max_bytes} bytes")
         super().__init__(io.BytesIO(data), encoding=encoding)
         self._opcodes = 0
 
@@ -351,7 +347,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         try:
             return _GLOBALS[(module, name)]
         except KeyError:
-            raise _refuse(
+            raise UnsafePickleError(
                 f"refusing to load global {_name(module)}.{_name(name)}: "
                 "only numpy array data is allowed in this pickle"
             ) from None
@@ -378,17 +374,17 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def _count(self) -> None:
         self._opcodes += 1
         if self._opcodes > self._limits.max_opcodes:
-            raise _refuse(f"pickle runs more than {self._limits.max_opcodes} opcodes")
+            raise UnsafePickleError(f"pickle runs more than {self._limits.max_opcodes} opcodes")
 
     def _memo_put(self, index: int) -> None:
         if not 0 <= index <= self._limits.max_opcodes:
-            raise _refuse(f"memo index {_excerpt(index)} is outside [0, {self._limits.max_opcodes}]")
+            raise UnsafePickleError(f"memo index {_excerpt(index)} is outside [0, {self._limits.max_opcodes}]")
         self.memo[index] = self.stack[-1]
 
     def _load_put(self) -> None:
         line = self.readline()[:-1]
         if len(line) > 20 or not line.isdigit():
-            raise _refuse(f"PUT index {_excerpt(line)} is not a small decimal integer")
+            raise UnsafePickleError(f"PUT index {_excerpt(line)} is not a small decimal integer")
         self._memo_put(int(line))
 
     def _load_binput(self) -> None:
@@ -401,9 +397,9 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         args = self.stack.pop()
         func = self.stack[-1]
         if type(func) is not _Global:
-            raise _refuse(f"REDUCE calls {_excerpt(func)}: only the numpy placeholders may be called")
+            raise UnsafePickleError(f"REDUCE calls {_excerpt(func)}: only the numpy placeholders may be called")
         if type(args) is not tuple:
-            raise _refuse(f"REDUCE arguments must be a tuple, got {_excerpt(args)}")
+            raise UnsafePickleError(f"REDUCE arguments must be a tuple, got {_excerpt(args)}")
         self.stack[-1] = func.call(self._limits, args)
 
     def _load_build(self) -> None:
@@ -414,12 +410,12 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         elif type(target) is _Array:
             target.build(state, self._limits)
         else:
-            raise _refuse(f"BUILD on {_excerpt(target)}: only numpy's array and dtype records take a state")
+            raise UnsafePickleError(f"BUILD on {_excerpt(target)}: only numpy's array and dtype records take a state")
 
     def _list(self) -> list[Any]:
         target = self.stack[-1]
         if type(target) is not list:
-            raise _refuse(f"APPEND to {_excerpt(target)}: only lists take items")
+            raise UnsafePickleError(f"APPEND to {_excerpt(target)}: only lists take items")
         return target
 
     def _load_append(self) -> None:
@@ -432,13 +428,13 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def _set_items(self, target: Any, items: list[Any]) -> None:
         if type(target) is not dict:
-            raise _refuse(f"SETITEM on {_excerpt(target)}: only dicts take items")
+            raise UnsafePickleError(f"SETITEM on {_excerpt(target)}: only dicts take items")
         if len(items) % 2:
-            raise _refuse("SETITEMS with an odd number of stack items")
+            raise UnsafePickleError("SETITEMS with an odd number of stack items")
         for index in range(0, len(items), 2):
             key = items[index]
             if type(key) not in (str, bytes):
-                raise _refuse(f"dict key {_excerpt(key)} refused: keys must be str or bytes")
+                raise UnsafePickleError(f"dict key {_excerpt(key)} refused: keys must be str or bytes")
             target[key] = items[index + 1]
 
     def _load_setitem(self) -> None:
@@ -467,7 +463,7 @@ def _counted(handler: Callable[[SafeUnpickler], None]) -> Callable[[SafeUnpickle
 
 def _refused_opcode(code: int) -> Callable[[SafeUnpickler], None]:
     def run(self: SafeUnpickler) -> None:
-        raise _refuse(f"opcode {bytes([code])!r} refused: only plain data and numpy's array opcodes are allowed")
+        raise UnsafePickleError(f"opcode {bytes([code])!r} refused: only plain data and numpy's array opcodes are allowed")
 
     return run
 
@@ -513,19 +509,19 @@ class _Finisher:
             return obj.value
         if kind is _Array:
             if obj.array is None:
-                raise _refuse("an array from _reconstruct never received its data (no BUILD)")
+                raise UnsafePickleError("an array from _reconstruct never received its data (no BUILD)")
             return obj.array
         if kind is _Dtype:
             return obj.take()
         if kind not in (list, tuple, dict):
-            raise _refuse(f"{_excerpt(obj)} is not data (a numpy name used as a value?)")
+            raise UnsafePickleError(f"{_excerpt(obj)} is not data (a numpy name used as a value?)")
         if depth >= self.max_depth:
-            raise _refuse(f"containers nested deeper than {self.max_depth} levels")
+            raise UnsafePickleError(f"containers nested deeper than {self.max_depth} levels")
         key = id(obj)
         if key in self.done:
             return self.done[key]
         if key in self.open:
-            raise _refuse(f"a {kind.__name__} contains itself")
+            raise UnsafePickleError(f"a {kind.__name__} contains itself")
         self.open.add(key)
         if kind is dict:
             out: Any = {k: self.finish(v, depth + 1) for k, v in obj.items()}
