@@ -89,11 +89,34 @@ def hashed_normal(keys: Tensor, num_classes: int) -> Tensor:
     return radius * torch.cos(2.0 * math.pi * uniforms[1])
 
 
-PATH_STEPS = (-30.0, 20.0)
-"""Range of ``log2 s`` searched by :func:`along_projected_path`."""
+PATH_MAX_STEP = 2.0**20
+"""Largest ``s`` of the path ``P(y + s z)`` that :func:`along_projected_path` goes to."""
 
-PATH_ITERATIONS = 16
-"""Bisection steps of :func:`along_projected_path` (final bracket 50 / 2**16 in log2 s, ~0.05% in s)."""
+PATH_ITERATIONS = 40
+"""Most safeguarded Newton steps of :func:`along_projected_path` (rows usually converge in 1 to 4)."""
+
+PATH_TOLERANCE = 1e-12
+"""Relative distance error at which a row of :func:`along_projected_path` counts as converged."""
+
+
+def _far_end(noise: Tensor) -> Tensor:
+    """``lim_{s -> inf} P(y + s z)``: the uniform point on the face of ``z``'s largest entries ``(n, K)``."""
+    face = (noise == noise.amax(dim=1, keepdim=True)).to(noise.dtype)
+    return face / face.sum(dim=1, keepdim=True)
+
+
+def _path_slope(point: Tensor, clean: Tensor, noise: Tensor, reach: Tensor, norm: str) -> Tensor:
+    """``d/ds ||P(y + s z) - y||`` on the path's current linear piece ``(n, 1)``.
+
+    On the piece the active entries (``point > 0``) move along ``z - mean_active(z)``, the others stay 0.
+    """
+    active = (point > 0).to(noise.dtype)
+    velocity = (noise - (noise * active).sum(dim=1, keepdim=True) / active.sum(dim=1, keepdim=True)) * active
+    offset = point - clean
+    if norm == "l1":
+        sign = torch.where(offset == 0, velocity.sign(), offset.sign())
+        return (sign * velocity).sum(dim=1, keepdim=True)
+    return (offset * velocity).sum(dim=1, keepdim=True) / reach.clamp_min(torch.finfo(reach.dtype).tiny)
 
 
 def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: str) -> Tensor:
@@ -101,39 +124,63 @@ def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: 
 
     ``P`` is the Euclidean projection onto the simplex and ``||z||_norm = epsilon``. Rows
     where ``y + z`` is on the simplex return ``y + z`` (``s = 1``, exactly the budget). For
-    the others ``g(s) = ||P(y + s z) - y||_norm`` is continuous with ``g(0) = 0``: bisection
-    on ``log2 s`` in ``PATH_STEPS`` keeps ``g(low) < epsilon <= g(high)`` and brackets a
-    crossing to ~0.05% in ``s``; the path point at ``high`` is then pulled back along the
-    segment to ``y`` onto the budget (:func:`~stealguard.defenses.simplex.shrink_to_budget`),
-    so the row moves by exactly ``epsilon`` and stays on the simplex. The path bends along
-    the simplex's faces, so peaked and one-hot rows spend the whole budget instead of losing
-    it to a single projection. Rows whose path cannot get ``epsilon`` away but whose path
-    along ``-z`` gets farther use ``-z`` (a one-hot row whose ``z`` favours its own top class
-    never moves along ``+z``); if neither gets ``epsilon`` away (``s <= 2**20``) the farthest
-    point is returned.
+    the others ``g(s) = ||P(y + s z) - y||_norm`` is continuous and piecewise smooth (the path
+    is piecewise linear in ``s``: an entry that reaches 0 stays there, the others move along
+    ``z`` minus its mean over them). The path leaves the straight segment at ``s0 = min_{z_i < 0}
+    y_i / -z_i`` (``g(s0) = s0 epsilon``, no projection needed); from there safeguarded Newton
+    steps on ``g(s) = epsilon`` use the slope of the current linear piece, keep a bracket
+    ``g(low) < epsilon <= g(high)`` and fall back to its secant when a step leaves it.
+    Rows converge (relative error ``PATH_TOLERANCE``) in a few steps, each one projection
+    (one sort). The point found is pulled back along the segment to ``y`` onto the budget
+    (:func:`~stealguard.defenses.simplex.shrink_to_budget`; rows not converged after
+    ``PATH_ITERATIONS`` use their bracket's upper end), so the row moves by exactly ``epsilon``
+    and stays on the simplex. The path bends along the simplex's faces, so peaked and one-hot
+    rows spend the whole budget instead of losing it to a single projection. Rows whose path
+    cannot get ``epsilon`` away (its end as ``s -> inf`` is the face of ``z``'s largest
+    entries) but whose path along ``-z`` gets farther use ``-z`` (a one-hot row whose ``z``
+    favours its own top class never moves along ``+z``); if neither gets ``epsilon`` away
+    (``s <= PATH_MAX_STEP``) the farthest point is returned.
 
     Shape:
-        probs: ``(N, K)`` on the simplex; noise ``(N, K)`` with zero row sums; returns ``(N, K)``.
+        probs: ``(N, K)`` float64 on the simplex; noise ``(N, K)`` with zero row sums; returns ``(N, K)``.
     """
     result = probs + noise
     boundary = (result < 0).any(dim=1).nonzero().squeeze(1)
     if boundary.numel() == 0:
         return result
     clean, noise = probs[boundary], noise[boundary]
-    farthest = 2.0 ** PATH_STEPS[1]
-    reach_plus = distance(project_to_simplex(clean + farthest * noise), clean, norm).unsqueeze(1)
-    reach_minus = distance(project_to_simplex(clean - farthest * noise), clean, norm).unsqueeze(1)
+    reach_plus = distance(_far_end(noise), clean, norm).unsqueeze(1)
+    reach_minus = distance(_far_end(-noise), clean, norm).unsqueeze(1)
     noise = torch.where((reach_plus < epsilon) & (reach_minus > reach_plus), -noise, noise)
-    low = torch.full((len(boundary), 1), PATH_STEPS[0], dtype=probs.dtype, device=probs.device)
-    high = torch.full_like(low, PATH_STEPS[1])
+
+    inf = torch.tensor(float("inf"), dtype=probs.dtype, device=probs.device)
+    exits = torch.where(noise < 0, clean / -noise, inf)
+    low = exits.amin(dim=1, keepdim=True)
+    high = torch.full_like(low, float("inf"))
+    step = low
+    point = (clean + step * noise).masked_fill_(exits <= step, 0).clamp_min_(0)
+    reach = step * epsilon
+    reach_low, reach_high, upper = reach, torch.full_like(low, float("inf")), point
     for _ in range(PATH_ITERATIONS):
-        middle = (low + high) / 2
-        reach = distance(project_to_simplex(clean + torch.exp2(middle) * noise), clean, norm).unsqueeze(1)
-        inside = reach < epsilon
-        low = torch.where(inside, middle, low)
-        high = torch.where(inside, high, middle)
-    moved = project_to_simplex(clean + torch.exp2(high) * noise)
-    return result.index_copy(0, boundary, shrink_to_budget(clean, moved, epsilon=epsilon, norm=norm))
+        slope = _path_slope(point, clean, noise, reach, norm)
+        newton = step + (epsilon - reach) / slope
+        bounded = torch.isfinite(high)
+        secant = low + (epsilon - reach_low) * (high - low) / (reach_high - reach_low)
+        fallback = torch.where(bounded, torch.where(secant > low, secant, (low + high) / 2), 4 * step.clamp_min(1e-3))
+        usable = (slope > 0) & (newton > low) & ((newton < high) | ~bounded)
+        step = torch.where(usable, newton, fallback).clamp_max_(PATH_MAX_STEP)
+        point = project_to_simplex(clean + step * noise)
+        reach = distance(point, clean, norm).unsqueeze(1)
+        below = reach < epsilon
+        low, reach_low = torch.where(below, step, low), torch.where(below, reach, reach_low)
+        high, reach_high = torch.where(below, high, step), torch.where(below, reach_high, reach)
+        upper = torch.where(below, upper, point)
+        settled = ((reach - epsilon).abs() <= PATH_TOLERANCE * epsilon) | (below & (step >= PATH_MAX_STEP))
+        if bool(settled.all()):
+            break
+    unsettled = ~settled & torch.isfinite(high)
+    point = torch.where(unsettled, upper, point)
+    return result.index_copy(0, boundary, shrink_to_budget(clean, point, epsilon=epsilon, norm=norm))
 
 
 class RandomNoise(Defense):
@@ -142,8 +189,8 @@ class RandomNoise(Defense):
         z  = (g - mean(g)) * epsilon / ||g - mean(g)||_norm,   g ~ N(0, I_K)
         y~ = P(y + s z),   s such that ||y~ - y||_norm = epsilon
 
-    ``P`` is the Euclidean projection onto the simplex; ``s`` is found by bisection
-    (:func:`along_projected_path`). Where ``y + z`` is already on the simplex (entries of
+    ``P`` is the Euclidean projection onto the simplex; ``s`` is found by safeguarded Newton
+    steps along the piecewise-linear path (:func:`along_projected_path`). Where ``y + z`` is already on the simplex (entries of
     ``y`` large enough) ``s = 1`` and ``y~ = y + z``: unbiased, exactly the budget. Near the
     boundary (peaked and one-hot rows) the path ``P(y + s z)`` bends along the faces, so those
     rows are perturbed by the full budget too, with a bias toward the simplex interior. Every
@@ -209,8 +256,8 @@ class RandomNoise(Defense):
         if self.consistent:
             gaussian = hashed_normal(input_keys(x, self.seed), num_classes).to(probs.device)
         else:
-            gaussian = torch.randn(rows, num_classes, generator=self._generator, dtype=torch.float64)
-            gaussian = gaussian.to(probs.device)
+            gaussian = torch.randn(rows, num_classes, generator=self._generator, dtype=torch.float32)
+            gaussian = gaussian.to(probs.device, torch.float64)
         direction = gaussian - gaussian.mean(dim=1, keepdim=True)
         length = distance(direction, torch.zeros_like(direction), self.norm).unsqueeze(1)
         noise = torch.where(length > 0, direction * (self.epsilon / length.clamp_min(1e-300)), 0.0)

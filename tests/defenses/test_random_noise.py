@@ -158,3 +158,42 @@ def test_hashed_normal_is_standard_normal():
     assert abs(float(flat.mean())) < 0.01 and abs(float(flat.std()) - 1) < 0.01
     assert abs(float((flat > 1.96).double().mean()) - 0.025) < 0.003
     assert abs(float(torch.corrcoef(torch.stack([draws[:, 0], draws[:, 1]]))[0, 1])) < 0.1
+
+
+def reference_path_point(clean: torch.Tensor, noise: torch.Tensor, epsilon: float, norm: str) -> torch.Tensor:
+    """Slow reference: 200 bisection steps on s for ||P(y + s z) - y|| = epsilon, one row at a time."""
+    from stealguard.defenses.simplex import project_to_simplex
+
+    def reach(s: float) -> float:
+        return float(distance(project_to_simplex(clean + s * noise), clean, norm)[0])
+
+    low, high = 0.0, 2.0**20
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if reach(middle) < epsilon else (low, middle)
+    return project_to_simplex(clean + high * noise)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    probs=posterior_batches(min_rows=1, max_rows=1, max_classes=12, dtypes=(torch.float64,)),
+    norm=st.sampled_from(["l1", "l2"]),
+    fraction=st.floats(0.05, 0.5),
+    seed=st.integers(0, 2**31),
+)
+def test_newton_path_point_matches_bisection_reference(probs, norm, fraction, seed):
+    """Where the distance grows monotonically along the path, the fast point is the reference crossing."""
+    from stealguard.defenses.random_noise import along_projected_path
+    from stealguard.defenses.simplex import project_to_simplex
+
+    epsilon = fraction * MAX_DISTANCE[norm]
+    gaussian = torch.randn(1, probs.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    direction = gaussian - gaussian.mean()
+    length = distance(direction, torch.zeros_like(direction), norm)
+    noise = direction * (epsilon / length)
+    steps = torch.logspace(-6, 6, 400, dtype=torch.float64)
+    reaches = torch.stack([distance(project_to_simplex(probs + s * noise), probs, norm)[0] for s in steps])
+    if not bool((reaches.diff() >= -1e-12).all()) or float(reaches[-1]) < epsilon * 1.01:
+        return  # non-monotone or out-of-reach paths: several crossings or the -z rule apply
+    fast = along_projected_path(probs, noise, epsilon=epsilon, norm=norm)
+    torch.testing.assert_close(fast, reference_path_point(probs, noise, epsilon, norm), rtol=0, atol=1e-7)
