@@ -127,6 +127,7 @@ class JacobianAttack(ReplicaAttack):
                     inputs,
                     answers,
                     desc=f"round {round_index} substitute",
+                    probe=False,
                     epochs=self.round_epochs,
                     lr=self.round_lr,
                     optimizer="sgd",
@@ -154,7 +155,7 @@ class JacobianAttack(ReplicaAttack):
         return torch.arange(n)
 
     def report(self) -> dict[str, Any]:
-        return {"rounds": self.rounds_run, "transfer_set_size": self.transfer_set_size}
+        return {"rounds": self.rounds_run, "transfer_set_size": self.transfer_set_size, **self.training_report()}
 
     def params(self) -> dict[str, Any]:
         return {

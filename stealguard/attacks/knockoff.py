@@ -207,8 +207,9 @@ class Knockoff(ReplicaAttack):
 
     def report(self) -> dict[str, Any]:
         if self.bandit is None:
-            return {}
+            return self.training_report()
         return {
+            **self.training_report(),
             "arm_ids": self.bandit.arm_ids.tolist(),
             "arm_probabilities": [round(p, 6) for p in self.bandit.probabilities().tolist()],
             "arm_pulls": self.bandit.pulls.tolist(),

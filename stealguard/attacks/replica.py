@@ -11,12 +11,14 @@ at ``None`` takes that default.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from stealguard._checks import check_bool, check_choice, check_int, check_number
+from stealguard.attacks.angle_probe import AngleProbe, steps_per_epoch
 from stealguard.attacks.base import Attack
 from stealguard.attacks.oracle import Oracle
 from stealguard.attacks.replica_source import build_replica, check_replica_source, replica_source_params
@@ -80,6 +82,9 @@ class ReplicaAttack(Attack):
             (cross-entropy on their top-1 labels; the evasion that ignores perturbed mass).
         repeat: send each input this many times and train on the mean answer, >= 1
             (default 1); the attack then asks about ``budget // repeat`` distinct inputs.
+        angle_probe: record the paper's angular deviation on the replica while it trains,
+            on this many of its training inputs, >= 0 (default 0: off); reported by
+            :meth:`training_report` (:mod:`stealguard.attacks.angle_probe`).
 
     Raises:
         TypeError, ValueError: a parameter of the wrong type or out of range (named in the message).
@@ -114,6 +119,7 @@ class ReplicaAttack(Attack):
         query_batch_size: int = 256,
         train_on: str = "probs",
         repeat: int = 1,
+        angle_probe: int = 0,
     ) -> None:
         self.images, self.labels, self.queryset_name = query_images(queryset)
         self.replica_arch, self.replica_factory = check_replica_source(replica_arch, replica_factory)
@@ -133,10 +139,14 @@ class ReplicaAttack(Attack):
         self.query_batch_size = check_int("query_batch_size", query_batch_size, low=1)
         self.train_on = check_choice("train_on", train_on, TRAIN_ON)
         self.repeat = check_int("repeat", repeat, low=1)
+        self.angle_probe = check_int("angle_probe", angle_probe, low=0)
+        self.training_angles: list[dict[str, Any]] = []
+        self._probe_box: BlackBox | None = None
 
     def oracle(self, blackbox: BlackBox, budget: int) -> Oracle:
         """The budgeted view of ``blackbox`` this run asks through (closes its bar on exit)."""
         self._check_shape(blackbox)
+        self._probe_box = blackbox
         return Oracle(blackbox, budget, repeat=self.repeat, batch_size=self.query_batch_size, progress=self.progress)
 
     def make_replica(self, blackbox: BlackBox, reference: Tensor, *, seed: int) -> nn.Module:
@@ -161,12 +171,16 @@ class ReplicaAttack(Attack):
         """What the replica is trained on: the answers ``(N, K)`` or their top-1 labels ``(N,)``."""
         return answers if self.train_on == "probs" else answers.argmax(dim=1)
 
-    def train(self, replica: nn.Module, inputs: Tensor, answers: Tensor, *, desc: str = "train replica", **overrides: Any) -> nn.Module:
+    def train(
+        self, replica: nn.Module, inputs: Tensor, answers: Tensor, *, desc: str = "train replica", probe: bool = True,
+        **overrides: Any,
+    ) -> nn.Module:
         """Train ``replica`` on ``(inputs, targets(answers))`` with this attack's settings; eval mode.
 
         ``overrides`` replace settings for this call (e.g. the shorter per-round schedule of
         the Jacobian attacks): any of epochs, batch_size, lr, optimizer, momentum,
-        weight_decay, schedule, seed.
+        weight_decay, schedule, seed. ``probe``: record the angular deviation during this
+        call when ``angle_probe`` is on (its history replaces the previous one).
         """
         settings: dict[str, Any] = {
             "epochs": self.epochs,
@@ -179,8 +193,35 @@ class ReplicaAttack(Attack):
             "seed": self.seed,
         }
         settings.update(overrides)
-        fit(replica, inputs, self.training_targets(answers), device=self.device, progress=self.progress, desc=desc, **settings)
+        recorder = self._angle_recorder(replica, inputs, answers, settings["batch_size"]) if probe else None
+        with recorder if recorder is not None else nullcontext():
+            fit(replica, inputs, self.training_targets(answers), device=self.device, progress=self.progress, desc=desc, **settings)
+        if recorder is not None:
+            self.training_angles = recorder.history
         return replica.eval()
+
+    def _angle_recorder(self, replica: nn.Module, inputs: Tensor, answers: Tensor, batch_size: int) -> AngleProbe | None:
+        """An :class:`AngleProbe` on the first ``angle_probe`` training inputs, or None when off."""
+        box = self._probe_box
+        if self.angle_probe == 0 or box is None or inputs.shape[0] == 0:
+            return None
+        x = inputs[: self.angle_probe]
+        with torch.no_grad():
+            clean = torch.softmax(box.model(x.to(box.device, torch.float32)).float(), dim=1).cpu()
+        k = answers.shape[1]
+
+        def as_rows(targets: Tensor) -> Tensor:
+            return targets.float() if targets.dim() == 2 else torch.nn.functional.one_hot(targets, k).float()
+
+        used = as_rows(self.training_targets(answers[: self.angle_probe]))
+        return AngleProbe(
+            replica, x, as_rows(self.training_targets(clean)), used, steps=steps_per_epoch(inputs.shape[0], batch_size),
+            device=self.device,
+        )
+
+    def training_report(self) -> dict[str, Any]:
+        """``{"training_angular_deviation": [...]}`` (per epoch, degrees) when ``angle_probe`` is on, else ``{}``."""
+        return {"training_angular_deviation": self.training_angles} if self.angle_probe else {}
 
     def _check_shape(self, blackbox: BlackBox) -> None:
         if tuple(self.images.shape[1:]) != tuple(blackbox.input_shape):
@@ -206,4 +247,5 @@ class ReplicaAttack(Attack):
             "query_batch_size": self.query_batch_size,
             "train_on": self.train_on,
             "repeat": self.repeat,
+            "angle_probe": self.angle_probe,
         }

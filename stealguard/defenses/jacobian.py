@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stealguard.metrics import angular_deviation
+
 JACOBIANS = ("last_layer", "full")
 
 
@@ -268,6 +270,23 @@ def surrogate_gram(surrogate: nn.Module, x: Tensor, *, jacobian: str = "last_lay
     if jacobian == "full":
         return full_gram(surrogate, x, chunk_size=chunk_size)
     raise ValueError(f"jacobian must be one of {', '.join(map(repr, JACOBIANS))}; got {jacobian!r}")
+
+
+def gradient_angles(
+    model: nn.Module, x: Tensor, y: Tensor, y_tilde: Tensor, *, jacobian: str = "full", chunk_size: int = 64
+) -> Tensor:
+    """Per-sample angle (radians, [0, pi]) between ``G^T y`` and ``G^T y~`` under ``model``'s own weights.
+
+    ``G = d log F(x; w) / dw`` of ``model`` at its current weights, so ``-G^T y`` is the
+    gradient of the soft cross-entropy an attacker training ``model`` on ``y`` follows:
+    Orekondy et al.'s angular deviation (ICLR 2020, Sec. 4) measured on the attacker's
+    model rather than on a defender's surrogate. ``model`` must be in eval mode.
+
+    Shape:
+        x ``(N, ...)``; y, y_tilde ``(N, K)`` (posteriors or one-hot labels) -> ``(N,)`` float64.
+    """
+    gram = surrogate_gram(model, x, jacobian=jacobian, chunk_size=chunk_size).detach().double()
+    return angular_deviation(gram, y.to(gram), y_tilde.to(gram))
 
 
 # ----------------------------------------------------------------------------------------------
