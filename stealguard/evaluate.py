@@ -5,10 +5,17 @@
   L1 distortion, gradient angular deviation, latency overhead).
 * :func:`evaluate_replica`: what the attacker got (replica accuracy, fidelity to the victim).
 
-The angular deviation follows Orekondy et al., "Prediction Poisoning: Towards Defenses
-Against DNN Model Stealing Attacks", ICLR 2020 (arXiv:1906.10908), Sec. 4 / Eq. 5: the
-angle between ``G^T y`` and ``G^T y~`` with ``G`` the Jacobian of a surrogate's
+Two angular deviations, both after Orekondy et al., "Prediction Poisoning: Towards
+Defenses Against DNN Model Stealing Attacks", ICLR 2020 (arXiv:1906.10908), Sec. 4 / Eq. 5:
+the angle between ``G^T y`` and ``G^T y~`` with ``G`` the Jacobian of a network's
 log-likelihood, computed from the Gram matrix ``G G^T``.
+
+* ``angular_deviation_mean`` here (the *independent-surrogate* measure, this project's): ``G``
+  of a randomly initialised network of the victim's architecture with its own seed, on
+  the test set, so the number is comparable across defenses and attacks.
+* The paper's measure (Fig. 3) takes ``G`` of the *attacker's model while it trains*: replica
+  attacks record it with ``angle_probe=P`` and report it per epoch as
+  ``training_angular_deviation`` (:mod:`stealguard.attacks.angle_probe`).
 """
 
 from __future__ import annotations
@@ -135,9 +142,9 @@ def evaluate_defense(
         defense: the defense under test (``None`` = ``none``).
         test_images: float ``(N, C, H, W)`` in [0, 1], N >= 1.
         test_labels: int64 ``(N,)``.
-        surrogate: the network whose log-likelihood Jacobian defines the angular deviation
-            (a randomly initialised copy of the victim's arch with a fixed seed, so the
-            number is comparable across defenses); ``None`` skips the metric.
+        surrogate: the network whose log-likelihood Jacobian defines the independent-surrogate
+            angular deviation (a randomly initialised copy of the victim's arch with a fixed
+            seed, so the number is comparable across defenses); ``None`` skips the metric.
         jacobian: ``"last_layer"`` (default) or ``"full"``: which parameters ``G`` covers.
         device: where everything runs.
         batch_size: images per black-box call, >= 1.
@@ -147,8 +154,8 @@ def evaluate_defense(
     Returns:
         ``defender_accuracy`` (top-1 of the defended answers vs the labels, [0, 1]),
         ``clean_accuracy`` (same for the clean posteriors), ``l1_mean`` / ``l1_max`` (L1
-        distance defended vs clean, [0, 2]), ``angular_deviation_mean`` (degrees, [0, 180];
-        ``None`` without a surrogate), ``latency_undefended_s`` / ``latency_defended_s``
+        distance defended vs clean, [0, 2]), ``angular_deviation_mean`` (the independent-surrogate
+        measure, degrees, [0, 180]; ``None`` without a surrogate), ``latency_undefended_s`` / ``latency_defended_s``
         (seconds per query), ``latency_ratio`` (defended / undefended).
 
     Raises:
