@@ -8,6 +8,7 @@ from stealguard.attacks.art_extraction import ArtCopycat, ArtKnockoff
 from stealguard.attacks.base import Attack
 from stealguard.attacks.data_free import DataFreeAttack
 from stealguard.attacks.dfme import DFME
+from stealguard.attacks.inversion import Inverter, invert
 from stealguard.attacks.jacobian import JacobianAttack
 from stealguard.attacks.jb_self import JBSelf
 from stealguard.attacks.jb_top3 import JBTop3
@@ -35,6 +36,7 @@ __all__ = [
     "ArtKnockoff",
     "DataFreeAttack",
     "Attack",
+    "Inverter",
     "JBSelf",
     "JBTop3",
     "JacobianAttack",
@@ -43,6 +45,7 @@ __all__ = [
     "ReplicaAttack",
     "create",
     "get",
+    "invert",
     "names",
     "parameters",
     "register",

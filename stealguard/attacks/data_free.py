@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from stealguard._checks import check_bool, check_choice, check_int, check_number
 from stealguard.attacks.base import Attack
 from stealguard.attacks.generator import ImageGenerator
+from stealguard.attacks.inversion import check_invert_spec, inverter_from_spec
 from stealguard.attacks.oracle import Oracle
 from stealguard.attacks.replica_source import build_replica, check_replica_source, replica_source_params
 from stealguard.attacks.zeroth_order import estimate_gradient
@@ -87,6 +88,8 @@ class DataFreeAttack(Attack):
         seed: >= 0. device: where student and generator train. progress: tqdm bar.
         variant: ``"reference"`` (the authors' code) or ``"stealguard"`` (default
             :data:`DEFAULT_VARIANT`); see the module docstring.
+        invert: a defense spec whose answer inversion (:mod:`stealguard.attacks.inversion`) is
+            applied to every answer, gradient-estimate queries included, or None (default).
         ``None`` takes the attack's published default (:attr:`defaults`).
     """
 
@@ -133,10 +136,12 @@ class DataFreeAttack(Attack):
         seed: int = 0,
         device: DeviceLike = "auto",
         progress: bool = True,
+        invert: str | None = None,
         variant: str = DEFAULT_VARIANT,
     ) -> None:
         self.variant = check_choice("variant", variant, VARIANTS)
         self.settings = dict(self.variant_settings[self.variant])
+        self.invert = check_invert_spec(invert)
         given = {
             "batch_size": batch_size, "student_lr": student_lr, "generator_lr": generator_lr,
             "student_steps": student_steps, "generator_steps": generator_steps, "directions": directions,
@@ -203,7 +208,8 @@ class DataFreeAttack(Attack):
         else:
             optimizer_g = torch.optim.Adam(generator.parameters(), lr=self.generator_lr)
         planned = max(budget // self.queries_per_iteration(), 1)
-        oracle = Oracle(blackbox, budget, batch_size=self.query_batch_size, progress=self.progress)
+        inverter = None if self.invert is None else inverter_from_spec(self.invert)
+        oracle = Oracle(blackbox, budget, batch_size=self.query_batch_size, progress=self.progress, invert=inverter)
         with oracle, torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 2)
             iteration = 0
@@ -310,5 +316,6 @@ class DataFreeAttack(Attack):
             "schedule": self.schedule,
             "query_batch_size": self.query_batch_size,
             "seed": self.seed,
+            "invert": self.invert,
             "variant": self.variant,
         }

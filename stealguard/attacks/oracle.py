@@ -4,7 +4,9 @@ Every attack asks the black box through an oracle. It splits requests into query
 counts what it has asked against the attack's budget (never more, checked before a batch
 is sent), shows one progress bar over the budget, and implements the ``repeat`` evasion
 variant: each input is sent ``repeat`` times and the answers are averaged, which removes
-noise that is drawn afresh on every query (and costs ``repeat`` queries per input).
+noise that is drawn afresh on every query (and costs ``repeat`` queries per input), and the
+``invert`` evasion variant: every answer (after averaging) goes through an answer inverter
+(:mod:`stealguard.attacks.inversion`) that estimates the clean posterior behind a known defense.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from stealguard._checks import check_bool, check_int
+from stealguard.attacks.inversion import Inverter
 from stealguard.blackbox import BlackBox
 
 
@@ -29,13 +32,22 @@ class Oracle:
         repeat: times each input is sent, >= 1; the answer is the mean of the n answers.
         batch_size: inputs per black-box call, >= 1 (a call carries ``batch_size * repeat`` queries).
         progress: a tqdm bar (stderr) over the budget's queries.
+        invert: an answer inverter applied to every :meth:`ask`'s answers, or None (default).
 
     Raises:
         ValueError: a parameter out of range, or ``repeat`` larger than ``budget``.
+        TypeError: ``invert`` is not an :class:`~stealguard.attacks.inversion.Inverter`.
     """
 
     def __init__(
-        self, blackbox: BlackBox, budget: int, *, repeat: int = 1, batch_size: int = 256, progress: bool = True
+        self,
+        blackbox: BlackBox,
+        budget: int,
+        *,
+        repeat: int = 1,
+        batch_size: int = 256,
+        progress: bool = True,
+        invert: Inverter | None = None,
     ) -> None:
         self.blackbox = blackbox
         self.budget = check_int("budget", budget, low=1)
@@ -43,6 +55,9 @@ class Oracle:
         self.batch_size = check_int("batch_size", batch_size, low=1)
         if self.repeat > self.budget:
             raise ValueError(f"repeat={self.repeat} sends every input {self.repeat} times, more than the budget of {self.budget} queries")
+        if invert is not None and not isinstance(invert, Inverter):
+            raise TypeError(f"invert must be an Inverter or None, got {type(invert).__name__}")
+        self.invert = invert
         self.capacity = self.budget // self.repeat
         self.asked = 0
         self._bar = tqdm(total=self.budget, desc="query black box", unit="query", disable=not check_bool("progress", progress))
@@ -58,7 +73,7 @@ class Oracle:
         return self.asked * self.repeat
 
     def ask(self, x: Tensor) -> Tensor:
-        """Answers of the black box to ``x`` (averaged over ``repeat`` sends).
+        """Answers of the black box to ``x`` (averaged over ``repeat`` sends, then inverted with ``invert``).
 
         Shape:
             x: ``(N, *input_shape)`` float pixels; returns float32 ``(N, K)`` on the CPU,
@@ -79,7 +94,8 @@ class Oracle:
             self._bar.update(chunk.shape[0] * self.repeat)
         if not answers:
             return torch.zeros(0, self.blackbox.num_classes)
-        return torch.cat(answers)
+        replies = torch.cat(answers)
+        return replies if self.invert is None else self.invert(replies)
 
     def close(self) -> None:
         """Close the progress bar."""

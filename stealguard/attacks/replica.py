@@ -2,7 +2,8 @@
 
 It holds the attacker's images, builds and trains the replica, and carries the evasion
 variants that work with every attack: ``train_on="argmax"`` (train on top-1 labels only),
-``repeat`` (send each input n times and average), any replica architecture
+``repeat`` (send each input n times and average), ``invert`` (undo a known defense on every
+answer, :mod:`stealguard.attacks.inversion`), any replica architecture
 (``replica_arch`` / ``replica_factory``) and either optimizer. Each attack declares the
 training schedule of its paper in :attr:`ReplicaAttack.training_defaults`; a parameter left
 at ``None`` takes that default.
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from stealguard._checks import check_bool, check_choice, check_int, check_number
 from stealguard.attacks.angle_probe import AngleProbe, steps_per_epoch
 from stealguard.attacks.base import Attack
+from stealguard.attacks.inversion import check_invert_spec, inverter_from_spec
 from stealguard.attacks.oracle import Oracle
 from stealguard.attacks.replica_source import build_replica, check_replica_source, replica_source_params
 from stealguard.blackbox import BlackBox
@@ -85,6 +87,8 @@ class ReplicaAttack(Attack):
         angle_probe: record the paper's angular deviation on the replica while it trains,
             on this many of its training inputs, >= 0 (default 0: off); reported by
             :meth:`training_report` (:mod:`stealguard.attacks.angle_probe`).
+        invert: a defense spec (``"mad:epsilon=0.5"``, or ``"mad"`` to estimate the budget) whose
+            answer inversion is applied to every answer before training, or None (default).
 
     Raises:
         TypeError, ValueError: a parameter of the wrong type or out of range (named in the message).
@@ -119,8 +123,10 @@ class ReplicaAttack(Attack):
         query_batch_size: int = 256,
         train_on: str = "probs",
         repeat: int = 1,
+        invert: str | None = None,
         angle_probe: int = 0,
     ) -> None:
+        self.invert = check_invert_spec(invert)
         self.images, self.labels, self.queryset_name = query_images(queryset)
         self.replica_arch, self.replica_factory = check_replica_source(replica_arch, replica_factory)
         given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
@@ -147,7 +153,10 @@ class ReplicaAttack(Attack):
         """The budgeted view of ``blackbox`` this run asks through (closes its bar on exit)."""
         self._check_shape(blackbox)
         self._probe_box = blackbox
-        return Oracle(blackbox, budget, repeat=self.repeat, batch_size=self.query_batch_size, progress=self.progress)
+        inverter = None if self.invert is None else inverter_from_spec(self.invert)
+        return Oracle(
+            blackbox, budget, repeat=self.repeat, batch_size=self.query_batch_size, progress=self.progress, invert=inverter
+        )
 
     def make_replica(self, blackbox: BlackBox, reference: Tensor, *, seed: int) -> nn.Module:
         """A freshly initialised replica, weights drawn with ``torch.manual_seed(seed)``.
@@ -248,4 +257,5 @@ class ReplicaAttack(Attack):
             "train_on": self.train_on,
             "repeat": self.repeat,
             "angle_probe": self.angle_probe,
+            "invert": self.invert,
         }

@@ -9,6 +9,7 @@ from stealguard.defenses.adaptive_misinformation import AdaptiveMisinformation
 from stealguard.defenses.dcp import DCP
 from stealguard.defenses.label_only import LabelOnly
 from stealguard.defenses.mad import MAD, MADArgmax
+from stealguard.defenses.mad_keyed import MADKeyed
 from stealguard.defenses.none import NoDefense
 from stealguard.defenses.random_noise import RandomNoise
 from stealguard.defenses.registry import create, get, names, parameters, register
@@ -26,12 +27,14 @@ register("rounding", Rounding)
 register("label_only", LabelOnly)
 register("mad", MAD)
 register("mad_argmax", MADArgmax)
+register("mad_keyed", MADKeyed)
 register("adaptive_misinformation", AdaptiveMisinformation)
 
 __all__ = [
     "AdaptiveMisinformation",
     "MAD",
     "MADArgmax",
+    "MADKeyed",
     "Defense",
     "DCP",
     "LabelOnly",

@@ -34,6 +34,7 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
 SURROGATE_DEFENSES: dict[str, dict[str, Any]] = {
     "mad": {"epsilon": 0.5},
     "mad_argmax": {"epsilon": 0.5},
+    "mad_keyed": {"epsilon": 0.5, "mix": 0.5, "seed": 7},
 }
 """Defenses that take a ``surrogate=`` network; ``make_defense`` builds a small MLP for them."""
 
@@ -42,7 +43,7 @@ MISINFORMATION_DEFENSES: dict[str, dict[str, Any]] = {
 }
 """Defenses that take a ``misinformation=`` network; ``make_defense`` builds a small MLP (seed 1) for them."""
 
-MAX_CLASSES: dict[str, int] = {"mad": 64, "mad_argmax": 64}
+MAX_CLASSES: dict[str, int] = {"mad": 64, "mad_argmax": 64, "mad_keyed": 64}
 """Cap on K for defenses whose cost grows with K (default cap: 1000)."""
 
 

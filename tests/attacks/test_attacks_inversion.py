@@ -1,0 +1,177 @@
+"""Answer inversion (stealguard.attacks.inversion): exactness where the defense is invertible, honesty where not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor
+
+from stealguard import defenses, models
+from stealguard.attacks import invert
+from stealguard.attacks.inversion import inverter_from_spec, names
+from stealguard.attacks.inversion.estimate import densest_point
+
+K = 10
+EXACT = 1e-3
+
+
+def lenet_surrogate(seed: int) -> models.Classifier:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return models.create("lenet", input_shape=(1, 28, 28), num_classes=K).eval()
+
+
+def peaked_posteriors(n: int, seed: int = 0) -> Tensor:
+    """MNIST-like clean posteriors: mostly confident rows, some uncertain ones (float64)."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = 4 + 16 * torch.rand(n, 1, generator=gen, dtype=torch.float64)
+    return torch.softmax(scale * torch.randn(n, K, generator=gen, dtype=torch.float64), dim=1)
+
+
+def queries(n: int, seed: int = 1) -> Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def l1(a: Tensor, b: Tensor) -> Tensor:
+    return (a.double() - b.double()).abs().sum(dim=1)
+
+
+@pytest.fixture(scope="module")
+def mad_setup() -> tuple[Tensor, Tensor]:
+    y = peaked_posteriors(400)
+    answers = defenses.create("mad", epsilon=0.5, surrogate=lenet_surrogate(11))(queries(400), y)
+    return y, answers
+
+
+def test_mad_known_budget_recovers_clean_posteriors(mad_setup: tuple[Tensor, Tensor]) -> None:
+    y, answers = mad_setup
+    recovered = invert(answers, "mad:epsilon=0.5")
+    errors = l1(recovered, y)
+    assert float((errors < EXACT).double().mean()) >= 0.95
+    assert float(errors.median()) < 1e-9
+    assert float(errors.mean()) < 0.1 * float(l1(answers, y).mean())
+
+
+def test_mad_estimated_budget_matches_the_true_one(mad_setup: tuple[Tensor, Tensor]) -> None:
+    y, answers = mad_setup
+    inverter = inverter_from_spec("mad")
+    recovered = inverter(answers)
+    assert inverter.estimated_epsilon == pytest.approx(0.5, abs=1e-3)
+    assert float((l1(recovered, y) < EXACT).double().mean()) >= 0.9
+
+
+def test_mad_average_selection_is_worse_than_angle(mad_setup: tuple[Tensor, Tensor]) -> None:
+    y, answers = mad_setup
+    angle = l1(invert(answers, "mad:epsilon=0.5"), y).mean()
+    average = l1(invert(answers, "mad:epsilon=0.5,select=average"), y).mean()
+    assert angle <= average
+
+
+@pytest.mark.parametrize("norm, epsilon", [("l1", 0.2), ("l2", 0.3)])
+def test_mad_both_norms(norm: str, epsilon: float) -> None:
+    y = peaked_posteriors(200, seed=3)
+    answers = defenses.create("mad", epsilon=epsilon, norm=norm, surrogate=lenet_surrogate(5))(queries(200), y)
+    errors = l1(invert(answers, f"mad:epsilon={epsilon},norm={norm}"), y)
+    assert float(errors.mean()) < 0.5 * float(l1(answers, y).mean())
+
+
+def test_mad_argmax_known_budget_beats_the_naive_answer() -> None:
+    y = peaked_posteriors(300, seed=4)
+    answers = defenses.create("mad_argmax", epsilon=0.5, surrogate=lenet_surrogate(6))(queries(300), y)
+    errors = l1(invert(answers, "mad_argmax:epsilon=0.5"), y)
+    assert float(errors.mean()) < float(l1(answers, y).mean())
+    assert float((errors < EXACT).double().mean()) > float((l1(answers, y) < EXACT).double().mean())
+
+
+def test_keyed_mad_resists_the_inversion_that_undoes_mad() -> None:
+    y, x = peaked_posteriors(300, seed=8), queries(300)
+    surrogate = lenet_surrogate(9)
+    plain = defenses.create("mad", epsilon=0.5, surrogate=surrogate)(x, y)
+    keyed = defenses.create("mad_keyed", epsilon=0.5, mix=0.5, seed=123, surrogate=surrogate)(x, y)
+    plain_exact = (l1(invert(plain, "mad:epsilon=0.5"), y) < EXACT).double().mean()
+    for spec in ("mad_keyed:epsilon=0.5,mix=0.5", "mad:epsilon=0.5"):
+        keyed_exact = (l1(invert(keyed, spec), y) < EXACT).double().mean()
+        assert keyed_exact < 0.5 * plain_exact
+
+
+def test_keyed_mad_answers_depend_only_on_the_query_and_the_key() -> None:
+    y, x = peaked_posteriors(20, seed=2), queries(20)
+    make = lambda seed: defenses.create("mad_keyed", epsilon=0.5, seed=seed, surrogate=lenet_surrogate(1))  # noqa: E731
+    first, again, other_key = make(5)(x, y), make(5)(x.flip(0), y.flip(0)).flip(0), make(6)(x, y)
+    torch.testing.assert_close(first, again, rtol=0, atol=1e-12)
+    assert float(l1(first, other_key).max()) > 1e-3
+
+
+def test_reverse_sigmoid_monotone_map_is_inverted_exactly() -> None:
+    y = peaked_posteriors(200, seed=5)
+    answers = defenses.create("reverse_sigmoid", beta=0.5, gamma=1.0)(torch.zeros(200, 1), y)
+    errors = l1(invert(answers, "reverse_sigmoid:beta=0.5,gamma=1.0"), y)
+    assert float((errors < EXACT).double().mean()) >= 0.95
+
+
+def test_reverse_sigmoid_folded_map_is_inverted_better_than_naive() -> None:
+    y = peaked_posteriors(200, seed=6)
+    answers = defenses.create("reverse_sigmoid", beta=0.3, gamma=0.2)(torch.zeros(200, 1), y)
+    errors = l1(invert(answers, "reverse_sigmoid:beta=0.3,gamma=0.2"), y)
+    assert float(errors.mean()) < 0.5 * float(l1(answers, y).mean())
+
+
+def test_dcp_keeps_unchanged_rows_and_undoes_perturbed_ones() -> None:
+    y = peaked_posteriors(300, seed=7)
+    answers = defenses.create("dcp", tau=0.8)(torch.zeros(300, 1), y)
+    recovered = invert(answers, "dcp:tau=0.8")
+    confident = y.amax(dim=1) > 0.85
+    assert confident.any() and (~confident).any()
+    assert float(l1(recovered, y)[confident].max()) < 1e-6
+    assert float(l1(recovered, y)[~confident].mean()) < 0.5 * float(l1(answers, y)[~confident].mean())
+
+
+@pytest.mark.parametrize("spec", ["rounding:decimals=1", "topk:k=2", "label_only", "random_noise:epsilon=0.3",
+                                  "adaptive_misinformation:tau=0.9", "none"])
+def test_information_destroying_defenses_return_the_answer(spec: str) -> None:
+    answers = peaked_posteriors(30, seed=9)
+    torch.testing.assert_close(invert(answers, spec), answers, rtol=0, atol=1e-12)
+    assert inverter_from_spec(spec).exact is (spec == "none")
+
+
+@st.composite
+def answer_batches(draw: st.DrawFn) -> Tensor:
+    rows, classes = draw(st.integers(0, 12)), draw(st.integers(2, 12))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    scale = draw(st.sampled_from([0.0, 0.1, 1.0, 10.0, 60.0]))
+    batch = torch.softmax(scale * torch.randn(rows, classes, generator=gen, dtype=torch.float64), dim=1)
+    return batch.to(draw(st.sampled_from([torch.float32, torch.float64])))
+
+
+@pytest.mark.parametrize("name", names())
+@settings(max_examples=12, deadline=None)
+@given(answers=answer_batches())
+def test_every_inverter_returns_rows_on_the_simplex(name: str, answers: Tensor) -> None:
+    recovered = inverter_from_spec(name)(answers)
+    assert recovered.shape == answers.shape and recovered.dtype == answers.dtype
+    assert torch.isfinite(recovered).all() and (recovered >= 0).all()
+    assert ((recovered.double().sum(dim=1) - 1).abs() <= 1e-6).all()
+
+
+def test_densest_point_is_the_right_end_of_the_common_segment() -> None:
+    low = torch.tensor([0.0, 0.4, 0.45, 0.9])
+    high = torch.tensor([0.1, 0.5, 0.52, 1.0])
+    assert densest_point(low, high) == pytest.approx(0.5)
+    assert densest_point(torch.empty(0), torch.empty(0)) is None
+
+
+def test_bad_specs_and_answers_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown inverter 'nope'; available: .*mad"):
+        inverter_from_spec("nope")
+    with pytest.raises(TypeError, match="unknown parameter.*surrogate"):
+        inverter_from_spec("mad:surrogate=victim")
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        inverter_from_spec("mad:epsilon=3")
+    with pytest.raises(ValueError, match=r"shape \(N, K\)"):
+        invert(torch.ones(3), "mad")
+    with pytest.raises(ValueError, match="simplex"):
+        invert(torch.full((2, 3), 0.5), "mad")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        invert(torch.ones(2, 3, dtype=torch.long), "mad")
