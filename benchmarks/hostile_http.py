@@ -15,6 +15,13 @@ digits ``mlp`` victim on a free 127.0.0.1 port. Measured, each ``--repeats`` tim
   headers and a partial body; the stalled connections still open (each holding one of the
   ``--max-active-requests`` slots) and those refused with 503 are counted.
 
+* ``json decode, (3, 32, 32) victim``: in-process, :func:`stealguard.serve.codec.decode_inputs`
+  of a valid JSON body of 896 CIFAR-shaped inputs (about 31 MiB, under the default 32 MiB
+  limit) on a worker thread, and the longest the main thread waited
+  meanwhile (a 1 ms sleep loop: the GIL the parse holds; the same loop with nothing running
+  is the ``idle`` row, what the machine's scheduling alone costs; ``reference`` is plain
+  ``json.loads`` and one ``np.asarray``, as the decoder did before).
+
 Also reported: the server's peak resident memory (VmHWM) before and after. Rows go to
 ``--out`` (CSV: scenario, statistic, value, unit); the table goes to stdout.
 
@@ -91,6 +98,44 @@ def timed(call: object) -> tuple[float, int]:
     start = time.perf_counter()
     status = call()  # type: ignore[operator]
     return time.perf_counter() - start, int(status)
+
+
+def longest_wait(work: object) -> tuple[float, float]:
+    """Seconds ``work()`` took on a worker thread and the longest gap of a 1 ms sleep loop meanwhile."""
+    import threading
+
+    gaps: list[float] = []
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (work(), done.set()))  # type: ignore[operator]
+    start = last = time.perf_counter()
+    worker.start()
+    while not done.is_set():
+        time.sleep(0.001)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+    worker.join()
+    return time.perf_counter() - start, max(gaps, default=0.0)
+
+
+def cifar_json_rows(repeats: int) -> list[dict[str, object]]:
+    """Decode time and longest main-thread wait for a max-size valid JSON body of a (3, 32, 32) victim."""
+    from stealguard.serve.codec import decode_inputs
+
+    images = np.round(np.random.default_rng(0).random((896, 3, 32, 32)), 8)
+    body = json.dumps({"inputs": images.tolist()}).encode()
+    rows: list[dict[str, object]] = []
+    for name, work in (
+        ("idle", lambda: time.sleep(1.0)),
+        (f"json decode, (3, 32, 32) victim, {len(body) / 2**20:.0f} MiB",
+         lambda: decode_inputs(body, "application/json", input_shape=(3, 32, 32), max_batch=1024)),
+        ("reference: json.loads + np.asarray of the same body", lambda: np.asarray(json.loads(body)["inputs"])),
+    ):
+        runs = [longest_wait(work) for _ in range(repeats)]
+        rows.append({"scenario": name, "statistic": "median time", "value": 1000 * statistics.median(t for t, _ in runs), "unit": "ms"})
+        rows.append({"scenario": name, "statistic": "median longest wait of a 1 ms loop", "value": 1000 * statistics.median(g for _, g in runs), "unit": "ms"})
+        rows.append({"scenario": name, "statistic": "max longest wait of a 1 ms loop", "value": 1000 * max(g for _, g in runs), "unit": "ms"})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             process.terminate()
             process.wait(timeout=30)
+    rows += cifar_json_rows(args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["scenario", "statistic", "value", "unit"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import io
 import json
 import math
@@ -51,6 +52,9 @@ MAX_INT_DIGITS = 20
 """Longest JSON integer accepted (a pixel is 0 or 1, a batch size fits in 20 digits)."""
 EXCERPT_CHARS = 80
 """Most characters of the request quoted in a message."""
+WINDOW = 1 << 20
+"""Bytes a whole-body scan (UTF-8 check, comma count, boolean search) takes at a time, so that a
+large body on a worker thread holds the GIL for milliseconds, not for the whole scan."""
 
 
 class InputError(Exception):
@@ -159,16 +163,46 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
+def _parse_float(text: str) -> float:
+    # A Python-level hook makes the C parser enter the interpreter for every float, where the
+    # GIL can pass to the event loop: parsing a 32 MiB body on a worker thread then stalls the
+    # other requests for milliseconds instead of the whole parse (about 2 s).
+    return float(text)
+
+
+def _utf8(body: bytes) -> str:
+    """``body`` decoded as strict UTF-8, :data:`WINDOW` bytes at a time.
+
+    Raises:
+        InputError: 400 naming the first offending byte.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view, parts = memoryview(body), []
+    for start in range(0, max(len(body), 1), WINDOW):
+        try:
+            parts.append(decoder.decode(view[start:start + WINDOW], final=start + WINDOW >= len(body)))
+        except UnicodeDecodeError as err:
+            raise InputError(400, f"malformed JSON body: not UTF-8 ({err.reason} near byte {start + err.start})") from None
+    return "".join(parts)
+
+
+def _count(body: bytes, byte: bytes) -> int:
+    """Occurrences of the single byte ``byte`` in ``body``, counted :data:`WINDOW` bytes at a time."""
+    return sum(body.count(byte, start, start + WINDOW) for start in range(0, len(body), WINDOW))
+
+
+def _contains(body: bytes, word: bytes) -> bool:
+    """Whether ``word`` occurs in ``body``, searched :data:`WINDOW` bytes at a time."""
+    return any(body.find(word, start, start + WINDOW + len(word) - 1) >= 0 for start in range(0, len(body), WINDOW))
+
+
 def _from_json(body: bytes, input_shape: tuple[int, ...], max_batch: int) -> np.ndarray:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(400, f"malformed JSON body: not UTF-8 ({err.reason} at byte {err.start})") from None
+    text = _utf8(body)
     limit = max_values(input_shape, max_batch)
-    if text.count(",") > limit + MAX_DIMS + 1:
+    if _count(body, b",") > limit + MAX_DIMS + 1:
         raise InputError(413, f"the JSON body holds more than {limit} values, the limit of {max_batch} inputs per request")
     try:
-        payload = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+        payload = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
     except RecursionError:
         raise InputError(400, "malformed JSON body: nested too deeply") from None
     except json.JSONDecodeError as err:
@@ -177,7 +211,7 @@ def _from_json(body: bytes, input_shape: tuple[int, ...], max_batch: int) -> np.
         raise InputError(422, f"the JSON body must be an object with key 'inputs' or 'inputs_b64', got {type(payload).__name__}")
     keys = set(payload)
     if keys == {"inputs"}:
-        return _from_nested(payload["inputs"], text, input_shape)
+        return _from_nested(payload["inputs"], body, input_shape)
     if keys == {"inputs_b64", "shape"}:
         return _from_base64(payload["inputs_b64"], payload["shape"], input_shape, max_batch)
     raise InputError(
@@ -198,22 +232,32 @@ def _nesting(inputs: list[Any], deepest: int) -> list[int]:
     return sizes
 
 
-def _from_nested(inputs: Any, text: str, input_shape: tuple[int, ...]) -> np.ndarray:
+def _from_nested(inputs: Any, body: bytes, input_shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(inputs, list):
         raise InputError(422, f"'inputs' must be a nested list of numbers, got {type(inputs).__name__}")
     depth = len(_nesting(inputs, MAX_DIMS + 1))
     if depth > MAX_DIMS:
         raise InputError(422, f"inputs must have shape {_shape_text(input_shape)}; 'inputs' is nested more than {MAX_DIMS} deep")
+    # One np.asarray per input (at most max_batch of them) rather than one over the whole list:
+    # as fast, the GIL can pass to the event loop between inputs, and each parsed input is freed
+    # as soon as it is converted rather than all at once at the end.
+    rows = []
     try:
-        array = np.asarray(inputs)
+        for index, row in enumerate(inputs):
+            rows.append(np.asarray(row))
+            inputs[index] = None
     except ValueError:
         raise InputError(422, "'inputs' is ragged: every row must have the same shape") from None
-    if array.dtype.kind not in "fiu":
-        what = {"U": "a string", "O": "null, a ragged row or an integer too large", "b": "a boolean"}.get(array.dtype.kind, str(array.dtype))
-        raise InputError(422, f"inputs must be numbers; the list contains {what}")
+    for row in rows:
+        if row.dtype.kind not in "fiu":
+            what = {"U": "a string", "O": "null, a ragged row or an integer too large", "b": "a boolean"}.get(row.dtype.kind, str(row.dtype))
+            raise InputError(422, f"inputs must be numbers; the list contains {what}")
+    if len({row.shape for row in rows}) > 1:
+        raise InputError(422, "'inputs' is ragged: every row must have the same shape")
+    array = np.stack(rows) if rows else np.zeros((0,))
     # The body holds nothing but {"inputs": [...]} and the list holds no string, so a JSON
-    # true/false anywhere in the text is a boolean in the list, which numpy turns into 0 / 1.
-    if "true" in text or "false" in text:
+    # true/false anywhere in the (UTF-8) body is a boolean in the list, which numpy turns into 0 / 1.
+    if _contains(body, b"true") or _contains(body, b"false"):
         raise InputError(422, "inputs must be numbers; the list contains a boolean")
     return array
 

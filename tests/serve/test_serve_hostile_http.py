@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from stealguard.serve.app import ServeConfig, raise_open_file_limit
 from tests.serve import _hostile
 from tests.serve._server import Server
 
@@ -191,3 +192,43 @@ def test_a_stalled_upload_gets_408_and_is_closed(victim_dir: Path, tmp_path: Pat
         assert httpx.get(f"{running.url}/healthz", timeout=WAIT_S).status_code == 200
     finally:
         running.stop()
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"the hard open-file limit is {hard}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        raised = raise_open_file_limit()
+        now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert raised == now > 256
+        assert now == hard or hard == resource.RLIM_INFINITY
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_serve_passes_the_connection_cap_and_logging_to_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from stealguard.serve import app
+
+    seen: dict[str, object] = {}
+    monkeypatch.setenv(app.CONFIG_ENV, "")
+    monkeypatch.setattr(app, "check_config", lambda config: None)
+    monkeypatch.setattr(app, "raise_open_file_limit", lambda: 300)
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: seen.update(kwargs))
+    app.serve(app.ServeConfig(victim="unused", max_connections=1000), port=0)
+    assert seen["limit_concurrency"] == 300 - app.FILE_RESERVE
+    assert seen["log_config"]["loggers"]["stealguard"]["level"] == "INFO"  # type: ignore[index]
+    app.serve(app.ServeConfig(victim="unused", max_connections=100), port=0)
+    assert seen["limit_concurrency"] == 100
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("body_timeout", 0.0), ("max_active_requests", 0), ("max_connections", 0)],
+)
+def test_limits_out_of_range_are_refused(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        ServeConfig(victim="unused", **{field: value})
