@@ -59,6 +59,8 @@ EXHAUSTIVE_MAX_CLASSES = 10
 """Largest K the reference searches exhaustively (``search="auto"``)."""
 EXHAUSTIVE_LIMIT = 16
 """Largest K ``search="exhaustive"`` accepts (2^(K-1) candidate sets per sample)."""
+EXHAUSTIVE_ROWS = 256
+"""Samples per block of the exhaustive search (bounds its ``(rows, 2^K)`` intermediates)."""
 SEARCHES = ("auto", "exhaustive", "greedy")
 DEFAULT_SEARCH = "greedy"
 MAD_JACOBIANS = (*JACOBIANS, "identity")
@@ -276,24 +278,27 @@ def exhaustive_argmax_preserving_set(
     """The class set ``S ∋ top`` whose target ``(1_S + w e_top) / (|S| + w)`` maximises H, over all sets.
 
     H is ``2 - 2 cos(G^T y*, G^T y)``, evaluated from the Gram matrix ``M = G G^T`` for all
-    ``2^(K-1)`` sets at once (the target's scale cancels in the cosine); ties go to the set
-    the reference code visits first. Shapes: ``probs (N, K)``, ``top (N,)`` -> boolean ``(N, K)``.
+    ``2^(K-1)`` sets at once (the target's scale cancels in the cosine), in row blocks of
+    :data:`EXHAUSTIVE_ROWS`; ties go to the set the reference code visits first. Shapes:
+    ``probs (N, K)``, ``top (N,)`` -> boolean ``(N, K)``.
     """
     n, k = probs.shape
-    gram = geometry.gram().to(torch.float64)
-    y = probs.to(torch.float64)
+    gram_all = geometry.gram().to(torch.float64)
     masks = subset_masks(k, device=probs.device)
-    m_y = torch.einsum("nkj,nj->nk", gram, y)
-    y_norm_sq = (y * m_y).sum(dim=1, keepdim=True).clamp_min(0)
-    rows = torch.arange(n, device=probs.device)
-    m_top = gram[rows, top]
-    cross = masks @ m_y.T
-    cross = cross.T + top_weight * m_y[rows, top].unsqueeze(1)
-    quad = torch.einsum("sk,nkj,sj->ns", masks, gram, masks)
-    quad = quad + 2 * top_weight * (m_top @ masks.T) + top_weight**2 * gram[rows, top, top].unsqueeze(1)
-    cosines = cross / (quad.clamp_min(0) * y_norm_sq).sqrt().clamp_min(1e-300)
-    valid = masks[:, top].T.bool()
-    best = cosines.masked_fill(~valid, math.inf).argmin(dim=1)
+    best = torch.empty(n, dtype=torch.long, device=probs.device)
+    for start in range(0, n, EXHAUSTIVE_ROWS):
+        rows = slice(start, start + EXHAUSTIVE_ROWS)
+        gram, y, c = gram_all[rows], probs[rows].to(torch.float64), top[rows]
+        index = torch.arange(gram.shape[0], device=probs.device)
+        m_y = torch.einsum("nkj,nj->nk", gram, y)
+        y_norm_sq = (y * m_y).sum(dim=1, keepdim=True).clamp_min(0)
+        m_top = gram[index, c]
+        cross = m_y @ masks.T + top_weight * m_y[index, c].unsqueeze(1)
+        quad = torch.einsum("sk,nkj,sj->ns", masks, gram, masks)
+        quad = quad + 2 * top_weight * (m_top @ masks.T) + top_weight**2 * gram[index, c, c].unsqueeze(1)
+        cosines = cross / (quad.clamp_min(0) * y_norm_sq).sqrt().clamp_min(1e-300)
+        valid = masks[:, c].T.bool()
+        best[rows] = cosines.masked_fill(~valid, math.inf).argmin(dim=1)
     return masks[best].bool()
 
 

@@ -154,3 +154,13 @@ def test_identity_jacobian_mad_targets_the_least_likely_class():
     y = posteriors(20, K, seed=8)
     ours = D.create("mad", epsilon=2.0, jacobian="identity")(torch.zeros(20, 8), y)
     assert torch.equal(ours.argmax(dim=1), y.argmin(dim=1))
+
+
+def test_exhaustive_search_in_row_blocks_equals_row_by_row():
+    net = surrogate(8, seed=2)
+    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(3))
+    y = posteriors(300, 8, seed=4, scale=1.5)
+    defense = D.create("mad_argmax", epsilon=0.4, surrogate=net, search="exhaustive")
+    batch = defense(x, y)
+    rows = torch.cat([defense(x[i : i + 1], y[i : i + 1]) for i in range(0, 300, 37)])
+    torch.testing.assert_close(batch[::37], rows, atol=1e-9, rtol=0)
