@@ -7,6 +7,7 @@ Subcommands::
     stealguard attack --target URL --attack NAME --budget N --out FILE.json [--dataset NAME] ...
     stealguard sweep  --victim DIR --attack NAME --queryset NAME --budget N --defense SPEC [--defense SPEC ...] --out DIR
     stealguard demo   [--out DIR] [--seed S] [--device D]
+    stealguard grid   CONFIG.toml [--out DIR] [--address ADDR] [--resume]
     stealguard serve  --victim DIR [--defense SPEC] [--host H] [--port P] [--workers N] [--keys FILE] ...
     stealguard keygen --keys FILE --name NAME [--quota N] [--rate R] [--burst B]
     stealguard quantize --victim DIR --out DIR [--calibration N] [--seed S] [--data-root DIR]
@@ -255,11 +256,29 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from stealguard.harness.ray_grid import grid_outcome_line, load_grid, run_grid
+    from stealguard.runspec import Env
+
+    config = load_grid(args.config)
+    out = args.out if args.out is not None else Path("runs") / "grid" / (config.results or config.name)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for results.csv")
+    env = Env(
+        data_root=None if args.data_root is None else str(args.data_root), download=args.download, device=args.device,
+        progress=not args.quiet, victim_cache=str(args.victim_cache),
+    )
+    outcome = run_grid(config, out_dir=out, env=env, address=args.address, resume=args.resume, retry_failed=args.retry_failed)
+    print(grid_outcome_line(outcome, out))
+    return 1 if outcome.failures else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from stealguard.harness import demo, format_table
 
     started = time.perf_counter()
-    rows = demo(out_dir=args.out, seed=args.seed, device=args.device, progress=not args.quiet)
+    threads = 1 if args.torch_threads is None else args.torch_threads
+    rows = demo(out_dir=args.out, seed=args.seed, device=args.device, progress=not args.quiet, threads=threads)
     print(format_table(rows))
     print(f"wrote results.csv, results.json, tradeoff.png and victim/ to {args.out} in {time.perf_counter() - started:.1f} s")
     return 0
@@ -280,6 +299,47 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         f"runs on the CPU only; saved to {args.out}"
     )
     return 0
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """``--threads auto``: half the usable cores, at least 1 (1 on a 2-core machine).
+
+    torch's own default (one intra-op thread per core) oversubscribes a machine that runs
+    anything else; measured with ``benchmarks/thread_scaling.py`` on a shared 2-core machine.
+    """
+    return max(1, usable_cores() // 2)
+
+
+def _thread_count(text: str) -> int | None:
+    """``--threads`` value: a positive integer, or ``auto`` (None)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _threads_option(parser: argparse.ArgumentParser, *, default_help: str) -> None:
+    parser.add_argument(
+        "--threads", type=_thread_count, default=None, metavar="N|auto", dest="torch_threads", help=default_help
+    )
+
+
+THREADS_HELP = (
+    "torch intra-op threads (default auto: half the usable CPU cores, at least 1; torch's own default, "
+    "one per core, oversubscribes a shared machine)"
+)
 
 
 def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
@@ -344,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train with DP-SGD (Opacus): noise_multiplier=S,max_grad_norm=C[,delta=D][,accountant=rdp|prv]",
     )
     _common(train)
+    _threads_option(train, default_help=THREADS_HELP)
     train.set_defaults(handler=_cmd_train)
 
     attack = commands.add_parser("attack", help="steal a victim behind a defense and measure both sides")
@@ -360,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "noise); default: a stream derived from --seed, independent of the attacker's")
     attack.add_argument("--out", type=Path, required=True, help="result JSON file")
     _common(attack)
+    _threads_option(attack, default_help=THREADS_HELP)
     attack.set_defaults(handler=_cmd_attack)
 
     sweep = commands.add_parser("sweep", help="one attack against several defense specs -> CSV + plot")
@@ -370,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "noise); default: a stream derived from --seed, independent of the attacker's")
     sweep.add_argument("--out", type=Path, required=True, help="output directory")
     _common(sweep)
+    _threads_option(sweep, default_help=THREADS_HELP)
     sweep.set_defaults(handler=_cmd_sweep)
 
     serve = commands.add_parser("serve", help="serve a victim behind a defense over HTTP (FastAPI + uvicorn)")
@@ -393,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--body-timeout", type=float, default=30.0, metavar="S", help="seconds a request body may take to arrive (default 30; then 408)")
     serve.add_argument("--max-active-requests", type=int, default=64, help="predict requests served at once per process, uploads included (default 64; then 503)")
     serve.add_argument("--max-connections", type=int, default=1000, help="open connections per process (default 1000; then 503 for every request)")
-    serve.add_argument("--threads", type=int, default=None, help="torch threads per worker (default torch's)")
+    serve.add_argument("--threads", type=int, default=1, help="torch intra-op threads per worker (default 1)")
     serve.add_argument("--no-query-log", action="store_true", help="do not keep the forensic query log")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     serve.add_argument(
@@ -413,7 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="two-minute demonstration on the built-in digits data")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
     _common(demo, data=False)
+    _threads_option(demo, default_help="torch intra-op threads (default 1: the demo's models are tiny)")
     demo.set_defaults(handler=_cmd_demo)
+
+    grid = commands.add_parser("grid", help="run a grid config (victims x attacks x defenses x seeds) on Ray")
+    grid.add_argument("config", type=Path, help="grid config (TOML; see stealguard.harness.ray_grid)")
+    grid.add_argument("--out", type=Path, default=None, help="results folder (default runs/grid/<the config's results or name>)")
+    grid.add_argument("--address", default=None, help="a running Ray cluster (auto, HOST:PORT); default: Ray embedded on this machine")
+    grid.add_argument("--resume", action="store_true", help="run only the cells not yet in the results folder")
+    grid.add_argument("--retry-failed", action="store_true", help="with --resume: run the cells stored as failed again")
+    grid.add_argument("--victim-cache", type=Path, default=Path("runs/victims"), help="where victims are trained once and kept (default runs/victims)")
+    _common(grid)
+    grid.set_defaults(handler=_cmd_grid)
 
     quantize = commands.add_parser("quantize", help="int8-quantize a trained victim (post-training static; runs on the CPU)")
     quantize.add_argument("--victim", type=Path, required=True, help="float victim directory written by `stealguard train`")
@@ -435,9 +509,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(err)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 0
+    if getattr(args, "torch_threads", 0) != 0 and args.command != "demo":
+        import torch
+
+        torch.set_num_threads(default_threads() if args.torch_threads is None else args.torch_threads)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, BudgetExceededError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, BudgetExceededError) as err:
         return _fail(err)
     except RemoteError as err:
         return _fail(err)

@@ -56,26 +56,28 @@ def demo(
     device: DeviceLike = "auto",
     progress: bool = True,
     defenses: tuple[str, ...] = DEMO_DEFENSES,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
     """Train a digits victim, attack it behind each defense, save and return the results.
 
     Writes into ``out_dir``: ``victim/`` (the model), ``results.csv``, ``results.json`` and
     ``tradeoff.png``. Seeded: the same ``seed`` gives the same numbers on the CPU
-    (latencies aside). The models are tiny, so torch runs on one thread for the duration
-    (restored afterwards): on a busy 2-core machine intra-op threads fight for the cores
-    and make each step ten times slower. Print the returned rows with
+    (latencies aside). The models are tiny, so torch runs on ``threads`` intra-op threads
+    (default 1) for the duration (restored afterwards): on a busy 2-core machine intra-op
+    threads fight for the cores and make each step ten times slower. Print the returned rows with
     :func:`stealguard.harness.tables.format_table`.
 
     Returns:
         One :func:`~stealguard.harness.experiment.run_attack` dict per defense.
     """
     check_int("seed", seed, low=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    check_int("threads", threads, low=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         return _demo(Path(out_dir), seed=seed, device=device, progress=progress, defenses=defenses)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _demo(

@@ -101,7 +101,8 @@ class ServeConfig:
             to the open-file limit less :data:`FILE_RESERVE` when that is smaller.
         seed: seed of the defense (and MAD's surrogate), >= 0.
         device: ``auto``, ``cpu`` or ``cuda``.
-        threads: torch intra-op threads per process, >= 1, or None for torch's default.
+        threads: torch intra-op threads per process, >= 1 (default 1: requests are small, and
+            several intra-op threads per worker contend for the cores), or None for torch's default.
         query_log: keep the forensic query log (default True).
         data_root: where the data sets are, for a defense that trains a model on first use
             (``adaptive_misinformation`` without a saved misinformation model); None: the default root.
@@ -125,7 +126,7 @@ class ServeConfig:
     max_connections: int = 1000
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = 1
     query_log: bool = True
     data_root: str | None = None
 
@@ -316,7 +317,7 @@ class _Service:
         keys = load_keys(config.keys) if config.keys is not None else None
         anonymous = KeyPolicy(name="anonymous", quota=config.quota, rate=config.rate, burst=config.burst)
         self.store = _open_store(config)
-        LOGGER.info("store: %s", self.store.location)
+        LOGGER.info("store: %s (this process reserves as %s)", self.store.location, self.store.owner)
         self.access = AccessControl(self.store, keys=keys, anonymous=anonymous)
         self.log = QueryLog(self.store) if config.query_log else None
         self.replays = ReplayStore(self.store)
