@@ -11,7 +11,7 @@ from torch import Tensor
 from stealguard import defenses, models
 from stealguard.attacks import invert
 from stealguard.attacks.inversion import inverter_from_spec, names
-from stealguard.attacks.inversion.estimate import densest_point
+from stealguard.attacks.inversion.estimate import densest_cluster
 
 K = 10
 EXACT = 1e-3
@@ -155,11 +155,12 @@ def test_every_inverter_returns_rows_on_the_simplex(name: str, answers: Tensor) 
     assert ((recovered.double().sum(dim=1) - 1).abs() <= 1e-6).all()
 
 
-def test_densest_point_is_the_right_end_of_the_common_segment() -> None:
-    low = torch.tensor([0.0, 0.4, 0.45, 0.9])
-    high = torch.tensor([0.1, 0.5, 0.52, 1.0])
-    assert densest_point(low, high) == pytest.approx(0.5)
-    assert densest_point(torch.empty(0), torch.empty(0)) is None
+def test_densest_cluster_finds_the_spike_not_the_crowd_near_zero() -> None:
+    gen = torch.Generator().manual_seed(0)
+    background = 0.2 * torch.rand(5000, generator=gen, dtype=torch.float64)
+    spike = 0.5 * (1 + 1e-5 * torch.rand(300, generator=gen, dtype=torch.float64))
+    assert densest_cluster(torch.cat([background, spike]), width=1e-3) == pytest.approx(0.5, rel=2e-5)
+    assert densest_cluster(torch.tensor([0.0, -1.0, float("nan")]), width=1e-3) is None
 
 
 def test_bad_specs_and_answers_are_refused() -> None:

@@ -1,10 +1,11 @@
-"""Estimating a defense's constant parameter from its answers: the point most intervals share.
+"""Estimating a defense's constant parameter from its answers: the densest cluster of per-row values.
 
-Each answer row (and each hypothesis about it, e.g. which class MAD targeted) is consistent
-with an interval of parameter values; the true value lies in the intervals of all rows
-whose hypothesis is right. :func:`densest_point` returns the right end of the segment
-covered by the most intervals (an interval sweep: sort the endpoints, cumulative sum of
-+1/-1), the end where the rows whose hidden entry is exactly 0 meet.
+Each answer row, under each hypothesis about it (e.g. which class MAD targeted), implies one
+value of the parameter if its hidden clean entry is exactly 0. Rows whose hypothesis is right
+and whose hidden entry is nearly 0 (MAD targets the classes the clean posterior excludes)
+all imply nearly the true value, a sharp spike; wrong hypotheses spread smoothly.
+:func:`densest_cluster` finds the window ``[v, v (1 + width)]`` holding the most implied
+values (sorted values, one ``searchsorted``) and returns the median of that window.
 """
 
 from __future__ import annotations
@@ -13,25 +14,22 @@ import torch
 from torch import Tensor
 
 
-def densest_point(low: Tensor, high: Tensor) -> float | None:
-    """Right end of the segment covered by the most intervals ``[low_i, high_i]``.
+def densest_cluster(values: Tensor, *, width: float, floor: float = 0.0) -> float | None:
+    """Median of the relative window ``[v, v (1 + width)]`` holding the most of ``values``.
 
-    Ties between segments go to the smallest value. ``None`` when there is no interval.
+    Args:
+        values: ``(M,)`` implied parameter values; non-finite ones and those ``<= floor`` are ignored.
+        width: relative window width, > 0.
+        floor: values at or below it are ignored (default 0).
 
-    Shape:
-        low, high: ``(M,)`` float, ``low <= high``.
+    Returns:
+        The estimate, or ``None`` when no value is left. Ties go to the smallest window.
     """
-    keep = torch.isfinite(low) & torch.isfinite(high) & (low <= high)
-    low, high = low[keep], high[keep]
-    if low.numel() == 0:
+    values = values[torch.isfinite(values) & (values > floor)]
+    if values.numel() == 0:
         return None
-    points = torch.cat([low, high])
-    steps = torch.cat([torch.ones_like(low), -torch.ones_like(high)])
-    # At equal positions openings come first, so touching intervals count as overlapping.
-    openings_first = torch.argsort(-steps, stable=True)
-    points, steps = points[openings_first], steps[openings_first]
-    ascending = torch.argsort(points, stable=True)
-    points, steps = points[ascending], steps[ascending]
-    depth = steps.cumsum(0)
-    best = int(torch.argmax(depth))
-    return float(points[min(best + 1, points.numel() - 1)])
+    ordered = values.sort().values
+    ends = torch.searchsorted(ordered, ordered * (1 + width), right=True)
+    counts = ends - torch.arange(ordered.numel(), device=ordered.device)
+    start = int(torch.argmax(counts))
+    return float(ordered[start : int(ends[start])].median())

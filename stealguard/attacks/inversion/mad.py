@@ -20,14 +20,14 @@ inverter therefore keeps the candidate that its own surrogate, ``p = u``, would 
 point ``r(x)`` into the target, ``t = (1 - mix) e_k + mix r(x)``; the attacker cannot compute
 ``r`` and substitutes its mean ``u``, which is exact only where ``r = u``.
 
-Unknown ``epsilon`` (``epsilon=None``): a candidate ``k`` whose hidden clean entry ``y_k`` lies in
-``[0, tol]`` fixes ``alpha`` to ``[(y~_k - tol)/(1 - tol), y~_k]`` (for ``mix = 0``) and so
-``epsilon = alpha d_k / (1 - alpha)`` (``d_k = ||y~ - t_k||``) to an interval; MAD's targets
-are the classes the clean posterior nearly excludes, so the true ``epsilon`` is where the most
-intervals meet (:func:`~stealguard.attacks.inversion.estimate.densest_point`). On confident rows
-``epsilon`` and ``2 - epsilon`` (L1) explain the answer equally well (target and top class
-swap roles); uncertain rows break the tie, and a remaining tie goes to the smaller value.
-The answers seen so far (up to ``memory`` rows) are pooled for the estimate.
+Unknown ``epsilon`` (``epsilon=None``): if class ``k`` was the target and its clean entry is 0,
+``alpha = y~_k`` (for ``mix = 0``) and ``epsilon = alpha d_k / (1 - alpha)`` (``d_k = ||y~ - t_k||``).
+MAD's targets are the classes the clean posterior nearly excludes, so the rows' targets all
+imply nearly the true budget (slightly more, by the clean entry's share), a sharp spike among
+the smooth spread of wrong hypotheses; the estimate is the median of the densest relative
+window of width ``tol`` (:func:`~stealguard.attacks.inversion.estimate.densest_cluster`). On
+confident rows the top class implies about ``2 - epsilon`` (L1; target and top class swap
+roles), a broader peak. The answers seen so far (up to ``memory`` rows) are pooled.
 
 A one-hot answer (``alpha = 1``: the budget reached the vertex) cannot be undone; it is kept.
 """
@@ -41,7 +41,7 @@ from torch import Tensor
 
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.attacks.inversion.base import Inverter
-from stealguard.attacks.inversion.estimate import densest_point
+from stealguard.attacks.inversion.estimate import densest_cluster
 from stealguard.defenses.simplex import MAX_DISTANCE, NORMS
 
 SELECTIONS = ("angle", "average")
@@ -105,25 +105,18 @@ def invert_vertex_mixture(answers: Tensor, *, epsilon: float, mix: float, norm: 
     return torch.where(usable, recovered, answers)
 
 
-def vertex_epsilon_intervals(answers: Tensor, *, mix: float, norm: str, tol: float) -> tuple[Tensor, Tensor]:
-    """Per (row, class) interval of budgets under which that class's hidden clean entry is in [0, tol].
+def vertex_implied_epsilons(answers: Tensor, *, mix: float, norm: str, tol: float) -> Tensor:
+    """The budget each (row, class) implies if that class was the target and its clean entry is 0: flat ``(M,)``.
 
-    ``y_k = (y~_k - alpha (1 - mix + mix/K)) / (1 - alpha) - ...``; for ``mix = 0`` this is the
-    interval of the module docstring. Rows/classes with ``y~_k <= tol`` are left out (every
-    nearly empty class is consistent with a budget near 0). Returns flat ``(low, high)``.
+    ``y_k = 0`` gives ``alpha = y~_k / (1 - mix + mix/K)`` (ignoring the ``mix/K`` shift of the
+    other entries) and ``epsilon = alpha d_k / (1 - alpha)``. Classes with ``y~_k <= tol`` are
+    left out (every nearly empty class implies a budget near 0).
     """
     k = answers.shape[1]
     distance = vertex_mixture_geometry(answers, mix=mix, norm=norm)
-    weight = 1 - mix + mix / k
-    # Ignoring the small mix/K shift of the other entries: y_k = (y~_k - alpha w) / (1 - alpha).
-    alpha_high = answers / weight
-    alpha_low = ((answers - tol) / (weight - tol)).clamp_min(0)
-    inside = (answers > tol) & (alpha_high < 1)
-
-    def budget(alpha: Tensor) -> Tensor:
-        return alpha * distance / (1 - alpha).clamp_min(1e-15)
-
-    return budget(alpha_low)[inside], budget(alpha_high)[inside]
+    alpha = answers / (1 - mix + mix / k)
+    inside = (answers > tol) & (alpha < 1)
+    return (alpha * distance / (1 - alpha).clamp_min(1e-15))[inside]
 
 
 class MADInversion(Inverter):
@@ -176,8 +169,8 @@ class MADInversion(Inverter):
             return self.epsilon
         pooled = answers if self._seen is None else torch.cat([self._seen.to(answers), answers])
         self._seen = pooled[-self.memory :].cpu()
-        low, high = vertex_epsilon_intervals(pooled, mix=self.mix, norm=self.norm, tol=self.tol)
-        estimate = densest_point(low, high)
+        implied = vertex_implied_epsilons(pooled, mix=self.mix, norm=self.norm, tol=self.tol)
+        estimate = densest_cluster(implied, width=self.tol, floor=self.tol)
         self.estimated_epsilon = None if estimate is None else min(estimate, MAX_DISTANCE[self.norm])
         return self.estimated_epsilon
 

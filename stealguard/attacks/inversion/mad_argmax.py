@@ -16,9 +16,9 @@ negative). Sets that are not of this form (the greedy search left out a class of
 mass, whose answer then ranks above boosted ones) are misread. Cost O(N K^2) (rows in chunks
 of bounded memory).
 
-Unknown ``epsilon``: each (row, m >= 1) where the smallest boosted entry's clean mass lies in
-``[0, tol]`` gives an interval of budgets; the estimate is where most intervals meet
-(:func:`~stealguard.attacks.inversion.estimate.densest_point`).
+Unknown ``epsilon``: each (row, m >= 1) implies the budget under which the smallest boosted
+entry's clean mass is exactly 0; the estimate is the densest cluster of these values
+(:func:`~stealguard.attacks.inversion.estimate.densest_cluster`), as for MAD.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch import Tensor
 
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.attacks.inversion.base import Inverter
-from stealguard.attacks.inversion.estimate import densest_point
+from stealguard.attacks.inversion.estimate import densest_cluster
 from stealguard.defenses.mad import TOP_CLASS_WEIGHT
 from stealguard.defenses.simplex import MAX_DISTANCE, NORMS, distance
 
@@ -108,23 +108,19 @@ class MADArgmaxInversion(Inverter):
     def _estimate(self, answers: Tensor) -> float | None:
         pooled = answers if self._seen is None else torch.cat([self._seen.to(answers), answers])
         self._seen = pooled[-self.memory :].cpu()
-        k = pooled.shape[1]
-        lows, highs = [], []
+        implied = []
         for chunk in _chunks(pooled):
             targets, boosted = set_targets(chunk)
-            boosted = boosted.clone()
-            boosted[:, :, :] &= chunk.unsqueeze(1) < chunk.amax(dim=1).view(-1, 1, 1)
+            boosted = boosted & (chunk.unsqueeze(1) < chunk.amax(dim=1).view(-1, 1, 1))
             spread = chunk.unsqueeze(1).expand_as(targets)
-            rows = chunk.shape[0]
+            rows, k = chunk.shape
             d = distance(spread.reshape(-1, k), targets.reshape(-1, k), self.norm).view(rows, k)
+            # alpha at which the smallest boosted class's clean entry is exactly 0.
             ratio = torch.where(boosted, spread / targets, torch.inf)
-            alpha_high = ratio.amin(dim=2)
-            smallest = ratio.argmin(dim=2, keepdim=True)
-            entry, weight = spread.gather(2, smallest).squeeze(2), targets.gather(2, smallest).squeeze(2)
-            alpha_low = ((entry - self.tol) / (weight - self.tol)).clamp_min(0)
-            inside = boosted.any(dim=2) & (entry > self.tol) & (alpha_high < 1)
-            lows.append((alpha_low * d / (1 - alpha_low))[inside])
-            highs.append((alpha_high * d / (1 - alpha_high).clamp_min(1e-15))[inside])
-        estimate = densest_point(torch.cat(lows), torch.cat(highs))
+            alpha = ratio.amin(dim=2)
+            entry = spread.gather(2, ratio.argmin(dim=2, keepdim=True)).squeeze(2)
+            inside = boosted.any(dim=2) & (entry > self.tol) & (alpha < 1)
+            implied.append((alpha * d / (1 - alpha).clamp_min(1e-15))[inside])
+        estimate = densest_cluster(torch.cat(implied), width=self.tol, floor=self.tol)
         self.estimated_epsilon = None if estimate is None else min(estimate, MAX_DISTANCE[self.norm])
         return self.estimated_epsilon
