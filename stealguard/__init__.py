@@ -3,6 +3,20 @@
 Data flow: victim (``stealguard.models``) -> black box with a defense
 (``stealguard.blackbox``, ``stealguard.defenses``) -> attack (``stealguard.attacks``)
 -> replica -> metrics (``stealguard.metrics``, ``stealguard.evaluate``).
+
+A run is a value: ``stealguard.run(spec, env)`` runs a :class:`stealguard.runspec.RunSpec`
+and returns its :class:`stealguard.runspec.RunResult`.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``stealguard.run``, imported on first use (so ``import stealguard`` stays light)."""
+    if name == "run":
+        from stealguard.harness.run import run
+
+        return run
+    raise AttributeError(f"module 'stealguard' has no attribute {name!r}")

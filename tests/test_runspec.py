@@ -125,3 +125,12 @@ def test_module_doctest() -> None:
     import stealguard.runspec
 
     assert doctest.testmod(stealguard.runspec).failed == 0
+
+
+def test_stealguard_run_is_the_entry_point() -> None:
+    import stealguard
+    from stealguard.harness.run import run
+
+    assert stealguard.run is run
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        stealguard.nothing  # noqa: B018
