@@ -1,0 +1,154 @@
+"""Grids on Ray: config validation, and a real two-node Ray cluster losing a node mid-grid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from stealguard import cli
+from stealguard.harness.ray_grid import FAILED_FILE, RESULTS_FILE, GridConfig, grid_outcome_line, load_grid, run_grid
+from stealguard.harness.run import run
+from stealguard.harness.run_table import RunTable
+from stealguard.runspec import DPVariant, Env, RunResult
+
+GRID = """
+name = "tiny"
+budget = 120
+seeds = [0, 1]
+defenses = ["none", "mad:epsilon=0.5"]
+max_retries = 1
+
+[[victim]]
+name = "digits-mlp"
+dataset = "digits"
+arch = "mlp"
+train = { epochs = 2 }
+
+[[attack]]
+name = "knockoff"
+queryset = "digits"
+params = { epochs = 1, batch_size = 32 }
+"""
+BROKEN_ATTACK = """
+[[attack]]
+name = "broken"
+attack = "knockoff"
+queryset = "digits"
+params = { epochs = 0 }
+defenses = ["none"]
+seeds = [0]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_grid_expands_to_run_specs(tmp_path: Path) -> None:
+    config = load_grid(_write(tmp_path, GRID + '\n[[victim]]\nname = "digits-mlp-int8"\nint8 = { of = "digits-mlp", calibration = 64 }\n'))
+    specs = config.specs()
+    assert len(specs) == 2 * 1 * 2 * 2
+    assert {str(spec.defense) for spec in specs} == {"none", "mad:epsilon=0.5"}
+    assert {spec.victim.variant.kind for spec in specs} == {"float", "int8"}
+    assert len({spec.key() for spec in specs}) == len(specs)
+
+
+def test_dp_sgd_in_the_defenses_is_a_victim_variant(tmp_path: Path) -> None:
+    config = load_grid(_write(tmp_path, GRID.replace('"mad:epsilon=0.5"', '"dp_sgd:noise_multiplier=1.0"')))
+    dp = [spec for spec in config.specs() if spec.victim.variant.kind == "dp"]
+    assert len(dp) == 2 and all(str(spec.defense) == "none" for spec in dp)
+    assert dp[0].victim.variant == DPVariant(noise_multiplier=1.0, max_grad_norm=1.0)
+
+
+def test_the_committed_grid_configs_load() -> None:
+    configs = sorted((Path(__file__).parents[2] / "benchmarks" / "configs").glob("*.toml"))
+    assert configs
+    for path in configs:
+        assert load_grid(path).specs()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda text: text.replace('arch = "mlp"', 'arch = "nosuch"'), r"victim\.0\.arch: unknown architecture"),
+        (lambda text: text.replace("budget = 120", "budget = 0"), "budget"),
+        (lambda text: text.replace('"mad:epsilon=0.5"', '"mad:epsilonn=0.5"'), "takes no parameter"),
+        (lambda text: text.replace("seeds = [0, 1]", "seeds = [0, 0]"), "seeds: lists a seed twice"),
+        (lambda text: text + "\nsurplus = 3\n", "surplus"),
+        (lambda text: text.replace('queryset = "digits"', "queryset = { mnist = 'fashionmnist' }"), "queryset names no data set"),
+        (lambda text: text + '\n[[victim]]\nname = "x"\nint8 = { of = "nobody" }\n', "int8.of must name an earlier float victim"),
+        (lambda text: "budget = [", "not valid TOML"),
+    ],
+)
+def test_bad_configs_name_the_field(tmp_path: Path, change, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_grid(_write(tmp_path, change(GRID)))
+
+
+def test_grid_cli_refuses_a_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
+    assert cli.main(["grid", str(_write(tmp_path, GRID.replace("budget = 120", "budget = -1"))), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "budget" in err
+    assert cli.main(["grid", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_config_models_are_pydantic() -> None:
+    assert issubclass(GridConfig, object) and GridConfig.model_json_schema()["title"] == "GridConfig"
+
+
+@pytest.fixture
+def loopback_ray(monkeypatch):
+    """Ray nodes of this test answer on 127.0.0.1 only (drivers and workers alike)."""
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray._private.ray_constants as constants
+
+    monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+
+
+@pytest.mark.integration
+def test_a_two_node_grid_survives_losing_a_node(tmp_path: Path, loopback_ray) -> None:
+    from ray.cluster_utils import Cluster
+
+    config = load_grid(_write(tmp_path, GRID + BROKEN_ATTACK))
+    env = Env(victim_cache=str(tmp_path / "victims"), device="cpu", progress=False)
+    out = tmp_path / "out"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    cluster.wait_for_nodes()
+    removed: list[str] = []
+
+    def remove_the_worker_after_the_first_result(_result: RunResult) -> None:
+        if not removed:
+            cluster.remove_node(worker)
+            removed.append("worker")
+
+    try:
+        outcome = run_grid(config, out_dir=out, env=env, address=cluster.address, on_result=remove_the_worker_after_the_first_result)
+    finally:
+        cluster.shutdown()
+    assert removed == ["worker"]
+    stored = RunTable(out / RESULTS_FILE).results()
+    good = [spec for spec in config.specs() if spec.attack.params["epochs"] == 1]
+    assert sorted(result.key for result in stored) == sorted(spec.key() for spec in good)
+    failed = RunTable(out / FAILED_FILE).results()
+    assert len(failed) == 1 and failed[0].status == "failed" and "epochs" in failed[0].error
+    assert len(outcome.results) == 4 and len(outcome.failures) == 1
+
+    one_by_one = {spec.key(): run(spec, env) for spec in good}
+    for result in stored:
+        expected = one_by_one[result.key]
+        assert {name: getattr(result, name) for name in RunResult.METRICS} == {name: getattr(expected, name) for name in RunResult.METRICS}
+
+    again = run_grid(config, out_dir=out, env=env, address=None, resume=True)
+    assert again.results == [] and again.failures == [] and again.skipped == 5
+    print(f"\ntwo-node grid: {grid_outcome_line(outcome, out)}; worker node removed after the first result; "
+          f"{len(stored)} stored once each, equal to one-by-one runs; resume skipped {again.skipped}")
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_grid(config, out_dir=out, env=env)
+    assert os.environ["OMP_NUM_THREADS"] == "1"
