@@ -1,31 +1,25 @@
-"""Run a child process and measure it alone: exit status (a negative one is the signal that ended it) and peak RSS."""
+"""Run a child process with one thread per library; report its exit status (a negative one is the signal that ended it)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
-import threading
+import sys
 from pathlib import Path
 
+PEAK_RSS_CODE = """
+def peak_rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+"""
+"""Source of ``peak_rss()`` for a child script: its own peak RSS in bytes since it started (``VmHWM``).
 
-def run_child(args: list[str], *, cwd: Path, timeout: float = 300) -> tuple[int, str, str, int]:
-    """Run ``args`` with one thread per library; return ``(returncode, stdout, stderr, peak RSS in bytes)``.
+``RUSAGE_CHILDREN`` / ``os.wait4`` would not do: Linux carries the forking parent's
+high-water mark over ``exec``, so a child of a big pytest process would report the parent's."""
 
-    The peak RSS is that child's own (``os.wait4``), not the maximum over every child the
-    test process ever waited for (``RUSAGE_CHILDREN``). A child still running after
-    ``timeout`` seconds is killed (returncode ``-9``).
-    """
+
+def run_child(code: str, args: list[str], *, cwd: Path, timeout: float = 300) -> tuple[int, str, str]:
+    """Run ``python -c code args...``; return ``(returncode, stdout, stderr)``; killed after ``timeout`` s."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(args, stdout=out, stderr=err, cwd=cwd, env=env)
-        watchdog = threading.Timer(timeout, process.kill)
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            watchdog.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return process.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), usage.ru_maxrss * 1024
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from stealguard.data.safepickle import UnsafePickleError, safe_load, safe_loads
-from tests.childproc import run_child
+from tests.childproc import PEAK_RSS_CODE, run_child
 
 PEAK_RSS_LIMIT = 768 << 20
 """The children import torch (about 250-450 MiB); every crafted file asks for 1 MiB to 931 GiB more."""
@@ -178,7 +178,7 @@ def _write_root(root: Path, name: str, payload: bytes) -> Path:
     return root / name
 
 
-_DRIVER = r"""
+_DRIVER = PEAK_RSS_CODE + r"""
 import contextlib, io, json, runpy, sys, traceback
 from pathlib import Path
 from stealguard.data import load_dataset
@@ -207,7 +207,7 @@ for case in sorted(p.name for p in root.iterdir() if p.is_dir()):
     except BaseException:
         entry["cli"] = ["traceback", stderr.getvalue() + traceback.format_exc()]
     report[case] = entry
-print(json.dumps(report))
+print(json.dumps({"cases": report, "peak_rss": peak_rss()}))
 """
 
 
@@ -221,9 +221,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     root = tmp_path_factory.mktemp("hostile-cifar")
     for name, (payload, _, _) in CASES.items():
         _write_root(root, name, payload)
-    rc, out, err, peak = run_child([sys.executable, "-c", _DRIVER, str(root), *LIBRARY_ONLY], cwd=root)
+    rc, out, err = run_child(_DRIVER, [str(root), *LIBRARY_ONLY], cwd=root)
     assert rc == 0, f"child ended with {rc} (negative: killed by that signal); last lines: {err[-2000:]}"
-    return root, json.loads(out.strip().splitlines()[-1]), peak
+    result = json.loads(out.strip().splitlines()[-1])
+    return root, result["cases"], result["peak_rss"]
 
 
 def test_every_crafted_pickle_is_refused_with_a_clear_value_error(report: tuple[Path, dict[str, Any], int]) -> None:

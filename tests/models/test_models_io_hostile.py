@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from stealguard.models import ModelCard, create, load_model, save_model
 from stealguard.models.io import MAX_CARD_BYTES, model_bytes
-from tests.childproc import run_child
+from tests.childproc import PEAK_RSS_CODE, run_child
 
 PEAK_RSS_LIMIT = 768 << 20
 """The child imports torch and the harness (about 400 MiB); the crafted folders ask for 1 GiB to 64 GiB more."""
@@ -151,7 +151,7 @@ def _write(out: Path, name: str, card_edit: Any, weights_edit: Any, card: dict[s
         save_file(weights_edit(tensors) if weights_edit else tensors, str(weights))
 
 
-_DRIVER = r"""
+_DRIVER = PEAK_RSS_CODE + r"""
 import contextlib, io, json, runpy, sys, traceback
 from pathlib import Path
 from stealguard.models import load_model
@@ -177,7 +177,7 @@ for case in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "b
     except BaseException:
         entry["cli"] = ["traceback", stderr.getvalue() + traceback.format_exc()]
     report[case] = entry
-print(json.dumps(report))
+print(json.dumps({"cases": report, "peak_rss": peak_rss()}))
 """
 
 
@@ -190,9 +190,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     card, tensors = json.loads((base / "card.json").read_text()), load_file(str(base / "model.safetensors"))
     for name, (card_edit, weights_edit, _, _) in CASES.items():
         _write(root, name, card_edit, weights_edit, card, tensors)
-    rc, out, err, peak = run_child([sys.executable, "-c", _DRIVER, str(root)], cwd=root)
+    rc, out, err = run_child(_DRIVER, [str(root)], cwd=root)
     assert rc == 0, f"child ended with {rc} (negative: killed by that signal); last lines: {err[-2000:]}"
-    return root, json.loads(out.strip().splitlines()[-1]), peak
+    result = json.loads(out.strip().splitlines()[-1])
+    return root, result["cases"], result["peak_rss"]
 
 
 def _numbers_ok(message: str, folder: str, allowed: set[int]) -> bool:
