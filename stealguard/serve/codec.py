@@ -165,8 +165,8 @@ def _parse_int(text: str) -> int:
 
 def _parse_float(text: str) -> float:
     # A Python-level hook makes the C parser enter the interpreter for every float, where the
-    # GIL can pass to the event loop: parsing a 32 MiB body on a worker thread then stalls the
-    # other requests for milliseconds instead of the whole parse (about 2 s).
+    # GIL can pass to the event loop: a 32 MiB body parsed on a worker thread then holds the GIL
+    # in short slices instead of for the whole parse (about 2 s; benchmarks/hostile_http.py).
     return float(text)
 
 
