@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from stealguard.serve.access import AccessControl, AccessDenied, KeyPolicy, add_key, hash_key, load_keys
 from stealguard.serve.stores import Store, open_store
+from stealguard.serve.stores.sqlite import SqliteStore
 
 
 class Clock:
@@ -193,3 +196,23 @@ def test_reservations_of_a_killed_process_are_swept_and_a_live_ones_are_not(stor
     access.release(live)
     assert access.usage(policy).used == 2
     access.store.close()
+
+
+def test_the_files_of_earlier_versions_are_imported_once(tmp_path: Path) -> None:
+    legacy = tmp_path / "usage.sqlite"
+    with closing(sqlite3.connect(legacy)) as db, db:
+        db.execute("CREATE TABLE usage (name TEXT PRIMARY KEY, used INTEGER NOT NULL, tokens REAL NOT NULL, stamp REAL NOT NULL)")
+        db.execute("INSERT INTO usage VALUES ('alice', 7, 0.0, 1.0)")
+    policy = KeyPolicy(name="alice", sha256=hash_key("k"), quota=10)
+    for _ in range(2):
+        store = SqliteStore(tmp_path / "serve.sqlite")
+        store.import_legacy(usage=legacy, queries=tmp_path / "queries.sqlite", replays=tmp_path / "replays.sqlite")
+        access = AccessControl(store, keys=[policy])
+        assert access.usage(policy).used == 7
+        store.close()
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0])
+def test_the_sweep_interval_is_checked(tmp_path: Path, interval: float) -> None:
+    with pytest.raises(ValueError, match="sweep_interval"):
+        open_store(tmp_path / "s.sqlite", sweep_interval=interval)

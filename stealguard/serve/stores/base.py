@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from stealguard._checks import check_number
+
 LOGGER = logging.getLogger("stealguard.serve")
 SWEEP_INTERVAL_S = 5.0
 """Seconds between two sweeps for the reservations of dead server processes."""
@@ -83,10 +85,12 @@ class LogSummary:
 class Store(abc.ABC):
     """Transactions of the service over one database, safe to call from many threads and processes.
 
-    ``location`` names the database for messages and logs (no password).
+    ``location`` names the database for messages and logs (no password); ``owner`` is this
+    process's id on its reservations (32 hex digits, new at every start).
     """
 
     location: str
+    owner: str
 
     @abc.abstractmethod
     def charge(
@@ -164,7 +168,8 @@ class SqlStore(Store):
     _LOCK_ROW = ""
     _GREATEST = "MAX"
 
-    def __init__(self) -> None:
+    def __init__(self, *, sweep_interval: float = SWEEP_INTERVAL_S) -> None:
+        self._interval = check_number("sweep_interval", sweep_interval, low=0.0, low_inclusive=False)
         self.owner = uuid.uuid4().hex
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -280,15 +285,16 @@ class SqlStore(Store):
             owners = [str(o) for (o,) in self._run(cur, "SELECT DISTINCT owner FROM reservations WHERE owner <> ?", (self.owner,)).fetchall()]
         given = 0
         for owner in self._dead(owners) if owners else []:
-            with self._transaction() as cur:
-                rows = self._run(cur, "DELETE FROM reservations WHERE owner = ? RETURNING name, n", (owner,)).fetchall()
-                per_key: dict[str, int] = {}
-                for name, n in rows:
-                    per_key[str(name)] = per_key.get(str(name), 0) + int(n)
-                for name, n in sorted(per_key.items()):
-                    self._refund(cur, name, n)
-            self._forget(owner)
-            if rows:
+            per_key: dict[str, int] = {}
+            try:
+                with self._transaction() as cur:
+                    for name, n in self._run(cur, "DELETE FROM reservations WHERE owner = ? RETURNING name, n", (owner,)).fetchall():
+                        per_key[str(name)] = per_key.get(str(name), 0) + int(n)
+                    for name, n in sorted(per_key.items()):
+                        self._refund(cur, name, n)
+            finally:
+                self._forget(owner)
+            if per_key:
                 count = sum(per_key.values())
                 given += count
                 LOGGER.warning("gave back %d queries reserved by a server process that is gone (%s)", count, ", ".join(sorted(per_key)))
@@ -296,9 +302,10 @@ class SqlStore(Store):
 
     # -- the sweeper thread -----------------------------------------------------------------
 
-    def _start_sweeper(self, interval: float = SWEEP_INTERVAL_S) -> None:
+    def _start_sweeper(self) -> None:
+        """Sweep now, then every ``sweep_interval`` seconds on a daemon thread until :meth:`close`."""
         self._sweep_safely()
-        self._sweeper = threading.Thread(target=self._sweep_loop, args=(interval,), name="stealguard-store-sweeper", daemon=True)
+        self._sweeper = threading.Thread(target=self._sweep_loop, args=(self._interval,), name="stealguard-store-sweeper", daemon=True)
         self._sweeper.start()
 
     def _sweep_loop(self, interval: float) -> None:

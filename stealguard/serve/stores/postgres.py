@@ -72,7 +72,7 @@ class PostgresStore(SqlStore):
     _GREATEST = "GREATEST"
 
     def __init__(self, url: str, *, pool_size: int = 4, sweep_interval: float = SWEEP_INTERVAL_S) -> None:
-        super().__init__()
+        super().__init__(sweep_interval=sweep_interval)
         if urllib.parse.urlsplit(url).scheme not in SCHEMES:
             raise StoreError(f"a PostgreSQL store URL starts with postgresql://, got {redact(url)!r}")
         self._url = url
@@ -84,12 +84,16 @@ class PostgresStore(SqlStore):
         self._owner_lock = threading.Lock()
         self._claimed: set[str] = set()
         self._owner_conn: Any = None
-        self._hold_owner_lock()
-        with self._transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in _SCHEMA:
-                cur.execute(statement)
-        self._start_sweeper(sweep_interval)
+        try:
+            self._hold_owner_lock()
+            with self._transaction() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                for statement in _SCHEMA:
+                    cur.execute(statement)
+        except BaseException:
+            self.close()
+            raise
+        self._start_sweeper()
 
     def _error(self, what: str, err: Exception) -> StoreError:
         text = " ".join(str(err).split()) or type(err).__name__
