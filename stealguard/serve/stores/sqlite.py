@@ -53,7 +53,7 @@ class SqliteStore(SqlStore):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, sweep_interval: float = SWEEP_INTERVAL_S) -> None:
-        super().__init__()
+        super().__init__(sweep_interval=sweep_interval)
         self.path = Path(path)
         self.location = str(self.path)
         self._lock = threading.Lock()
@@ -72,7 +72,7 @@ class SqliteStore(SqlStore):
         self._own_fd = self._claim(self.owner)
         if self._own_fd is None:
             raise StoreError(f"cannot lock {self._owners / self.owner}")
-        self._start_sweeper(sweep_interval)
+        self._start_sweeper()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
