@@ -101,9 +101,30 @@ def _dp_params(text: str | None) -> dict[str, Any] | None:
     return params
 
 
+def _check_out(path: Path, *, kind: str, overwrite: bool) -> None:
+    """Refuse ``--out`` before any work: a file where a folder is due (or the reverse), or an earlier result without ``--overwrite``.
+
+    Raises:
+        ValueError: the message names the path and the way out.
+    """
+    if kind == "file":
+        if path.is_dir():
+            raise ValueError(f"--out {str(path)!r} is a folder; give a file name for the result JSON")
+        if path.exists() and not overwrite:
+            raise ValueError(f"--out {str(path)!r} exists; pass --overwrite to replace it")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise ValueError(f"--out {str(path)!r}: {str(path.parent)!r} is not a folder")
+        return
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {str(path)!r} is a file; give a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"--out {str(path)!r} is not empty; pass --overwrite to replace what is there")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from stealguard.harness import train_victim
 
+    _check_out(args.out, kind="folder", overwrite=args.overwrite)
     _, card = train_victim(
         dataset=args.dataset,
         data_root=args.data_root,
@@ -137,19 +158,20 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     from stealguard.harness import format_table, load_victim, run_attack, write_json
     from stealguard.harness.experiment import default_queryset
 
+    _check_out(args.out, kind="file", overwrite=args.overwrite)
     if args.target is not None:
         return _attack_remote(args)
     if args.victim is None:
         raise ValueError("attack needs --victim DIR (in-process) or --target URL (a `stealguard serve` service)")
     if args.dataset is not None:
         raise ValueError("--dataset is for --target only; in-process attacks evaluate on the victim's data set")
-    victim = load_victim(args.victim)
+    _, card = load_victim(args.victim)
     result = run_attack(
-        victim=victim,
+        victim=args.victim,
         defense=args.defense,
         attack=args.attack,
         attack_params=_attack_params(args),
-        queryset=args.queryset if args.queryset is not None else default_queryset(victim[1].dataset),
+        queryset=args.queryset if args.queryset is not None else default_queryset(card.dataset),
         data_root=args.data_root,
         budget=args.budget,
         seed=args.seed,
@@ -212,6 +234,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,
+        header_timeout=args.header_timeout,
         max_active_requests=args.max_active_requests,
         max_connections=args.max_connections,
         seed=args.seed,
@@ -236,6 +259,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from stealguard.harness import format_table, sweep
 
+    _check_out(args.out, kind="folder", overwrite=args.overwrite)
     rows = sweep(
         victim=args.victim,
         defenses=args.defense,
@@ -261,6 +285,8 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     from stealguard.runspec import Env
 
     config = load_grid(args.config)
+    if args.torch_threads is not None:
+        config = config.model_copy(update={"threads": args.torch_threads})
     out = args.out if args.out is not None else Path("runs") / "grid" / (config.results or config.name)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for results.csv")
@@ -345,7 +371,7 @@ THREADS_HELP = (
 def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the default when stderr is not a terminal)")
     if data:
         parser.add_argument("--data-root", type=Path, default=None, help="directory holding the data sets")
         parser.add_argument("--download", action="store_true", help="download missing data files where supported")
@@ -390,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", default=None, help="sgd or adam (default per arch)")
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default per arch)")
     train.add_argument("--out", type=Path, required=True, help="directory for model.safetensors + card.json")
+    train.add_argument("--overwrite", action="store_true", help="replace what a non-empty --out folder holds")
     train.add_argument(
         "--augment",
         choices=("auto", "on", "off"),
@@ -420,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--defense-seed", type=int, default=None, metavar="S", help="the defender's seed (MAD's surrogate, "
                         "noise); default: a stream derived from --seed, independent of the attacker's")
     attack.add_argument("--out", type=Path, required=True, help="result JSON file")
+    attack.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _common(attack)
     _threads_option(attack, default_help=THREADS_HELP)
     attack.set_defaults(handler=_cmd_attack)
@@ -431,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--defense-seed", type=int, default=None, metavar="S", help="the defender's seed (MAD's surrogate, "
                        "noise); default: a stream derived from --seed, independent of the attacker's")
     sweep.add_argument("--out", type=Path, required=True, help="output directory")
+    sweep.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
     _common(sweep)
     _threads_option(sweep, default_help=THREADS_HELP)
     sweep.set_defaults(handler=_cmd_sweep)
@@ -454,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch", type=int, default=1024, help="most inputs per request (default 1024)")
     serve.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body (default 32 MiB)")
     serve.add_argument("--body-timeout", type=float, default=30.0, metavar="S", help="seconds a request body may take to arrive (default 30; then 408)")
+    serve.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                       help="seconds a connection may take to send a complete request head, from its opening or the last response (default 10; then closed)")
     serve.add_argument("--max-active-requests", type=int, default=64, help="predict requests served at once per process, uploads included (default 64; then 503)")
     serve.add_argument("--max-connections", type=int, default=1000, help="open connections per process (default 1000; then 503 for every request)")
     serve.add_argument("--threads", type=int, default=1, help="torch intra-op threads per worker (default 1)")
@@ -487,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--retry-failed", action="store_true", help="with --resume: run the cells stored as failed again")
     grid.add_argument("--victim-cache", type=Path, default=Path("runs/victims"), help="where victims are trained once and kept (default runs/victims)")
     _common(grid)
+    _threads_option(grid, default_help="torch intra-op threads of every cell, set by each worker per cell "
+                    "(default: the config's threads, 1 unless it says otherwise)")
     grid.set_defaults(handler=_cmd_grid)
 
     quantize = commands.add_parser("quantize", help="int8-quantize a trained victim (post-training static; runs on the CPU)")
@@ -509,7 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(err)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 0
-    if getattr(args, "torch_threads", 0) != 0 and args.command != "demo":
+    if hasattr(args, "quiet") and not sys.stderr.isatty():
+        args.quiet = True
+    if getattr(args, "torch_threads", 0) != 0 and args.command not in ("demo", "grid"):
         import torch
 
         torch.set_num_threads(default_threads() if args.torch_threads is None else args.torch_threads)

@@ -40,3 +40,38 @@ def test_demo_threads_default_to_one():
     args = cli.build_parser().parse_args(["demo"])
     assert args.torch_threads is None
     assert cli.build_parser().parse_args(["demo", "--threads", "2"]).torch_threads == 2
+
+
+GRID = """
+name = "threads-check"
+budget = 10
+seeds = [0]
+defenses = ["none"]
+threads = 1
+
+[[victim]]
+name = "digits-mlp"
+dataset = "digits"
+arch = "mlp"
+
+[[attack]]
+name = "knockoff"
+"""
+
+
+@pytest.mark.parametrize("flag,expected", [([], 1), (["--threads", "2"], 2)])
+def test_grid_threads_override_the_configs_per_cell_threads(flag, expected, tmp_path, monkeypatch, restore_threads):
+    import stealguard.harness.ray_grid as ray_grid
+
+    seen = {}
+
+    def fake_run_grid(config, **kwargs):
+        seen["threads"] = config.threads
+        raise ValueError("stop before Ray starts")
+
+    monkeypatch.setattr(ray_grid, "run_grid", fake_run_grid)
+    (tmp_path / "grid.toml").write_text(GRID)
+    torch.set_num_threads(3)
+    assert cli.main(["grid", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out"), *flag]) == cli.USAGE_ERROR
+    assert seen["threads"] == expected
+    assert torch.get_num_threads() == 3  # the driver keeps its own; workers set the cell's
