@@ -232,3 +232,40 @@ def test_a_dropped_connection_is_replaced(postgres: PostgresServer) -> None:
     assert access.charge(policy, 3).used == 5
     assert access.store.sweep() == 0 and access.usage(policy).used == 5
     access.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_failing_store_gets_503_and_no_answer_goes_out_unrecorded(
+    backend: str, victim_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from stealguard.serve.app import ServeConfig, create_app
+
+    if backend == "postgresql":
+        location = request.getfixturevalue("postgres").create_database()
+        config = ServeConfig(victim=str(victim_dir), data_dir=str(tmp_path), store=location, quota=100)
+    else:
+        location = str(tmp_path / STORE_DB)
+        config = ServeConfig(victim=str(victim_dir), data_dir=str(tmp_path), quota=100)
+    with TestClient(create_app(config)) as client:
+        assert client.post("/v1/predict", json=BODY).status_code == 200
+        _execute(location, "DROP TABLE queries")
+        refused = client.post("/v1/predict", json=BODY)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.json() == {"detail": "the quota store is unavailable; retry later"}
+        assert client.get("/v1/usage").json()["used"] == 1
+        _execute(location, "DROP TABLE usage")
+        assert client.post("/v1/predict", json=BODY).status_code == 503
+        assert client.get("/healthz").status_code == 200
+
+
+def _execute(location: str, sql: str) -> None:
+    if is_url(location):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(sql)
+    else:
+        with closing(sqlite3.connect(location, timeout=30.0)) as conn:
+            conn.execute(sql)
