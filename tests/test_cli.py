@@ -138,7 +138,7 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_attack_flags_reach_every_attack(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["attack", "--victim", str(victim), "--budget", "40", "--epochs", "1", "--device", "cpu", "--quiet",
-            "--queryset", "digits", "--out", str(tmp_path / "j.json")]
+            "--queryset", "digits", "--out", str(tmp_path / "j.json"), "--overwrite"]
     assert main([*argv, "--attack", "jbda", "--train-on", "argmax", "--repeat", "2", "--optimizer", "adam", "--lr", "0.002",
                  "--replica-arch", "mlp", "--attack-param", "seed_size=5", "--attack-param", "round_epochs=1"]) == 0
     result = json.loads((tmp_path / "j.json").read_text())
@@ -162,3 +162,71 @@ def test_diverging_training_is_one_line_and_status_1(victim: Path, tmp_path: Pat
     assert code == 1
     assert err.strip().startswith("stealguard: error: training loss became") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "d.json").exists()
+
+
+def test_a_bad_out_fails_before_any_work(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    import stealguard.harness as harness
+
+    def no_work(**_kwargs):
+        raise AssertionError("the run started although --out was bad")
+
+    monkeypatch.setattr(harness, "run_attack", no_work)
+    monkeypatch.setattr(harness, "train_victim", no_work)
+    monkeypatch.setattr(harness, "sweep", no_work)
+    existing = tmp_path / "r.json"
+    existing.write_text("{}")
+    attack = ["attack", "--victim", str(victim), "--attack", "knockoff", "--budget", "10", "--queryset", "digits", "--quiet"]
+    cases = [
+        ([*attack, "--out", str(tmp_path)], "is a folder"),
+        ([*attack, "--out", str(existing)], "exists; pass --overwrite"),
+        (["sweep", "--victim", str(victim), "--attack", "knockoff", "--budget", "10", "--queryset", "digits",
+          "--defense", "none", "--out", str(existing)], "is a file"),
+        (["train", "--dataset", "digits", "--arch", "mlp", "--out", str(victim)], "is not empty; pass --overwrite"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+    assert existing.read_text() == "{}"
+
+
+def test_progress_is_quiet_when_stderr_is_not_a_terminal(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["attack", "--victim", str(victim), "--attack", "knockoff", "--budget", "30", "--epochs", "1", "--device", "cpu",
+                 "--queryset", "digits", "--out", str(tmp_path / "q.json")]) == 0
+    assert "\r" not in capsys.readouterr().err
+
+
+def test_attack_and_sweep_train_adaptive_misinformation_once_from_the_given_root(
+    victim: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import stealguard.data as sgdata
+    import stealguard.defenses.misinformation as misinformation
+
+    trained: list[str] = []
+    roots: list[object] = []
+    original_train, original_load = misinformation.train_misinformation_model, sgdata.load_dataset
+
+    def counting_train(*args, **kwargs):
+        trained.append("once")
+        kwargs["epochs"] = 1
+        return original_train(*args, **kwargs)
+
+    def recording_load(name, *args, **kwargs):
+        roots.append(kwargs.get("root"))
+        return original_load(name, *args, **kwargs)
+
+    monkeypatch.setattr(misinformation, "train_misinformation_model", counting_train)
+    monkeypatch.setattr(sgdata, "load_dataset", recording_load)
+    import shutil
+
+    own_victim = tmp_path / "victim"
+    shutil.copytree(victim, own_victim, ignore=shutil.ignore_patterns("misinformation"))
+    root = tmp_path / "data-root"
+    root.mkdir()
+    common = ["--victim", str(own_victim), "--attack", "knockoff", "--budget", "20", "--epochs", "1", "--device", "cpu",
+              "--queryset", "digits", "--data-root", str(root), "--quiet"]
+    assert main(["attack", *common, "--defense", "adaptive_misinformation", "--out", str(tmp_path / "a.json")]) == 0
+    assert main(["attack", *common, "--defense", "adaptive_misinformation", "--out", str(tmp_path / "b.json")]) == 0
+    assert main(["sweep", *common, "--defense", "adaptive_misinformation", "--out", str(tmp_path / "s")]) == 0
+    assert trained == ["once"]
+    assert roots and all(str(r) == str(root) for r in roots)
