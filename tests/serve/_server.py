@@ -20,7 +20,7 @@ import httpx
 
 STARTUP_S = 600.0
 """Bound on the start-up of a server whose process stays alive (it normally takes seconds)."""
-READY_LINE = b"Application startup complete."
+READY_LINE = "Application startup complete."
 
 
 def free_port() -> int:
@@ -48,6 +48,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.workers = _workers(args)
+        level = args[args.index("--log-level") + 1] if "--log-level" in args else "info"
+        self._ready_lines = self.workers if level in ("trace", "debug", "info") else 0  # uvicorn prints it at info
         command = [
             sys.executable, "-m", "stealguard.cli", "serve", "--victim", str(victim), "--data-dir", str(data_dir),
             "--port", str(self.port), "--threads", "1", "--log-level", "info", *args,
@@ -70,7 +72,7 @@ class Server:
             if self.process.poll() is not None:
                 self._out.close()
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.output()[-2000:]}")
-            if self.output().encode().count(READY_LINE) >= self.workers:
+            if self.output().count(READY_LINE) >= self._ready_lines:
                 try:
                     if httpx.get(f"{self.url}/healthz", timeout=5.0).status_code == 200:
                         return
