@@ -14,12 +14,14 @@ from stealguard.defenses.none import NoDefense
 from stealguard.defenses.random_noise import RandomNoise
 from stealguard.defenses.registry import create, get, names, parameters, register
 from stealguard.defenses.reverse_sigmoid import ReverseSigmoid
+from stealguard.defenses.reverse_sigmoid_keyed import ReverseSigmoidKeyed
 from stealguard.defenses.rounding import Rounding
 from stealguard.defenses.spec import defense_from_spec, parse_defense_spec
 from stealguard.defenses.topk import TopK
 
 register("none", NoDefense)
 register("reverse_sigmoid", ReverseSigmoid)
+register("reverse_sigmoid_keyed", ReverseSigmoidKeyed)
 register("dcp", DCP)
 register("random_noise", RandomNoise)
 register("topk", TopK)
@@ -42,6 +44,7 @@ __all__ = [
     "RandomNoise",
     "DefenseOutputError",
     "ReverseSigmoid",
+    "ReverseSigmoidKeyed",
     "Rounding",
     "TopK",
     "check_query",

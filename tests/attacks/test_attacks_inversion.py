@@ -176,3 +176,15 @@ def test_bad_specs_and_answers_are_refused() -> None:
         invert(torch.full((2, 3), 0.5), "mad")
     with pytest.raises(TypeError, match="float32 or float64"):
         invert(torch.ones(2, 3, dtype=torch.long), "mad")
+
+
+def test_keyed_reverse_sigmoid_resists_the_inversion_that_undoes_reverse_sigmoid() -> None:
+    y = peaked_posteriors(200, seed=12)
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(3))
+    plain = defenses.create("reverse_sigmoid", beta=0.5, gamma=1.0)(x, y)
+    keyed_defense = defenses.create("reverse_sigmoid_keyed", beta=0.5, gamma=1.0, spread=1.0, seed=77)
+    keyed = keyed_defense(x, y)
+    torch.testing.assert_close(keyed_defense(x.flip(0), y.flip(0)).flip(0), keyed, rtol=0, atol=1e-12)
+    plain_exact = (l1(invert(plain, "reverse_sigmoid:beta=0.5,gamma=1.0"), y) < EXACT).double().mean()
+    keyed_exact = (l1(invert(keyed, "reverse_sigmoid_keyed:beta=0.5,gamma=1.0,spread=1.0"), y) < EXACT).double().mean()
+    assert plain_exact >= 0.95 and keyed_exact < 0.5 * plain_exact

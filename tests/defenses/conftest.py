@@ -23,6 +23,7 @@ INPUT_DIM = 8
 TEST_PARAMS: dict[str, dict[str, Any]] = {
     "none": {},
     "reverse_sigmoid": {"beta": 0.3, "gamma": 0.2},
+    "reverse_sigmoid_keyed": {"beta": 0.3, "gamma": 0.2, "spread": 0.5, "seed": 5},
     "dcp": {"tau": 0.8, "beta": 0.3, "gamma": 0.2, "nu": 1000.0, "epsilon": 0.5},
     "random_noise": {"epsilon": 0.2, "norm": "l1", "consistent": True, "seed": 3},
     "topk": {"k": 3},

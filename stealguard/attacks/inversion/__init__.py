@@ -11,7 +11,7 @@ target is identified (closed form), ``reverse_sigmoid`` and ``dcp`` where the pe
 one-to-one (outside its fold), and the rows ``dcp`` leaves unchanged. What cannot:
 ``rounding``, ``topk``, ``label_only`` (information destroyed), ``random_noise`` (unknown noise;
 consistent noise is not averaged away by repeats either), ``adaptive_misinformation``
-(uncertain rows replaced), and the keyed part of ``mad_keyed``. Those inverters return the
+(uncertain rows replaced), and the keyed parts of ``mad_keyed`` and ``reverse_sigmoid_keyed``. Those inverters return the
 answers (or the closest estimate) and have ``exact = False``.
 """
 
@@ -33,7 +33,7 @@ from stealguard.attacks.inversion.lossy import (
 from stealguard.attacks.inversion.mad import MADInversion, MADKeyedInversion
 from stealguard.attacks.inversion.mad_argmax import MADArgmaxInversion
 from stealguard.attacks.inversion.registry import create, get, names, parameters, register
-from stealguard.attacks.inversion.reverse_sigmoid import ReverseSigmoidInversion
+from stealguard.attacks.inversion.reverse_sigmoid import ReverseSigmoidInversion, ReverseSigmoidKeyedInversion
 from stealguard.defenses.spec import parse_defense_spec
 
 register("none", NoneInversion)
@@ -41,6 +41,7 @@ register("mad", MADInversion)
 register("mad_argmax", MADArgmaxInversion)
 register("mad_keyed", MADKeyedInversion)
 register("reverse_sigmoid", ReverseSigmoidInversion)
+register("reverse_sigmoid_keyed", ReverseSigmoidKeyedInversion)
 register("dcp", DCPInversion)
 register("random_noise", RandomNoiseInversion)
 register("adaptive_misinformation", AdaptiveMisinformationInversion)
@@ -116,6 +117,7 @@ __all__ = [
     "NoneInversion",
     "RandomNoiseInversion",
     "ReverseSigmoidInversion",
+    "ReverseSigmoidKeyedInversion",
     "RoundingInversion",
     "TopKInversion",
     "Unrecoverable",

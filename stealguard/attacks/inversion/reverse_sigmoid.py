@@ -163,3 +163,23 @@ class ReverseSigmoidInversion(Inverter):
         recovered = invert_renormalised_map(answers, self.pieces())
         found = torch.isfinite(recovered).all(dim=1, keepdim=True)
         return torch.where(found, recovered, answers)
+
+
+class ReverseSigmoidKeyedInversion(ReverseSigmoidInversion):
+    """The attacker's best inversion of ``reverse_sigmoid_keyed``: reverse sigmoid at the mean magnitude.
+
+    The per-query magnitude ``beta (1 - spread u(x))`` is keyed; the inverter uses its mean
+    ``beta (1 - spread / 2)`` (not exact). Args: ``beta``, ``gamma`` as the defense, ``spread``
+    in [0, 1] (default 0.5).
+    """
+
+    name = "reverse_sigmoid_keyed"
+    exact = False
+
+    def __init__(self, *, beta: float = 0.3, gamma: float = 0.2, spread: float = 0.5) -> None:
+        self.spread = check_number("spread", spread, low=0, high=1)
+        super().__init__(beta=check_number("beta", beta, low=0, high=1, high_inclusive=False) * (1 - self.spread / 2), gamma=gamma)
+        self.nominal_beta = beta
+
+    def params(self) -> dict[str, Any]:
+        return {"beta": self.nominal_beta, "gamma": self.gamma, "spread": self.spread}
