@@ -94,6 +94,9 @@ class ServeConfig:
         max_body_bytes: largest request body, >= 1024 (default 32 MiB); a JSON body is further
             bounded by what ``max_batch`` inputs take (:func:`stealguard.serve.codec.body_limit`).
         body_timeout: seconds a request body may take to arrive, > 0 (default 30; then 408).
+        header_timeout: seconds a connection may take to send a complete request head, from its
+            opening or from the previous response, > 0 (default 10; then it is closed; uvicorn's
+            ``timeout_keep_alive``, armed at connect by :mod:`stealguard.serve.protocol`).
         max_active_requests: predict requests one process serves at once, body upload included,
             >= 1 (default 64; more get 503 with ``Retry-After``). ``/healthz`` is not counted.
         max_connections: open connections one process keeps, >= 1 (default 1000; uvicorn's
@@ -122,6 +125,7 @@ class ServeConfig:
     max_batch: int = 1024
     max_body_bytes: int = 32 * 1024 * 1024
     body_timeout: float = 30.0
+    header_timeout: float = 10.0
     max_active_requests: int = 64
     max_connections: int = 1000
     seed: int = 0
@@ -134,6 +138,7 @@ class ServeConfig:
         check_int("max_batch", self.max_batch, low=1)
         check_int("max_body_bytes", self.max_body_bytes, low=1024)
         check_number("body_timeout", self.body_timeout, low=0.0, low_inclusive=False)
+        check_number("header_timeout", self.header_timeout, low=0.0, low_inclusive=False)
         check_int("max_active_requests", self.max_active_requests, low=1)
         check_int("max_connections", self.max_connections, low=1)
         check_int("seed", self.seed, low=0)
@@ -576,6 +581,8 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
         log_level=log_level,
         log_config=_log_config(log_level),
         limit_concurrency=connections,
+        http="stealguard.serve.protocol:HeadDeadlineProtocol",
+        timeout_keep_alive=config.header_timeout,
     )
 
 

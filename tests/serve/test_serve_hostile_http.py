@@ -3,7 +3,8 @@
 Every crafted body gets its 4xx (never a 500, never a traceback in the log) and a short one-line
 ``detail``; an over-limit ``Content-Length`` is refused before a byte of the body is read (an
 ``Expect: 100-continue`` client is never told to continue); 300 stalled uploads leave ``/healthz``
-answering; a stalled upload gets 408 and is closed; a client that hangs up is an info line.
+answering; a stalled upload gets 408 and is closed, a connection that sends no complete head is
+closed; a client that hangs up is an info line.
 """
 
 from __future__ import annotations
@@ -182,16 +183,52 @@ def test_the_log_holds_no_traceback_and_no_long_line(server: Server, client: htt
     assert max(len(line) for line in log.splitlines()) < 1000
 
 
-def test_a_stalled_upload_gets_408_and_is_closed(victim_dir: Path, tmp_path: Path) -> None:
-    running = Server(victim_dir, tmp_path / "data", tmp_path / "server.log", "--body-timeout", "0.5", "--no-query-log")
-    try:
-        with socket.create_connection(("127.0.0.1", running.port), timeout=WAIT_S) as sock:
-            sock.sendall(head(running.port, "application/x-npy", 10_000) + b"\x93NUMPY")
-            raw = read_until_closed(sock)
-        assert status_of(raw) == 408 and "did not arrive within 0.5 s" in detail_of(raw)
-        assert httpx.get(f"{running.url}/healthz", timeout=WAIT_S).status_code == 200
-    finally:
-        running.stop()
+@pytest.fixture(scope="module")
+def impatient(victim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with half-second body and header deadlines."""
+    root = tmp_path_factory.mktemp("impatient-server")
+    running = Server(victim_dir, root / "data", root / "server.log", "--body-timeout", "0.5", "--header-timeout", "0.5", "--no-query-log")
+    yield running
+    running.stop()
+
+
+def test_a_stalled_upload_gets_408_and_is_closed(impatient: Server) -> None:
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=WAIT_S) as sock:
+        sock.sendall(head(impatient.port, "application/x-npy", 10_000) + b"\x93NUMPY")
+        raw = read_until_closed(sock)
+    assert status_of(raw) == 408 and "did not arrive within 0.5 s" in detail_of(raw)
+    assert httpx.get(f"{impatient.url}/healthz", timeout=WAIT_S).status_code == 200
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"], ids=["idle", "partial head"])
+def test_a_connection_without_a_complete_head_is_closed(impatient: Server, sent: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=WAIT_S) as sock:
+        sock.sendall(sent)
+        assert read_until_closed(sock) == b""
+    with httpx.Client(base_url=impatient.url, timeout=WAIT_S) as http:
+        assert [http.get("/healthz").status_code for _ in range(3)] == [200] * 3
+
+
+def test_a_head_sent_a_byte_at_a_time_does_not_extend_the_deadline(impatient: Server) -> None:
+    trickle = b"GET /healthz HTTP/1.1\r\n" + b"X-Slow: " + b"a" * 1000
+    closed = False
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=WAIT_S) as sock:
+        for byte in trickle:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+            sock.setblocking(False)
+            try:
+                closed = sock.recv(1) == b""
+            except BlockingIOError:
+                pass
+            sock.setblocking(True)
+            if closed:
+                break
+    assert closed, "the server still waited for the head after 50 s of trickling"
 
 
 def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
@@ -222,12 +259,13 @@ def test_serve_passes_the_connection_cap_and_logging_to_uvicorn(monkeypatch: pyt
     app.serve(app.ServeConfig(victim="unused", max_connections=1000), port=0)
     assert seen["limit_concurrency"] == 300 - app.FILE_RESERVE
     assert seen["log_config"]["loggers"]["stealguard"]["level"] == "INFO"  # type: ignore[index]
+    assert seen["http"] == "stealguard.serve.protocol:HeadDeadlineProtocol" and seen["timeout_keep_alive"] == 10.0
     app.serve(app.ServeConfig(victim="unused", max_connections=100), port=0)
     assert seen["limit_concurrency"] == 100
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("body_timeout", 0.0), ("max_active_requests", 0), ("max_connections", 0)],
+    ("field", "value"), [("body_timeout", 0.0), ("header_timeout", -1.0), ("max_active_requests", 0), ("max_connections", 0)],
 )
 def test_limits_out_of_range_are_refused(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
