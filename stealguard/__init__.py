@@ -10,7 +10,9 @@ and returns its :class:`stealguard.runspec.RunResult`.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from stealguard._version import __version__
+
+__all__ = ["__version__", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 
-import stealguard
 from stealguard import attacks, defenses, models
 from stealguard import data as sgdata
 from stealguard._checks import check_int
@@ -28,7 +27,9 @@ from stealguard.defenses.base import Defense
 from stealguard.defenses.misinformation import misinformation_for_victim
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.evaluate import evaluate_defense, evaluate_replica
+from stealguard._version import __version__
 from stealguard.models.base import Classifier
+from stealguard.provenance import code_version
 from stealguard.seeds import defense_seed_for
 
 METRIC_SURROGATE_OFFSET = 1
@@ -37,6 +38,14 @@ from the one MAD's own surrogate (seeded with the run's ``defense_seed``) optimi
 but the same for every defense of a run, so the metric compares defenses on equal terms."""
 
 Victim = Path | str | tuple[Classifier, Any]
+
+UNITS = {
+    "defender_accuracy": "fraction", "clean_accuracy": "fraction", "attacker_accuracy": "fraction", "fidelity": "fraction",
+    "l1_mean": "L1 between defended and clean posteriors", "l1_max": "L1 between defended and clean posteriors",
+    "query_l1_mean": "L1 between defended and clean posteriors", "angular_deviation_mean": "degrees",
+    "latency_defended_s": "seconds", "latency_undefended_s": "seconds", "latency_ratio": "ratio", "elapsed_s": "seconds",
+}
+"""The unit of each metric of :func:`run_attack`'s result (stored with it, under ``units``)."""
 
 
 def load_victim(victim: Victim) -> tuple[Classifier, Any]:
@@ -171,6 +180,16 @@ def build_defense(
             card, victim_dir=victim_dir, data_root=data_root, download=download, device=device, progress=progress
         )
     return defenses.create(name, **params), defense.strip()
+
+
+def _surrogate_label(defense: Defense, spec: str | Defense | None) -> str | None:
+    """What the defense's surrogate is, for the result: the spec's ``surrogate=`` value, ``random`` by default, None without one."""
+    if getattr(defense, "surrogate", None) is None:
+        return None
+    if isinstance(spec, str):
+        given = defenses.parse_defense_spec(spec)[1].get("surrogate")
+        return "random" if given is None else str(given)
+    return type(defense.surrogate).__name__
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +348,11 @@ def run_attack(
         reports of its run, e.g. rounds), and the run's parameters: ``label``, ``defense``,
         ``defense_params``, ``attack``, ``attack_params``, ``budget``, ``seed``,
         ``defense_seed``, ``queryset``, ``test_set``, ``test_size``, ``victim`` (card summary), ``device``,
-        ``stealguard_version``, ``elapsed_s``.
+        ``stealguard_version``, ``elapsed_s``, and where the numbers came from:
+        ``code_version`` (version and git commit), ``victim_path``, ``data_root``,
+        ``surrogate`` (what MAD optimised against: ``random`` — a fresh copy of the victim's
+        architecture seeded with ``defense_seed`` —, ``victim`` or a model directory; None for
+        defenses without one) and ``units`` (the unit of each metric).
 
     Raises:
         FileNotFoundError: missing victim directory or data files.
@@ -398,7 +421,12 @@ def run_attack(
         "test_size": int(test_labels.shape[0]),
         "victim": _card_summary(card),
         "device": str(device),
-        "stealguard_version": stealguard.__version__,
+        "stealguard_version": __version__,
+        "code_version": code_version(),
+        "victim_path": None if isinstance(victim, tuple) else str(Path(victim).resolve()),
+        "data_root": None if data_root is None else str(Path(data_root).resolve()),
+        "surrogate": _surrogate_label(defense_obj, defense),
+        "units": dict(UNITS),
         **defender,
         **attacker,
         "query_l1_mean": float(query_l1.mean()) if query_l1.numel() else math.nan,
@@ -553,6 +581,6 @@ def run_remote_attack(
         "fidelity_queries": size if fidelity is not None else 0,
         "defender_metrics": "not observable remotely (defender accuracy, distortion and latency need the clean answers)",
         "device": str(device),
-        "stealguard_version": stealguard.__version__,
+        "stealguard_version": __version__,
         "elapsed_s": time.perf_counter() - started,
     }

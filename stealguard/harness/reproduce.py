@@ -10,9 +10,7 @@ each by default), which uses small CPUs better than one process with several thr
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import multiprocessing
-import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-import stealguard
 from stealguard import data as sgdata
 from stealguard import defenses, models
 from stealguard._checks import check_int
@@ -33,25 +30,9 @@ from stealguard.harness.results import ResultsFile
 from stealguard.harness.train import quantize_saved_victim, train_victim
 from stealguard.metrics import l1_distance
 from stealguard.models.io import CARD_FILE
+from stealguard.provenance import code_version
 
 VICTIMS_DIR = "victims"
-
-
-@functools.cache
-def code_version() -> str:
-    """``stealguard.__version__`` plus the git commit of the source tree (``+g<sha>``, ``.dirty``
-    when the package's files differ from it, new files included), or the version alone outside a git checkout."""
-    source = Path(stealguard.__file__).resolve().parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=source, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."], cwd=source, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return stealguard.__version__
-    return f"{stealguard.__version__}+g{sha}{'.dirty' if dirty else ''}"
 
 
 def victim_path(work_dir: Path | str, spec: VictimSpec, dp: dict[str, float] | None = None) -> Path:

@@ -29,9 +29,9 @@ import torch
 
 from stealguard import defenses, models
 from stealguard.harness.experiment import default_queryset, run_attack
-from stealguard.harness.reproduce import code_version
 from stealguard.harness.train import quantize_saved_victim, train_victim
 from stealguard.models.io import CARD_FILE
+from stealguard.provenance import code_version
 from stealguard.runspec import DPVariant, Env, Int8Variant, RunResult, RunSpec, VictimSpec
 
 LOCK_FILE = ".lock"

@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from stealguard import __version__
+from stealguard._version import __version__
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.models.base import Classifier

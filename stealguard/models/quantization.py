@@ -40,7 +40,7 @@ from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch.fx.proxy import TraceError
 
-from stealguard import __version__
+from stealguard._version import __version__
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.models.base import Classifier
 from stealguard.models.registry import create

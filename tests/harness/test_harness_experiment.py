@@ -284,3 +284,14 @@ def test_mad_surrogate_of_another_shape_is_refused(victim: Path) -> None:
     eleven = dataclasses.replace(card, num_classes=card.num_classes + 1, classes=(*card.classes, "extra"))
     with pytest.raises(ValueError, match="the victim takes"):
         build_defense(f"mad:surrogate={victim}", card=eleven, seed=0)
+
+
+def test_results_say_where_they_came_from(victim: Path, split) -> None:
+    from stealguard.provenance import code_version
+
+    result = _run(victim, split, defense="mad:epsilon=0.5")
+    assert result["code_version"] == code_version() and "+g" in result["code_version"]
+    assert result["victim_path"] == str(victim.resolve()) and result["data_root"] is None
+    assert result["surrogate"] == "random" and result["units"]["angular_deviation_mean"] == "degrees"
+    assert _run(victim, split, defense="topk:k=2")["surrogate"] is None
+    assert _run(victim, split, defense="mad:epsilon=0.5,surrogate=victim")["surrogate"] == "victim"
