@@ -15,9 +15,10 @@ class LabelOnly(Defense):
         y~ = onehot(argmax_i y_i)
 
     Among equal maxima the lowest class index wins. Deterministic; rows independent. The
-    strongest truncation: the attacker learns nothing beyond the label. Computed as
-    ``y == max(y)`` in the input's dtype (a vectorised reduction); batches with tied maxima
-    take ``torch.argmax`` (first maximum) instead.
+    strongest truncation: the attacker learns nothing beyond the label. Computed in the
+    input's dtype as ``floor(y / max(y))`` (exactly 1 at the maximum, 0 below it: arithmetic,
+    which torch vectorises better on the CPU than a comparison); batches with tied maxima take
+    ``torch.argmax`` (first maximum) instead.
 
     Argmax: always kept.
 
@@ -40,7 +41,7 @@ class LabelOnly(Defense):
         pass
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        onehot = (probs == probs.amax(dim=1, keepdim=True)).to(probs.dtype)
+        onehot = probs.div(probs.amax(dim=1, keepdim=True)).floor_()
         if float(onehot.sum(dim=1).amax()) > 1:
             return torch.zeros_like(probs).scatter_(1, probs.argmax(dim=1, keepdim=True), 1.0)
         return onehot

@@ -101,7 +101,7 @@ PATH_TOLERANCE = 1e-12
 
 def _far_end(noise: Tensor) -> Tensor:
     """``lim_{s -> inf} P(y + s z)``: the uniform point on the face of ``z``'s largest entries ``(n, K)``."""
-    face = (noise == noise.amax(dim=1, keepdim=True)).to(noise.dtype)
+    face = noise.div(noise.amax(dim=1, keepdim=True)).floor_().clamp_min_(0)
     return face / face.sum(dim=1, keepdim=True)
 
 
@@ -110,11 +110,12 @@ def _path_slope(point: Tensor, clean: Tensor, noise: Tensor, reach: Tensor, norm
 
     On the piece the active entries (``point > 0``) move along ``z - mean_active(z)``, the others stay 0.
     """
-    active = (point > 0).to(noise.dtype)
+    active = point.sign()
     velocity = (noise - (noise * active).sum(dim=1, keepdim=True) / active.sum(dim=1, keepdim=True)) * active
     offset = point - clean
     if norm == "l1":
-        sign = torch.where(offset == 0, velocity.sign(), offset.sign())
+        sign = offset.sign()
+        sign += (1 - sign.abs()) * velocity.sign()
         return (sign * velocity).sum(dim=1, keepdim=True)
     return (offset * velocity).sum(dim=1, keepdim=True) / reach.clamp_min(torch.finfo(reach.dtype).tiny)
 
@@ -145,7 +146,7 @@ def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: 
         probs: ``(N, K)`` float64 on the simplex; noise ``(N, K)`` with zero row sums; returns ``(N, K)``.
     """
     result = probs + noise
-    boundary = (result < 0).any(dim=1).nonzero().squeeze(1)
+    boundary = (result.amin(dim=1) < 0).nonzero().squeeze(1)
     if boundary.numel() == 0:
         return result
     clean, noise = probs[boundary], noise[boundary]
@@ -174,12 +175,12 @@ def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: 
         below = reach < epsilon
         low, reach_low = torch.where(below, step, low), torch.where(below, reach, reach_low)
         high, reach_high = torch.where(below, high, step), torch.where(below, reach_high, reach)
-        upper = torch.where(below, upper, point)
+        upper = point + below.to(point.dtype) * (upper - point)
         settled = ((reach - epsilon).abs() <= PATH_TOLERANCE * epsilon) | (below & (step >= PATH_MAX_STEP))
         if bool(settled.all()):
             break
     unsettled = ~settled & torch.isfinite(high)
-    point = torch.where(unsettled, upper, point)
+    point = point + unsettled.to(point.dtype) * (upper - point)
     return result.index_copy(0, boundary, shrink_to_budget(clean, point, epsilon=epsilon, norm=norm))
 
 

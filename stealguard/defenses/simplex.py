@@ -98,7 +98,7 @@ def project_to_simplex(values: Tensor) -> Tensor:
     size = torch.full_like(theta, values.shape[1])
     for _ in range(PROJECTION_STEPS):
         excess = (values - theta).clamp_min_(0)
-        new_size = torch.count_nonzero(excess, dim=1).unsqueeze(1).to(values.dtype)
+        new_size = excess.sign().sum(dim=1, keepdim=True)
         theta = theta + (excess.sum(dim=1, keepdim=True) - 1) / new_size
         changed = new_size != size
         size = new_size

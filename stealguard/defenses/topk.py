@@ -17,24 +17,27 @@ def first_ties(mask: Tensor, count: Tensor) -> Tensor:
 
 
 def top_k_mask(values: Tensor, k: int) -> Tensor:
-    """Boolean ``(N, K)`` mask of the ``k`` largest entries of each row, ties at the cut to the lower index.
+    """Mask ``(N, K)`` of the ``k`` largest entries of each row, ties at the cut to the lower index.
 
     ``torch.topk`` finds the k-th and (k+1)-th largest value of every row (a partial selection,
-    no full sort); rows where they differ keep the entries ``>=`` the k-th. Rows with a tie at
-    the cut (only those) take, among the entries equal to it, the first by class index.
+    no full sort); rows where they differ keep the entries ``>=`` the k-th, computed as
+    ``min(floor(v / cut), 1)`` (arithmetic, which torch vectorises better on the CPU than a
+    comparison; a cut of 0 keeps every entry). Rows with a tie at the cut (only those) take,
+    among the entries equal to it, the first by class index.
 
     Shape:
-        values: ``(N, K)`` finite, ``1 <= k < K``; returns bool ``(N, K)``.
+        values: ``(N, K)`` finite and ``>= 0``, ``1 <= k < K``; returns ``(N, K)`` of 0.0 and 1.0
+        in ``values``' dtype.
     """
     top = values.topk(k + 1, dim=1).values
     cut = top[:, k - 1 : k]
-    mask = values >= cut
+    mask = values.div(cut.clamp_min(torch.finfo(values.dtype).tiny)).floor_().clamp_max_(1)
     tied = (top[:, k] == cut[:, 0]).nonzero().squeeze(1)
     if tied.numel():
         rows, cuts = values[tied], cut[tied]
         above = rows > cuts
         count = k - above.sum(dim=1, keepdim=True)
-        mask[tied] = above | first_ties(rows == cuts, count)
+        mask[tied] = (above | first_ties(rows == cuts, count)).to(values.dtype)
     return mask
 
 
