@@ -36,14 +36,42 @@ _CODES: dict[str, int] = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 
 _PREFIX = {"train": "train", "test": "t10k"}
 
 
-def _read_bytes(path: Path) -> bytes:
+MAX_IDX_BYTES = 1 << 30
+"""Largest IDX payload read, raw or after decompression (1 GiB; MNIST's largest file is 47 MB):
+a small gzip file that inflates without bound (a decompression bomb) is refused, not expanded."""
+
+
+def _inflate(raw: bytes, path: Path, limit: int) -> bytes:
+    """Decompress every gzip member of ``raw`` into at most ``limit`` bytes.
+
+    Raises:
+        ValueError: corrupt data, or more than ``limit`` bytes (names the file).
+    """
+    out = bytearray()
+    rest = raw
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            out += inflater.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit:
+                raise ValueError(f"IDX file {path} inflates to more than {limit} bytes; refusing to decompress it")
+            if not inflater.eof:
+                raise ValueError(f"corrupt IDX file {path}: gzip data cannot be decompressed (it ends early)")
+            rest = inflater.unused_data
+    except zlib.error as err:
+        raise ValueError(f"corrupt IDX file {path}: gzip data cannot be decompressed ({err})") from err
+    return bytes(out)
+
+
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    limit = MAX_IDX_BYTES if limit is None else limit
+    size = path.stat().st_size
+    if size > limit:
+        raise ValueError(f"IDX file {path} holds {size} bytes, over the limit of {limit}")
     raw = path.read_bytes()
     if raw[:2] != b"\x1f\x8b":
         return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"corrupt IDX file {path}: gzip data cannot be decompressed ({err})") from err
+    return _inflate(raw, path, limit)
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -157,3 +157,33 @@ def test_corrupt_file_through_load_dataset_names_it(tmp_path: Path) -> None:
     bad.write_bytes(bad.read_bytes()[:40])
     with pytest.raises(ValueError, match=re.escape(str(bad))):
         load_dataset("mnist", root=tmp_path)
+
+
+def test_a_decompression_bomb_is_refused_without_inflating(tmp_path, monkeypatch) -> None:
+    import gzip as gz
+
+    import stealguard.data.idx as idx_module
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gz.compress(b"\x00\x00\x08\x03" + b"\x00" * (4 << 20)))
+    monkeypatch.setattr(idx_module, "MAX_IDX_BYTES", 1 << 20)
+    with pytest.raises(ValueError, match="inflates to more than 1048576 bytes"):
+        idx_module.read_idx(bomb)
+
+
+def test_truncated_and_multi_member_gzip(tmp_path) -> None:
+    import gzip as gz
+
+    import numpy as np
+
+    from stealguard.data.idx import read_idx, write_idx
+
+    whole = write_idx(tmp_path / "a.gz", np.arange(12, dtype=np.uint8).reshape(3, 4))
+    payload = gz.decompress(whole.read_bytes())
+    split = tmp_path / "b.gz"
+    split.write_bytes(gz.compress(payload[:7]) + gz.compress(payload[7:]))
+    assert np.array_equal(read_idx(split), np.arange(12, dtype=np.uint8).reshape(3, 4))
+    cut = tmp_path / "c.gz"
+    cut.write_bytes(whole.read_bytes()[:-6])
+    with pytest.raises(ValueError, match="corrupt IDX file"):
+        read_idx(cut)
