@@ -45,10 +45,31 @@ def _image_files(folder: Path) -> list[Path]:
     return [folder / n for n in sorted(files)]
 
 
-def _decode(path: Path) -> tuple[np.ndarray, bool]:
-    """Pixels of one file as ``(H, W)`` uint8 (gray) or ``(H, W, 3)`` uint8, and whether gray."""
+MAX_SIDE = 4096
+"""Largest width or height of an ImageFolder image: a header that declares more (a decompression
+bomb: a small file that decodes to gigabytes) is refused before any pixel is decoded."""
+MAX_TOTAL_BYTES = 8 << 30
+"""Largest decoded ImageFolder split (all images, 3 channels of uint8), checked before allocating."""
+
+
+class _WrongSize(Exception):
+    """An image whose header declares another size than the folder's first image."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _decode(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+    """Pixels of one file as ``(H, W)`` uint8 (gray) or ``(H, W, 3)`` uint8, and whether gray.
+
+    With ``size`` (width, height), a file whose header declares another size raises
+    :class:`_WrongSize` before any pixel is decoded.
+    """
     try:
         with Image.open(path, formats=_FORMATS) as image:
+            if size is not None and image.size != size:
+                raise _WrongSize(image.size)
             image.load()
             if image.mode == "RGB":
                 return np.asarray(image), False
@@ -69,9 +90,12 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
 def _size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path, formats=_FORMATS) as image:
-            return image.size
+            width, height = image.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot decode image {path}: {err}") from err
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise ValueError(f"image {path} declares {width}x{height} pixels (WxH); each side must be in [1, {MAX_SIDE}]")
+    return width, height
 
 
 def load_imagefolder(top: str | Path, *, split: str, workers: int | None = None) -> ImageDataset:
@@ -111,17 +135,23 @@ def load_imagefolder(top: str | Path, *, split: str, workers: int | None = None)
             "one folder per class, all images of one size.",
         )
     width, height = _size(files[0])
+    total = len(files) * width * height * 3
+    if total > MAX_TOTAL_BYTES:
+        raise ValueError(
+            f"{folder}: {len(files)} images of {width}x{height} would take {total} bytes decoded, over the limit of {MAX_TOTAL_BYTES}"
+        )
     pixels = np.empty((len(files), height, width, 3), dtype=np.uint8)
     gray = np.zeros(len(files), dtype=bool)
 
     def decode_range(start: int) -> None:
         for i in range(start, min(start + _CHUNK, len(files))):
-            array, is_gray = _decode(files[i])
-            if array.shape[:2] != (height, width):
+            try:
+                array, is_gray = _decode(files[i], (width, height))
+            except _WrongSize as wrong:
                 raise ValueError(
-                    f"image {files[i]} is {array.shape[1]}x{array.shape[0]} (WxH), but {files[0]} is "
+                    f"image {files[i]} is {wrong.size[0]}x{wrong.size[1]} (WxH), but {files[0]} is "
                     f"{width}x{height}; all images of an ImageFolder must share one size"
-                )
+                ) from None
             pixels[i] = array[:, :, None] if is_gray else array
             gray[i] = is_gray
 

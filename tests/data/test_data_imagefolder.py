@@ -108,3 +108,21 @@ def test_result_does_not_depend_on_thread_count(tmp_path: Path, workers: int, mo
 def test_workers_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="workers"):
         load_imagefolder(tmp_path, split="train", workers=0)
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    import stealguard.data.imagefolder as imagefolder
+
+    top = write_tree(tmp_path / "bomb", {"train": {"a": 2}})
+    huge = top / "train" / "a" / "0000.png"
+    Image.new("L", (5000, 10), 0).save(huge)
+    with pytest.raises(ValueError, match=re.escape(str(huge)) + r" declares 5000x10 pixels"):
+        load_dataset("imagefolder", root=top)
+    decoded: list[Path] = []
+    original = imagefolder._decode
+    monkeypatch.setattr(imagefolder, "_decode", lambda path, size=None: decoded.append(path) or original(path, size))
+    monkeypatch.setattr(imagefolder, "MAX_TOTAL_BYTES", 10)
+    small = write_tree(tmp_path / "many", {"train": {"a": 3}})
+    with pytest.raises(ValueError, match="over the limit of 10"):
+        load_dataset("imagefolder", root=small)
+    assert decoded == []
