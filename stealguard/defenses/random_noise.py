@@ -95,7 +95,7 @@ PATH_MAX_STEP = 2.0**20
 PATH_ITERATIONS = 40
 """Most safeguarded Newton steps of :func:`along_projected_path` (rows usually converge in 1 to 4)."""
 
-PATH_TOLERANCE = 1e-12
+PATH_TOLERANCE = 1e-10
 """Relative distance error at which a row of :func:`along_projected_path` counts as converged."""
 
 
@@ -130,7 +130,8 @@ def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: 
     ``z`` minus its mean over them). The path leaves the straight segment at ``s0 = min_{z_i < 0}
     y_i / -z_i`` (``g(s0) = s0 epsilon``, no projection needed); from there safeguarded Newton
     steps on ``g(s) = epsilon`` use the slope of the current linear piece, keep a bracket
-    ``g(low) < epsilon <= g(high)`` and fall back to its secant when a step leaves it.
+    ``g(low) < epsilon <= g(high)`` and fall back to its (Illinois) secant when a step leaves
+    it; rows leave the loop as they converge.
     Rows converge (relative error ``PATH_TOLERANCE``) in a few steps, each one projection
     (one sort). The point found is pulled back along the segment to ``y`` onto the budget
     (:func:`~stealguard.defenses.simplex.shrink_to_budget`; rows not converged after
@@ -157,31 +158,63 @@ def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: 
     inf = torch.tensor(float("inf"), dtype=probs.dtype, device=probs.device)
     exits = torch.where(noise < 0, clean / -noise, inf)
     low = exits.amin(dim=1, keepdim=True)
-    high = torch.full_like(low, float("inf"))
-    step = low
-    point = (clean + step * noise).masked_fill_(exits <= step, 0).clamp_min_(0)
-    reach = step * epsilon
-    reach_low, reach_high, upper = reach, torch.full_like(low, float("inf")), point
-    for _ in range(PATH_ITERATIONS):
-        slope = _path_slope(point, clean, noise, reach, norm)
-        newton = step + (epsilon - reach) / slope
-        bounded = torch.isfinite(high)
-        secant = low + (epsilon - reach_low) * (high - low) / (reach_high - reach_low)
-        fallback = torch.where(bounded, torch.where(secant > low, secant, (low + high) / 2), 4 * step.clamp_min(1e-3))
-        usable = (slope > 0) & (newton > low) & ((newton < high) | ~bounded)
-        step = torch.where(usable, newton, fallback).clamp_max_(PATH_MAX_STEP)
-        point = project_to_simplex(clean + step * noise)
-        reach = distance(point, clean, norm).unsqueeze(1)
-        below = reach < epsilon
-        low, reach_low = torch.where(below, step, low), torch.where(below, reach, reach_low)
-        high, reach_high = torch.where(below, high, step), torch.where(below, reach_high, reach)
-        upper = point + below.to(point.dtype) * (upper - point)
-        settled = ((reach - epsilon).abs() <= PATH_TOLERANCE * epsilon) | (below & (step >= PATH_MAX_STEP))
-        if bool(settled.all()):
-            break
-    unsettled = ~settled & torch.isfinite(high)
-    point = point + unsettled.to(point.dtype) * (upper - point)
-    return result.index_copy(0, boundary, shrink_to_budget(clean, point, epsilon=epsilon, norm=norm))
+    point = (clean + low * noise).masked_fill_(exits <= low, 0).clamp_min_(0)
+    state = {
+        "clean": clean, "noise": noise, "step": low, "point": point, "reach": low * epsilon, "low": low,
+        "reach_low": low * epsilon, "high": torch.full_like(low, float("inf")),
+        "reach_high": torch.full_like(low, float("inf")), "upper": point, "side": torch.zeros_like(low),
+    }
+    found = torch.empty_like(clean)
+    live = torch.arange(len(clean), device=clean.device)
+    for iteration in range(PATH_ITERATIONS):
+        _path_step(state, epsilon, norm)
+        reach, step = state["reach"], state["step"]
+        settled = ((reach - epsilon).abs() <= PATH_TOLERANCE * epsilon) | ((reach < epsilon) & (step >= PATH_MAX_STEP))
+        settled = settled.squeeze(1)
+        if iteration == PATH_ITERATIONS - 1:
+            settled = torch.ones_like(settled)
+        if bool(settled.any()):
+            done = settled.nonzero().squeeze(1)
+            # a row stopped short of converging falls back on its bracket's upper end (g >= epsilon)
+            fallback = (~settled & torch.isfinite(state["high"].squeeze(1)))[done].to(clean.dtype).unsqueeze(1)
+            point, upper = state["point"][done], state["upper"][done]
+            found[live[done]] = point + fallback * (upper - point)
+            remaining = (~settled).nonzero().squeeze(1)
+            if remaining.numel() == 0:
+                break
+            live = live[remaining]
+            state = {key: value[remaining] for key, value in state.items()}
+    return result.index_copy(0, boundary, shrink_to_budget(clean, found, epsilon=epsilon, norm=norm))
+
+
+def _path_step(state: dict[str, Tensor], epsilon: float, norm: str) -> None:
+    """One safeguarded Newton step of :func:`along_projected_path` on every row of ``state`` (updated in place).
+
+    Newton from the last point on its linear piece; when that leaves the bracket, the secant of
+    the bracket with the Illinois modification (the end kept twice in a row has its distance
+    error halved, so the other end moves); with no upper end yet, ``s`` grows fourfold.
+    """
+    clean, noise, step, reach = state["clean"], state["noise"], state["step"], state["reach"]
+    low, high, reach_low, reach_high = state["low"], state["high"], state["reach_low"], state["reach_high"]
+    slope = _path_slope(state["point"], clean, noise, reach, norm)
+    newton = step + (epsilon - reach) / slope
+    bounded = torch.isfinite(high)
+    secant = low + (epsilon - reach_low) * (high - low) / (reach_high - reach_low)
+    fallback = torch.where(bounded, torch.where(secant > low, secant, (low + high) / 2), 4 * step.clamp_min(1e-3))
+    usable = (slope > 0) & (newton > low) & ((newton < high) | ~bounded)
+    step = torch.where(usable, newton, fallback).clamp_max_(PATH_MAX_STEP)
+    point = project_to_simplex(clean + step * noise)
+    reach = distance(point, clean, norm).unsqueeze(1)
+    below = reach < epsilon
+    side = torch.where(below, 1.0, -1.0).to(step.dtype)
+    repeated = side == state["side"]
+    reach_high = torch.where(below & repeated, epsilon + (reach_high - epsilon) / 2, reach_high)
+    reach_low = torch.where(~below & repeated, epsilon - (epsilon - reach_low) / 2, reach_low)
+    state["low"], state["reach_low"] = torch.where(below, step, low), torch.where(below, reach, reach_low)
+    state["high"], state["reach_high"] = torch.where(below, high, step), torch.where(below, reach_high, reach)
+    state["upper"] = point + below.to(point.dtype) * (state["upper"] - point)
+    state["step"], state["point"], state["reach"], state["side"] = step, point, reach, side
+
 
 
 class RandomNoise(Defense):
