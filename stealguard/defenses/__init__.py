@@ -12,7 +12,7 @@ from stealguard.defenses.mad import MAD, MADArgmax
 from stealguard.defenses.mad_keyed import MADKeyed
 from stealguard.defenses.none import NoDefense
 from stealguard.defenses.random_noise import RandomNoise
-from stealguard.defenses.registry import create, get, names, parameters, register
+from stealguard.defenses.registry import create, get, names, parameters, register, requirements
 from stealguard.defenses.reverse_sigmoid import ReverseSigmoid
 from stealguard.defenses.reverse_sigmoid_keyed import ReverseSigmoidKeyed
 from stealguard.defenses.rounding import Rounding
@@ -55,5 +55,6 @@ __all__ = [
     "parameters",
     "parse_defense_spec",
     "register",
+    "requirements",
     "onto_simplex",
 ]

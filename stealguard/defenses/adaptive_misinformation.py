@@ -104,6 +104,7 @@ class AdaptiveMisinformation(Defense):
     """
 
     name = "adaptive_misinformation"
+    requires = ("misinformation",)
 
     def __init__(self, *, misinformation: nn.Module | None = None, tau: float = 0.5, nu: float = 1000.0) -> None:
         if misinformation is None:

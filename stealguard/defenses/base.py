@@ -158,6 +158,10 @@ class Defense(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Models the defense takes from its victim, by parameter name (``"surrogate"``,
+    ``"misinformation"``); :func:`stealguard.artifacts.build_defense` provides each from the
+    victim's card and folder when a spec does not."""
     compute_dtype: ClassVar[torch.dtype | None] = torch.float64
     """The dtype ``_perturb`` sees: float64 (default) or None for the input's (float32 or float64)."""
     scale_invariant: ClassVar[bool] = False

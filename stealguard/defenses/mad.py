@@ -94,6 +94,7 @@ class MAD(Defense):
     """
 
     name = "mad"
+    requires = ("surrogate",)
 
     def __init__(
         self,

@@ -12,3 +12,12 @@ names = _REGISTRY.names
 get = _REGISTRY.get
 parameters = _REGISTRY.parameters
 create = _REGISTRY.create
+
+
+def requirements(name: str) -> tuple[str, ...]:
+    """What the defense ``name`` takes from its victim (its class's ``requires``).
+
+    Raises:
+        ValueError: unknown defense (the message lists the registered names).
+    """
+    return tuple(get(name).requires)

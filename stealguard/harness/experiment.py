@@ -10,7 +10,6 @@ attacker's. The same seeds give the same numbers on the CPU (latencies aside).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -19,16 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from stealguard import attacks, defenses, models
+from stealguard import attacks, defenses
 from stealguard import data as sgdata
 from stealguard._checks import check_int
+from stealguard._version import __version__
+from stealguard.artifacts import Victim, build_defense, load_victim, make_surrogate
 from stealguard.blackbox import BlackBox
 from stealguard.defenses.base import Defense
-from stealguard.defenses.misinformation import misinformation_for_victim
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.evaluate import evaluate_defense, evaluate_replica
-from stealguard._version import __version__
-from stealguard.models.base import Classifier
 from stealguard.provenance import code_version
 from stealguard.seeds import defense_seed_for
 
@@ -37,7 +35,6 @@ METRIC_SURROGATE_OFFSET = 1
 from the one MAD's own surrogate (seeded with the run's ``defense_seed``) optimises against,
 but the same for every defense of a run, so the metric compares defenses on equal terms."""
 
-Victim = Path | str | tuple[Classifier, Any]
 
 UNITS = {
     "defender_accuracy": "fraction", "clean_accuracy": "fraction", "attacker_accuracy": "fraction", "fidelity": "fraction",
@@ -46,140 +43,6 @@ UNITS = {
     "latency_defended_s": "seconds", "latency_undefended_s": "seconds", "latency_ratio": "ratio", "elapsed_s": "seconds",
 }
 """The unit of each metric of :func:`run_attack`'s result (stored with it, under ``units``)."""
-
-
-def load_victim(victim: Victim) -> tuple[Classifier, Any]:
-    """``(model, card)`` from a directory written by ``save_model``, or the pair itself.
-
-    Raises:
-        FileNotFoundError: the directory does not exist.
-    """
-    if isinstance(victim, tuple):
-        return victim
-    path = Path(victim)
-    if not path.is_dir():
-        raise FileNotFoundError(f"victim directory {str(path)!r} does not exist; train one with `stealguard train ... --out {path}`")
-    return models.load_model(path, device="cpu")
-
-
-def make_surrogate(card: Any, seed: int) -> Classifier:
-    """A randomly initialised copy of the victim's arch (``torch.manual_seed(seed)``), eval mode."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        surrogate = models.create(
-            card.arch, input_shape=card.input_shape, num_classes=card.num_classes, mean=card.mean, std=card.std
-        )
-    return surrogate.eval()
-
-
-SURROGATE_VICTIM = "victim"
-"""``mad:surrogate=victim``: MAD optimises against a copy of the victim itself (the paper's
-upper-bound ablation, where the defender's surrogate is the attacker's best possible model)."""
-SURROGATE_RANDOM = "random"
-"""``mad:surrogate=random`` (the default): a randomly initialised copy of the victim's architecture."""
-
-
-def resolve_surrogate(
-    source: str,
-    *,
-    card: Any,
-    seed: int,
-    victim_model: nn.Module | None = None,
-    victim_dir: Path | str | None = None,
-) -> Classifier:
-    """The surrogate a spec's ``surrogate=<source>`` names, in eval mode.
-
-    Args:
-        source: ``"random"`` (:func:`make_surrogate` ``(card, seed)``), ``"victim"`` (a copy of
-            the victim: ``victim_model``, else loaded from ``victim_dir``) or the directory of a
-            saved stealguard model (``stealguard train --out DIR``) with the victim's input shape
-            and class count, e.g. a model trained on public data as the defender's proxy.
-        card: the victim's card. seed: the defender's seed (for ``"random"``).
-
-    Raises:
-        ValueError: ``"victim"`` without a victim to copy; a model directory whose input shape
-            or class count differs from the victim's, or an int8 model (MAD differentiates
-            the surrogate; quantized models have no gradients).
-        FileNotFoundError: the directory does not exist or lacks the model files.
-    """
-    if source == SURROGATE_RANDOM:
-        return make_surrogate(card, seed)
-    if source == SURROGATE_VICTIM:
-        if victim_model is None and victim_dir is None:
-            raise ValueError("surrogate=victim needs the victim model or its directory; neither was given")
-        model = victim_model if victim_model is not None else models.load_model(Path(victim_dir), device="cpu")[0]
-        surrogate, surrogate_card = copy.deepcopy(model), card
-    else:
-        path = Path(source)
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"surrogate={source!r}: no such model directory; give 'random', 'victim' or a folder written by `stealguard train`"
-            )
-        surrogate, surrogate_card = models.load_model(path, device="cpu")
-        if tuple(surrogate_card.input_shape) != tuple(card.input_shape) or surrogate_card.num_classes != card.num_classes:
-            raise ValueError(
-                f"surrogate={source!r} takes inputs {tuple(surrogate_card.input_shape)} with {surrogate_card.num_classes} classes; "
-                f"the victim takes {tuple(card.input_shape)} with {card.num_classes}"
-            )
-    if getattr(surrogate_card, "quantization", None) is not None:
-        raise ValueError(f"surrogate={source!r} is an int8 model; MAD needs a float surrogate it can differentiate")
-    for parameter in surrogate.parameters():
-        parameter.requires_grad_(False)
-    return surrogate.eval()
-
-
-def build_defense(
-    defense: str | Defense | None,
-    *,
-    card: Any,
-    seed: int,
-    victim_model: nn.Module | None = None,
-    victim_dir: Path | str | None = None,
-    data_root: Path | str | None = None,
-    download: bool = False,
-    device: DeviceLike = "cpu",
-    progress: bool = False,
-) -> tuple[Defense, str]:
-    """The defense a spec names and its label (the spec string).
-
-    ``seed`` is the defender's seed (a run's ``defense_seed``, never the attacker's). A defense
-    that takes a ``surrogate`` (MAD) and gets none in the spec receives :func:`make_surrogate`
-    ``(card, seed)``; ``surrogate=victim`` or ``surrogate=<model directory>`` in the spec picks
-    another (:func:`resolve_surrogate`; ``victim_model`` is the victim to copy, else it is loaded
-    from ``victim_dir``). One that takes a ``seed`` gets ``seed``. One that
-    takes a ``misinformation`` model (``adaptive_misinformation``) gets the victim's, loaded from
-    ``<victim_dir>/misinformation/`` or trained on the training split of ``card.dataset`` (from
-    ``data_root``, with ``download``, on ``device``, tqdm bar with ``progress``) and saved there
-    (not saved without ``victim_dir``), after the spec's other parameters passed their checks; see
-    :func:`stealguard.defenses.misinformation.misinformation_for_victim`.
-
-    Raises:
-        ValueError: unparsable spec, unknown defense, a parameter out of range.
-        TypeError: a parameter the defense does not take.
-        stealguard.data.DataNotFoundError: a misinformation model must be trained and the data set is missing.
-    """
-    if defense is None:
-        return defenses.create("none"), "none"
-    if isinstance(defense, Defense):
-        return defense, defense.name or type(defense).__name__
-    if not isinstance(defense, str):
-        raise TypeError(f"defense must be a spec string or a Defense, got {type(defense).__name__}")
-    name, params = defenses.parse_defense_spec(defense)
-    accepted = defenses.parameters(name)
-    if "surrogate" in accepted and params.get("surrogate") is None:
-        params["surrogate"] = make_surrogate(card, seed)
-    elif "surrogate" in accepted and isinstance(params["surrogate"], str):
-        params["surrogate"] = resolve_surrogate(
-            params["surrogate"], card=card, seed=seed, victim_model=victim_model, victim_dir=victim_dir
-        )
-    if "seed" in accepted and "seed" not in params:
-        params["seed"] = seed
-    if "misinformation" in accepted and "misinformation" not in params:
-        defenses.create(name, **params, misinformation=nn.Identity())
-        params["misinformation"] = misinformation_for_victim(
-            card, victim_dir=victim_dir, data_root=data_root, download=download, device=device, progress=progress
-        )
-    return defenses.create(name, **params), defense.strip()
 
 
 def _surrogate_label(defense: Defense, spec: str | Defense | None) -> str | None:

@@ -48,10 +48,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-import stealguard
 from stealguard._checks import check_int, check_number
+from stealguard._version import __version__
+from stealguard.artifacts import build_defense, load_victim
 from stealguard.device import resolve_device
-from stealguard.harness.experiment import build_defense, load_victim
 from stealguard.serve.access import AccessControl, AccessDenied, KeyPolicy, Usage, load_keys, retry_after_header
 from stealguard.serve.codec import CONTENT_TYPES, VALUE_RANGE, InputError, body_limit, decode_inputs, excerpt
 from stealguard.serve.forensics import QueryLog
@@ -338,7 +338,7 @@ class _Service:
             max_body_bytes=config.max_body_bytes,
             input_formats=list(CONTENT_TYPES),
             keys_required=self.access.keys_required,
-            stealguard_version=stealguard.__version__,
+            stealguard_version=__version__,
         )
 
     def admit(self, policy: KeyPolicy, body: bytes, content_type: str | None) -> tuple[torch.Tensor, Usage]:
@@ -410,7 +410,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     app = FastAPI(
         title="stealguard defended prediction API",
-        version=stealguard.__version__,
+        version=__version__,
         description="Defended class probabilities of a classifier; see GET /v1/model for the input format.",
         lifespan=lifespan,
     )

@@ -173,7 +173,8 @@ def test_no_response_header_or_log_line_carries_the_clean_posteriors(
 
 def test_knockoff_through_http_steals_the_same_replica_as_in_process(server: Server, victim_dir: Path) -> None:
     settings_ = {"attack": "knockoff", "attack_params": {"epochs": 2}, "queryset": "digits", "budget": 400, "seed": 0}
-    local = run_attack(victim=victim_dir, defense=DEFENSE, device="cpu", progress=False, **settings_)
+    # The server's --seed (0 here) is the defender's seed; the attacker's seed is the client's.
+    local = run_attack(victim=victim_dir, defense=DEFENSE, defense_seed=0, device="cpu", progress=False, **settings_)
     remote = run_remote_attack(target=server.url, device="cpu", progress=False, **settings_)
     assert remote["attacker_accuracy"] == local["attacker_accuracy"]
     assert remote["queries_used"] == local["queries_used"] == 400
