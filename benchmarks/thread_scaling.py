@@ -22,11 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _timing import markdown
 from torch import nn
 
 from stealguard.models import create as create_model
-
-from _timing import markdown  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def threaded(threads: int, fn: Callable[[], object]) -> Callable[[], object]:

@@ -61,7 +61,7 @@ name = "knockoff"
 
 @pytest.mark.parametrize("flag,expected", [([], 1), (["--threads", "2"], 2)])
 def test_grid_threads_override_the_configs_per_cell_threads(flag, expected, tmp_path, monkeypatch, restore_threads):
-    import stealguard.harness.ray_grid as ray_grid
+    from stealguard.harness import ray_grid
 
     seen = {}
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from stealguard._checks import check_number
 from stealguard.defenses.base import Defense, constant
-from stealguard.defenses.reverse_sigmoid import argmax_threshold, reverse_sigmoid_noise, subtract_noise
+from stealguard.defenses.reverse_sigmoid import (
+    argmax_threshold,
+    reverse_sigmoid_noise,
+    subtract_noise,
+)
 from stealguard.defenses.simplex import shrink_to_budget
 
 
