@@ -98,7 +98,7 @@ def test_keyed_mad_resists_the_inversion_that_undoes_mad() -> None:
 
 def test_keyed_mad_answers_depend_only_on_the_query_and_the_key() -> None:
     y, x = peaked_posteriors(20, seed=2), queries(20)
-    make = lambda seed: defenses.create("mad_keyed", epsilon=0.5, seed=seed, surrogate=lenet_surrogate(1))  # noqa: E731
+    make = lambda seed: defenses.create("mad_keyed", epsilon=0.5, seed=seed, surrogate=lenet_surrogate(1))
     first, again, other_key = make(5)(x, y), make(5)(x.flip(0), y.flip(0)).flip(0), make(6)(x, y)
     torch.testing.assert_close(first, again, rtol=0, atol=1e-12)
     assert float(l1(first, other_key).max()) > 1e-3

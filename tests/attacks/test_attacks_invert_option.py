@@ -16,7 +16,7 @@ from stealguard.blackbox import BlackBox
 from stealguard.cli import main
 from stealguard.models import ModelCard, save_model
 
-from ._fixtures import K, SHAPE, images, random_victim
+from ._fixtures import SHAPE, K, images, random_victim
 
 
 def mad_box(seed: int = 0) -> BlackBox:
@@ -83,10 +83,10 @@ def test_cli_attack_param_invert(tmp_path: Path, capsys: pytest.CaptureFixture[s
     victim = tmp_path / "victim"
     save_model(random_victim(4), ModelCard(arch="mlp", dataset="digits", input_shape=SHAPE, num_classes=K), victim)
     base = ["attack", "--victim", str(victim), "--attack", "knockoff", "--queryset", "digits", "--budget", "30",
-            "--epochs", "1", "--device", "cpu", "--quiet", "--defense", "mad:epsilon=0.5", "--out", str(tmp_path / "r.json")]
-    assert main([*base, "--attack-param", "invert=mad:epsilon=0.5"]) == 0
+            "--epochs", "1", "--device", "cpu", "--quiet", "--defense", "mad:epsilon=0.5"]
+    assert main([*base, "--out", str(tmp_path / "r.json"), "--attack-param", "invert=mad:epsilon=0.5"]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["attack_params"]["invert"] == "mad:epsilon=0.5"
     capsys.readouterr()
-    assert main([*base, "--attack-param", "invert=madd"]) == 2
+    assert main([*base, "--out", str(tmp_path / "bad.json"), "--attack-param", "invert=madd"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown inverter 'madd'" in err[0]

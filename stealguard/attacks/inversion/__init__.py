@@ -32,8 +32,17 @@ from stealguard.attacks.inversion.lossy import (
 )
 from stealguard.attacks.inversion.mad import MADInversion, MADKeyedInversion
 from stealguard.attacks.inversion.mad_argmax import MADArgmaxInversion
-from stealguard.attacks.inversion.registry import create, get, names, parameters, register
-from stealguard.attacks.inversion.reverse_sigmoid import ReverseSigmoidInversion, ReverseSigmoidKeyedInversion
+from stealguard.attacks.inversion.registry import (
+    create,
+    get,
+    names,
+    parameters,
+    register,
+)
+from stealguard.attacks.inversion.reverse_sigmoid import (
+    ReverseSigmoidInversion,
+    ReverseSigmoidKeyedInversion,
+)
 from stealguard.defenses.spec import parse_defense_spec
 
 register("none", NoneInversion)

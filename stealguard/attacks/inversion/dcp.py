@@ -23,9 +23,15 @@ from torch import Tensor
 
 from stealguard._checks import check_number
 from stealguard.attacks.inversion.base import Inverter
-from stealguard.attacks.inversion.reverse_sigmoid import MonotonePieces, invert_renormalised_map
+from stealguard.attacks.inversion.reverse_sigmoid import (
+    MonotonePieces,
+    invert_renormalised_map,
+)
 from stealguard.defenses.dcp import low_confidence_weight
-from stealguard.defenses.reverse_sigmoid import reverse_sigmoid_noise, subtract_and_renormalise
+from stealguard.defenses.reverse_sigmoid import (
+    reverse_sigmoid_noise,
+    subtract_and_renormalise,
+)
 from stealguard.defenses.simplex import shrink_to_budget
 
 FIXED_POINT_STEPS = 60

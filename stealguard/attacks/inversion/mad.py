@@ -71,7 +71,7 @@ def vertex_candidates(answers: Tensor, *, epsilon: float, mix: float, norm: str,
     Returns ``alpha (N, K)``, ``valid (N, K)`` (every recovered entry >= -tol) and the score
     ``cos(e_k - u, y^(k) - u)`` ``(N, K)`` (lower: the more MAD-like target).
     """
-    n, k = answers.shape
+    k = answers.shape[1]
     distance = vertex_mixture_geometry(answers, mix=mix, norm=norm)
     alpha = (epsilon / (distance + epsilon)).clamp(max=1 - 1e-15)
     shift = alpha * mix / k

@@ -21,6 +21,7 @@ the first bracket that straddles the root (the smallest normaliser). Batched ove
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -64,7 +65,7 @@ class MonotonePieces:
         rising = values[1:] >= values[:-1]
         cuts = (rising[1:] != rising[:-1]).nonzero().squeeze(1) + 1
         bounds = [0, *cuts.tolist(), len(grid) - 1]
-        self.pieces = [(grid[a : b + 1], values[a : b + 1]) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.pieces = [(grid[a : b + 1], values[a : b + 1]) for a, b in itertools.pairwise(bounds)]
         self.low = float(values.min())
         self.high = float(values.max())
 
