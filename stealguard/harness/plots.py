@@ -10,11 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")
+def _pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, imported on first use (matplotlib is the ``plots`` extra).
 
-import matplotlib.pyplot as plt  # noqa: E402  (backend first)
+    Raises:
+        ModuleNotFoundError: matplotlib is not installed (``pip install 'stealguard[plots]'``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 PANELS = (("defender_accuracy", "defender accuracy"), ("l1_mean", "mean L1 distortion"))
 MARKERS = "osD^v<>ph*"
@@ -47,6 +56,7 @@ def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, *, title: str | No
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(str(row["defense"]), []).append(row)
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for ax, (x_key, x_label) in zip(axes, PANELS):
         style = 0

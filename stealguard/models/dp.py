@@ -25,12 +25,10 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from opacus import PrivacyEngine
-from opacus.validators import ModuleValidator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -46,6 +44,9 @@ from stealguard.models.training import (
     check_training_settings,
     make_optimizer,
 )
+
+if TYPE_CHECKING:
+    from opacus import PrivacyEngine
 
 ACCOUNTANTS = ("rdp", "prv")
 MAX_DEFAULT_DELTA = 1e-5
@@ -281,6 +282,9 @@ def fit_dp(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
         schedule=schedule, seed=seed, progress=progress, desc=desc, augment=augment, device=device,
     )
+
+    from opacus import PrivacyEngine
+    from opacus.validators import ModuleValidator
 
     norm = "group" if _has_batchnorm(model) else "batch"
     if norm == "group":

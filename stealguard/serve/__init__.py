@@ -13,6 +13,17 @@
 The server side needs ``fastapi`` and ``uvicorn``; the client only ``httpx``.
 """
 
-from stealguard.serve.remote import RemoteBlackBox, RemoteError
+from typing import Any
+
+from stealguard.serve.errors import RemoteError
 
 __all__ = ["RemoteBlackBox", "RemoteError"]
+
+
+def __getattr__(name: str) -> Any:
+    """``RemoteBlackBox``, imported on first use (it needs httpx, the ``serve`` extra)."""
+    if name == "RemoteBlackBox":
+        from stealguard.serve.remote import RemoteBlackBox
+
+        return RemoteBlackBox
+    raise AttributeError(f"module 'stealguard.serve' has no attribute {name!r}")

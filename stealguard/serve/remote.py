@@ -25,23 +25,10 @@ from torch import Tensor
 from stealguard._checks import check_int, check_number
 from stealguard.blackbox import BudgetExceededError
 from stealguard.serve.codec import NPY_TYPE, encode_npy
+from stealguard.serve.errors import RemoteError
 from stealguard.serve.replay import HEADER as IDEMPOTENCY_HEADER
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-class RemoteError(RuntimeError):
-    """The server refused a request for good (bad key, bad input) or kept failing after the retries.
-
-    Args:
-        status: the last HTTP status, or None when no answer came back.
-        message: what the server said (its ``detail``) or what went wrong.
-    """
-
-    def __init__(self, status: int | None, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}" if status is not None else message)
-        self.status = status
-        self.message = message
 
 
 class RemoteBlackBox:
