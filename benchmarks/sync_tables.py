@@ -1,6 +1,6 @@
 """Rewrite the results tables a benchmark page quotes from its results files (or check them).
 
-Each table to keep in step is marked on the line before it (see ``stealguard/harness/doc_tables.py``):
+Each table to keep in step is marked on the line before it (see ``benchmarks/report/doc_tables.py``):
 
     <!-- results-table: results/dcp-cpu/results.csv maze cifar10-resnet9 -->
 
@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stealguard.harness.doc_tables import sync_tables
+from report.doc_tables import sync_tables
 
 
 def main(argv: list[str] | None = None) -> int:

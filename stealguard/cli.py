@@ -258,9 +258,10 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from stealguard.harness import format_table, sweep
+    from stealguard.harness.tables import TABLE_COLUMNS
 
     _check_out(args.out, kind="folder", overwrite=args.overwrite)
-    rows = sweep(
+    results = sweep(
         victim=args.victim,
         defenses=args.defense,
         attack=args.attack,
@@ -274,8 +275,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         out_dir=args.out,
         download=args.download,
+        overwrite=args.overwrite,
     )
-    print(format_table(rows))
+    print(format_table([result.to_row() for result in results], columns=(("defense_label", "defense"), *TABLE_COLUMNS[1:])))
     print(f"wrote results.csv, results.json and tradeoff.png to {args.out}")
     return 0
 

@@ -21,7 +21,8 @@ from stealguard import data as sgdata
 from stealguard._checks import check_int
 from stealguard.device import DeviceLike
 from stealguard.harness.experiment import run_attack
-from stealguard.harness.sweep import save_results
+from stealguard.harness.plots import plot_tradeoff
+from stealguard.harness.tables import write_csv, write_json
 from stealguard.harness.train import fit_victim
 
 DEMO_DEFENSES: tuple[str, ...] = (
@@ -105,5 +106,7 @@ def _demo(
                 test_set=test,
             )
         )
-    save_results(rows, out_dir, title=f"Knockoff vs mlp on digits, budget {min(DEMO_BUDGET, len(query_part))}")
+    write_csv(rows, out_dir / "results.csv")
+    write_json(rows, out_dir / "results.json")
+    plot_tradeoff(rows, out_dir / "tradeoff.png", title=f"Knockoff vs mlp on digits, budget {min(DEMO_BUDGET, len(query_part))}")
     return rows

@@ -1,4 +1,10 @@
-"""Several defenses (or one defense at several settings) against one attack -> CSV + PNG."""
+"""One attack against several defenses (or one defense at several settings) -> results table, JSON and trade-off plot.
+
+Every defense setting is one :class:`~stealguard.runspec.RunSpec` of the same victim, attack,
+query set, budget and seeds, run by :func:`stealguard.harness.run.run`; the results are
+:class:`~stealguard.runspec.RunResult` rows, so a sweep's ``results.csv`` has the columns of a
+grid's (:class:`~stealguard.harness.run_table.RunTable`).
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,63 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from stealguard import data as sgdata
-from stealguard.defenses.base import Defense
+from stealguard import models
+from stealguard.artifacts import build_defense
 from stealguard.device import DeviceLike
-from stealguard.harness.experiment import Victim, build_defense, load_victim, queryset_spec, run_attack
 from stealguard.harness.plots import plot_tradeoff
-from stealguard.harness.tables import write_csv, write_json
-from stealguard.seeds import defense_seed_for
+from stealguard.harness.run import run
+from stealguard.harness.run_table import RunTable
+from stealguard.harness.tables import write_json
+from stealguard.runspec import AttackSpec, Env, RunResult, RunSpec
 
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
 PLOT_PNG = "tradeoff.png"
 
 
-def sweep(
+def sweep_specs(
     *,
-    victim: Victim,
-    defenses: Sequence[str | Defense],
+    victim: Path | str,
+    defenses: Sequence[str],
     attack: str = "knockoff",
     attack_params: dict[str, Any] | None = None,
-    queryset: str | Any,
+    queryset: str | None = None,
+    budget: int,
+    seed: int = 0,
+    defense_seed: int | None = None,
+    include_none: bool = True,
+) -> list[RunSpec]:
+    """The specs of a sweep, in order (``none`` first when ``include_none`` and no spec names it).
+
+    Raises:
+        ValueError: ``defenses`` is empty or not a list; a spec that does not validate (pydantic's
+            error names the field: an unknown defense or attack, a parameter it does not take).
+        TypeError: a defense that is not a spec string.
+    """
+    if isinstance(defenses, str) or not defenses:
+        raise ValueError("defenses must be a non-empty list of defense specs")
+    bad = [type(spec).__name__ for spec in defenses if not isinstance(spec, str)]
+    if bad:
+        raise TypeError(f"defenses must be spec strings like 'mad:epsilon=0.5', got a {bad[0]}")
+    specs = list(defenses)
+    if include_none and not any(spec.strip().partition(":")[0].strip() == "none" for spec in specs):
+        specs.insert(0, "none")
+    attack_spec = AttackSpec(name=attack, params=dict(attack_params or {}))
+    return [
+        RunSpec(
+            victim=str(victim), defense=spec, attack=attack_spec, queryset=queryset, budget=budget, seed=seed, defense_seed=defense_seed
+        )
+        for spec in specs
+    ]
+
+
+def sweep(
+    *,
+    victim: Path | str,
+    defenses: Sequence[str],
+    attack: str = "knockoff",
+    attack_params: dict[str, Any] | None = None,
+    queryset: str | None = None,
     data_root: Path | str | None = None,
     budget: int,
     seed: int = 0,
@@ -35,69 +78,70 @@ def sweep(
     device: DeviceLike = "auto",
     progress: bool = True,
     out_dir: Path | str,
-    test_set: Any | None = None,
     include_none: bool = True,
     download: bool = False,
-) -> list[dict[str, Any]]:
-    """Run :func:`~stealguard.harness.experiment.run_attack` once per defense and save the results.
+    overwrite: bool = False,
+) -> list[RunResult]:
+    """Run one :class:`RunSpec` per defense setting (:func:`sweep_specs`) and save the results.
 
-    Victim, query set and test set are loaded once. Every spec is built (and so checked)
-    before the first attack runs. With ``include_none`` the undefended API is added first
-    when no spec names ``none``, so the plot always has its reference point.
+    Every spec is validated, and every defense built once on the victim (so a parameter out of
+    range fails, and adaptive misinformation's model is trained and saved beside the victim)
+    before the first attack runs. Writes into ``out_dir``: ``results.csv`` (one
+    :class:`RunResult` row per setting), ``results.json`` (the same rows) and ``tradeoff.png``
+    (:func:`~stealguard.harness.plots.plot_tradeoff`). torch's thread setting is left as it is.
 
-    Writes ``results.csv``, ``results.json`` and ``tradeoff.png`` (attacker accuracy vs
-    defender accuracy and vs mean L1 distortion) into ``out_dir``.
+    Args:
+        victim: the victim's directory (``stealguard train --out DIR``).
+        queryset: the attacker's data-set spec; None: the victim's default.
+        data_root, download, device, progress: as :class:`~stealguard.runspec.Env`.
+        overwrite: replace a ``results.csv`` already in ``out_dir`` (else it is refused).
 
     Returns:
-        One :func:`run_attack` dict per defense, in order.
+        One :class:`RunResult` per defense setting, in order.
 
     Raises:
-        As :func:`run_attack`; ValueError when ``defenses`` is empty.
+        As :func:`sweep_specs` and :func:`stealguard.harness.run.run`; FileExistsError: ``out_dir``
+        already holds a ``results.csv`` and ``overwrite`` is False (checked before any work).
     """
-    if isinstance(defenses, (str, Defense)) or not defenses:
-        raise ValueError("defenses must be a non-empty list of defense specs")
-    specs = list(defenses)
-    model, card = load_victim(victim)
-    victim_dir = None if isinstance(victim, tuple) else Path(victim)
+    specs = sweep_specs(
+        victim=victim, defenses=defenses, attack=attack, attack_params=attack_params, queryset=queryset, budget=budget,
+        seed=seed, defense_seed=defense_seed, include_none=include_none,
+    )
+    out_dir = Path(out_dir)
+    table = RunTable(out_dir / RESULTS_CSV)
+    if table.path.exists() and not overwrite:
+        raise FileExistsError(f"{table.path} exists; give another --out folder or pass --overwrite")
+    folder = Path(victim)
+    card = models.load_card(folder)
     for spec in specs:
         build_defense(
-            spec, card=card, seed=defense_seed_for(seed, defense_seed), victim_model=model, victim_dir=victim_dir,
-            data_root=data_root, download=download, device=device,
+            str(spec.defense), card=card, seed=spec.defense_seed, victim_dir=folder, data_root=data_root, download=download,
+            device=device, progress=progress,
         )
-    if include_none and not any(isinstance(s, str) and s.strip().partition(":")[0].strip() == "none" for s in specs):
-        specs.insert(0, "none")
-    if isinstance(queryset, str):
-        queryset = sgdata.load_queryset(queryset_spec(queryset, card.dataset), root=data_root, input_shape=tuple(card.input_shape), split="train", download=download)
-    if test_set is None:
-        test_set = sgdata.load_dataset(card.dataset, root=data_root, split="test", download=download)
-    rows = []
+    env = Env(
+        data_root=None if data_root is None else str(data_root), download=download, device="auto" if device is None else str(device),
+        progress=progress, threads=None,
+    )
+    table.path.unlink(missing_ok=True)
+    results = []
     for spec in tqdm(specs, desc="sweep", unit="defense", disable=not progress):
-        rows.append(
-            run_attack(
-                victim=(model, card) if victim_dir is None else victim_dir,
-                defense=spec,
-                attack=attack,
-                attack_params=attack_params,
-                queryset=queryset,
-                data_root=data_root,
-                budget=budget,
-                seed=seed,
-                defense_seed=defense_seed,
-                device=device,
-                progress=progress,
-                test_set=test_set,
-                download=download,
-            )
-        )
-    save_results(rows, Path(out_dir), title=f"{attack} vs {card.arch} on {card.dataset}, budget {budget}")
-    return rows
+        result = run(spec, env)
+        table.append(result)
+        results.append(result)
+    save_results(results, out_dir, title=f"{attack} vs {card.arch} on {card.dataset}, budget {budget}", table=False)
+    return results
 
 
-def save_results(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str | None = None) -> dict[str, Path]:
-    """Write ``results.csv``, ``results.json`` and ``tradeoff.png`` of ``rows`` into ``out_dir``."""
+def save_results(results: Sequence[RunResult], out_dir: Path | str, *, title: str | None = None, table: bool = True) -> dict[str, Path]:
+    """Write ``results.csv`` (unless ``table`` is False: already appended), ``results.json`` and ``tradeoff.png`` into ``out_dir``."""
     out_dir = Path(out_dir)
+    if table:
+        store = RunTable(out_dir / RESULTS_CSV)
+        for result in results:
+            store.append(result)
+    rows = [result.to_row() for result in results]
     return {
-        "csv": write_csv(rows, out_dir / RESULTS_CSV),
-        "json": write_json(list(rows), out_dir / RESULTS_JSON),
+        "csv": out_dir / RESULTS_CSV,
+        "json": write_json(rows, out_dir / RESULTS_JSON),
         "png": plot_tradeoff(rows, out_dir / PLOT_PNG, title=title),
     }

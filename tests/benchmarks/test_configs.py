@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stealguard.harness.grid import load_grid
+from stealguard.harness.ray_grid import load_grid
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "configs").glob("*.toml"))
 
@@ -22,18 +22,19 @@ def test_there_are_configs() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
 def test_config_loads_with_unique_cells(path: Path) -> None:
-    grid = load_grid(path)
-    keys = [cell.key() for cell in grid.cells()]
+    specs = load_grid(path).specs()
+    keys = [spec.key() for spec in specs]
     assert keys and len(keys) == len(set(keys))
-    assert all(cell.budget >= 1 for cell in grid.cells())
+    assert all(spec.budget >= 1 for spec in specs)
 
 
 def test_dcp_grid_has_the_issue_8_setting() -> None:
     grid = load_grid(_config("dcp-cifar10"))
-    float_victim, int8_victim = grid.victims
-    assert float_victim.dataset == "cifar10:half=0" and int8_victim.int8 is not None and int8_victim.int8.base == float_victim
-    assert {cell.queryset for cell in grid.cells() if cell.attack.attack == "knockoff"} == {"cifar10:half=1"}
-    names = {cell.defense_name for cell in grid.cells()}
+    float_victim, int8_victim = grid.victim_specs().values()
+    assert float_victim.dataset == "cifar10:half=0,seed=0" and int8_victim.variant.kind == "int8"
+    assert int8_victim.float_base() == float_victim
+    assert {spec.queryset for spec in grid.specs() if spec.attack.name == "knockoff"} == {"cifar10:half=1,seed=0"}
+    names = {spec.defense.name for spec in grid.specs()}
     assert names == {"none", "dcp", "reverse_sigmoid", "mad", "adaptive_misinformation"}
     assert all(sum(1 for spec in grid.defenses if spec.split(":")[0] == name) >= 2 for name in names - {"none"})
 
@@ -41,9 +42,9 @@ def test_dcp_grid_has_the_issue_8_setting() -> None:
 def test_cpu_dcp_grid_shares_the_full_grids_victims_and_runs_every_attack() -> None:
     full = load_grid(_config("dcp-cifar10"))
     cpu = load_grid(_config("dcp-cifar10-cpu"))
-    assert cpu.victims == full.victims and cpu.victim_cache == full.victim_cache
+    assert cpu.victim_specs() == full.victim_specs() and cpu.victim_cache == full.victim_cache
     assert {attack.name for attack in cpu.attacks} == {attack.name for attack in full.attacks}
-    budgets = {cell.attack.name: cell.budget for cell in cpu.cells()}
+    budgets = {attack.name: attack.budget or cpu.budget for attack in cpu.attacks}
     assert budgets["knockoff"] == budgets["knockoff-adaptive"] == 25_000
     assert budgets["maze"] == budgets["dfme"] == 300_000
-    assert {cell.defense_name for cell in cpu.cells()} == {cell.defense_name for cell in full.cells()}
+    assert {spec.defense.name for spec in cpu.specs()} == {spec.defense.name for spec in full.specs()}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from reproduce import card_differences, link_committed_victims
 
 from stealguard import data, models
-from stealguard.harness.grid import load_grid
-from stealguard.harness.reproduce import check_cached_victim, victim_path
+from stealguard.harness.ray_grid import load_grid
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +29,29 @@ def cifar_root(extract_cifar10: Callable[[str], Path]) -> Path:
     return extract_cifar10("cifar10-jpg/test")
 
 
-def test_both_dcp_grids_use_the_committed_victims() -> None:
+def _committed(name: str) -> Path:
+    return CONFIGS.parent / "results" / "dcp-cpu" / "victims" / name
+
+
+def test_both_dcp_grids_use_the_committed_victims(tmp_path: Path) -> None:
     cpu, full = load_grid(CONFIGS / "dcp-cifar10-cpu.toml"), load_grid(CONFIGS / "dcp-cifar10.toml")
     assert cpu.victim_cache is not None and cpu.victim_cache == full.victim_cache
-    for spec in cpu.victims:
-        check_cached_victim(victim_path(cpu.victim_cache, spec), spec)
+    assert cpu.victim_specs() == full.victim_specs()
+    for name, spec in cpu.victim_specs().items():
+        assert card_differences(models.load_card(_committed(name)), spec) == []
+    links = link_committed_victims(cpu, CONFIGS / "dcp-cifar10-cpu.toml", tmp_path)
+    assert sorted(link.resolve() for link in links) == sorted(_committed(name) for name in cpu.victim_specs())
 
 
 def test_committed_float_victim_reaches_85_percent_and_int8_stays_within_a_point(cifar_root: Path) -> None:
-    grid = load_grid(CONFIGS / "dcp-cifar10-cpu.toml")
-    float_spec, int8_spec = grid.victims
+    float_name, int8_name = load_grid(CONFIGS / "dcp-cifar10-cpu.toml").victim_specs()
     images, labels = data.load_dataset("cifar10", root=cifar_root, split="test").tensors()
     assert images.shape == (10_000, 3, 32, 32)
     measured = {}
     torch.set_num_threads(2)
-    for spec in (float_spec, int8_spec):
-        model, card = models.load_model(victim_path(grid.victim_cache, spec), device="cpu")
-        measured[spec.name] = models.accuracy_on(model, images, labels, device="cpu")
-        assert abs(measured[spec.name] - card.test_accuracy) <= CARD_TOLERANCE, (spec.name, measured[spec.name], card.test_accuracy)
-    assert measured[float_spec.name] >= FLOAT_FLOOR
-    assert abs(measured[int8_spec.name] - measured[float_spec.name]) <= INT8_GAP
+    for name in (float_name, int8_name):
+        model, card = models.load_model(_committed(name), device="cpu")
+        measured[name] = models.accuracy_on(model, images, labels, device="cpu")
+        assert abs(measured[name] - card.test_accuracy) <= CARD_TOLERANCE, (name, measured[name], card.test_accuracy)
+    assert measured[float_name] >= FLOAT_FLOOR
+    assert abs(measured[int8_name] - measured[float_name]) <= INT8_GAP

@@ -23,6 +23,8 @@ from stealguard.harness import (
     sweep,
     write_json,
 )
+from stealguard.harness.run_table import RunTable
+from stealguard.runspec import RunResult
 from stealguard.seeds import derive_seed
 
 ATTACK = {"epochs": 3, "batch_size": 32}
@@ -170,33 +172,35 @@ def test_build_defense_surrogate(victim: Path) -> None:
     assert build_defense(None, card=card, seed=0)[0].name == "none"
 
 
-def test_sweep_writes_csv_json_png(victim: Path, split, tmp_path: Path) -> None:
+def test_sweep_writes_run_result_rows_json_png(victim: Path, tmp_path: Path) -> None:
     specs = ["mad:epsilon=0.3", "mad:epsilon=1.0", "topk:k=1"]
-    rows = sweep(
-        victim=victim,
-        defenses=specs,
-        attack_params=ATTACK,
-        queryset=split[1],
-        budget=60,
-        device="cpu",
-        progress=False,
-        out_dir=tmp_path,
-        test_set=split[2],
+    results = sweep(
+        victim=victim, defenses=specs, attack_params=ATTACK, queryset="digits", budget=60, device="cpu", progress=False, out_dir=tmp_path,
     )
-    assert [row["label"] for row in rows] == ["none", *specs]
+    assert [result.defense_label for result in results] == ["none", *specs]
     with (tmp_path / "results.csv").open() as handle:
-        table = list(csv.DictReader(handle))
-    assert [line["label"] for line in table] == ["none", *specs]
-    assert float(table[1]["l1_mean"]) < float(table[2]["l1_mean"])
+        header = next(csv.reader(handle))
+    assert tuple(header) == RunResult.columns()
+    stored = RunTable(tmp_path / "results.csv").results()
+    assert [result.key for result in stored] == [result.key for result in results]
+    assert {result.defense_seed for result in stored} == {derive_seed(0, "defense")} and {result.seed for result in stored} == {0}
+    assert stored[1].l1_mean < stored[2].l1_mean and stored[0].queries_used == 60
+    assert stored[1].run_spec().victim == str(victim) and stored[1].run_spec().queryset == "digits"
     assert json.loads((tmp_path / "results.json").read_text())[3]["defense"] == "topk"
     assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileExistsError, match="results.csv exists"):
+        sweep(victim=victim, defenses=["none"], queryset="digits", budget=5, out_dir=tmp_path, progress=False)
 
 
-def test_sweep_checks_every_spec_first(victim: Path, split, tmp_path: Path) -> None:
+def test_sweep_checks_every_spec_first(victim: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown defense 'bogus'"):
-        sweep(victim=victim, defenses=["none", "bogus"], queryset=split[1], budget=5, out_dir=tmp_path, progress=False)
+        sweep(victim=victim, defenses=["none", "bogus"], queryset="digits", budget=5, out_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="non-empty list"):
-        sweep(victim=victim, defenses=[], queryset=split[1], budget=5, out_dir=tmp_path)
+        sweep(victim=victim, defenses=[], queryset="digits", budget=5, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="epsilon"):
+        sweep(victim=victim, defenses=["none", "mad:epsilon=-1"], queryset="digits", budget=5, out_dir=tmp_path, progress=False)
+    with pytest.raises(TypeError, match="spec strings"):
+        sweep(victim=victim, defenses=[defenses.create("topk", k=1)], queryset="digits", budget=5, out_dir=tmp_path)
     assert not (tmp_path / "results.csv").exists()
 
 

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stealguard.harness.plots import x_limits
+from stealguard.harness.plots import nudges, plot_tradeoff, point_note, strength, x_limits
 
 
 def test_points_one_test_image_apart_get_a_five_point_window():
@@ -32,3 +32,24 @@ def test_every_point_lies_inside_the_window(values, span):
         assert max(values) - min(values) >= span
     else:
         assert limits[0] < min(values) and max(values) < limits[1] and limits[1] - limits[0] >= span * (1 - 1e-9)
+
+
+def test_settings_are_ordered_by_strength_and_labelled_with_their_parameters():
+    rows = [{"defense": "mad", "label": f"mad:epsilon={e}"} for e in (1.5, 0.1, 0.5)]
+    assert [r["label"] for r in sorted(rows, key=strength)] == ["mad:epsilon=0.1", "mad:epsilon=0.5", "mad:epsilon=1.5"]
+    assert point_note({"defense": "dcp", "defense_label": "dcp:tau=0.99,beta=1.0"}) == "τ=0.99 β=1.0"
+    assert point_note({"defense": "label_only"}) == "" and strength({"defense": "dcp", "label": "dcp"}) == ()
+
+
+def test_markers_at_one_x_are_spread_around_it():
+    assert nudges([0.9, 0.9, 0.8, 0.90001]) == [-4.0, 0.0, 0.0, 4.0]
+    assert nudges([0.1, math.nan]) == [0.0, 0.0]
+
+
+def test_the_plot_takes_report_and_sweep_rows(tmp_path):
+    rows = [
+        {"defense": "none", "label": "none", "defender_accuracy": 0.9, "attacker_accuracy": 0.8, "l1_mean": 0.0},
+        {"defense": "mad", "defense_label": "mad:epsilon=1.0", "defender_accuracy": 0.9, "attacker_accuracy": 0.5, "l1_mean": 1.0},
+        {"defense": "mad", "defense_label": "mad:epsilon=0.5", "defender_accuracy": 0.9, "attacker_accuracy": 0.6, "l1_mean": 0.5},
+    ]
+    assert plot_tradeoff(rows, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,9 +7,10 @@ quoted table is marked by an HTML comment on the line right before it, which Mar
     | defense setting | seeds | victim acc | ... |
 
 The marker names the results file (relative to the page), the attack's grid label and the victim.
-:func:`sync_tables` regenerates every marked table from that file with
-:func:`~stealguard.harness.compare.pair_table`, the same table ``benchmarks/reproduce.py`` writes into
-``summary.md``, so a page cannot quote numbers its results file does not hold.
+:func:`sync_tables` regenerates every marked table from that file (a
+:class:`~stealguard.harness.run_table.RunTable`, victims and attacks named as the committed grid
+configs name them) with :func:`report.compare.pair_table`, the same table ``benchmarks/reproduce.py``
+writes into ``summary.md``, so a page cannot quote numbers its results file does not hold.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from stealguard.harness import compare
-from stealguard.harness.results import ResultsFile
+from report import compare
+from report.names import read_frame
 
 MARKER = re.compile(r"^<!-- results-table: (?P<path>\S+) (?P<attack>\S+) (?P<victim>\S+) -->$")
 """A marker line: results file (relative to the page), attack label, victim name."""
@@ -42,7 +43,7 @@ def _table(results: Path, attack: str, victim: str, cache: dict[Path, list[dict]
     if results not in cache:
         if not results.is_file():
             raise FileNotFoundError(f"{where}: results file {results} does not exist")
-        cache[results] = compare.aggregate(ResultsFile(results).rows())
+        cache[results] = compare.aggregate(read_frame(results))
     members = compare.pair_rows(cache[results], victim, attack)
     if not members:
         pairs = sorted({f"{r['attack_name']} {r['victim']}" for r in cache[results]})

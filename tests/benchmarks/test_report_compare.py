@@ -6,8 +6,7 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from stealguard.harness.compare import (
+from report.compare import (
     aggregate, best_at_cost, compare_at_equal, comparison_table, pair_table, summary_table, trainings_note, verdict,
     write_plots,
 )

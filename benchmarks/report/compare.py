@@ -11,71 +11,66 @@ the range the rival's points cover: nothing is extrapolated).
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from stealguard.harness.plots import plot_tradeoff
 
 METRICS = ("defender_accuracy", "attacker_accuracy", "fidelity", "l1_mean", "query_l1_mean", "queries_used", "elapsed_s")
 """Per-row numbers averaged over seeds by :func:`aggregate`."""
+GROUP = ["victim", "attack_name", "label"]
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not finite:
-        return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else math.nan
-
-
-def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (victim, attack label, defense setting): metrics averaged over seeds.
+def aggregate(rows: pd.DataFrame | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (victim, attack label, defense setting) of report rows (:func:`report.names.report_frame`, or dicts
+    with its columns): metrics averaged over seeds.
 
     Each output row has ``victim``, ``attack_name``, ``defense``, ``label``,
     ``defense_params``, ``victim_accuracy``, ``seeds`` (sorted), ``n`` and for every metric in
     :data:`METRICS` the mean under its own name and the sample standard deviation under
     ``<metric>_std`` (NaN for one seed: no spread to estimate), and likewise ``defender_loss`` (:func:`_defender_loss`,
-    NaN where a row lacks the victim's accuracy). A cell run twice with the same seed counts once (its
-    latest row). Order: first appearance.
+    NaN where a row lacks the victim's accuracy). Missing values are left out of means and spreads.
+    A cell run twice with the same seed counts once (its latest row). Order: first appearance.
     """
-    latest: dict[tuple[str, str, str, int], dict[str, Any]] = {}
-    for row in rows:
-        latest[(row["victim"], row["attack_name"], row["label"], row["seed"])] = row
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for (victim, attack, label, _seed), row in latest.items():
-        groups.setdefault((victim, attack, label), []).append(row)
-    out = []
-    for (victim, attack, label), members in groups.items():
-        first = members[0]
-        summary: dict[str, Any] = {
-            "victim": victim,
-            "attack_name": attack,
-            "label": label,
-            "defense": first["defense"],
-            "defense_params": first.get("defense_params"),
-            "victim_accuracy": first.get("victim_accuracy"),
-            "seeds": sorted(r["seed"] for r in members),
-            "n": len(members),
-        }
-        for metric in METRICS:
-            summary[metric], summary[f"{metric}_std"] = _mean_std([r.get(metric) for r in members])
-        summary["defender_loss"], summary["defender_loss_std"] = _mean_std([_defender_loss(r) for r in members])
-        out.append(summary)
-    return out
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if frame.empty:
+        return []
+    for column in [*METRICS, "defense_params", "victim_accuracy"]:
+        if column not in frame:
+            frame[column] = None
+    frame = frame.drop_duplicates([*GROUP, "seed"], keep="last").copy()
+    frame["defender_loss"] = [_defender_loss(row) for row in frame.to_dict("records")]
+    numbers = [*METRICS, "defender_loss"]
+    frame[numbers] = frame[numbers].apply(pd.to_numeric, errors="coerce")
+    groups = frame.groupby(GROUP, sort=False)
+    firsts = frame.drop_duplicates(GROUP).set_index(GROUP)[["defense", "defense_params", "victim_accuracy"]]
+    means = groups[numbers].mean()
+    stds = groups[numbers].std(ddof=1).add_suffix("_std")
+    seeds = groups["seed"].agg(lambda s: sorted(int(v) for v in s)).rename("seeds")
+    counts = groups.size().rename("n")
+    out = pd.concat([firsts, seeds, counts, means, stds], axis=1).reset_index()
+    return [{key: _plain(value) for key, value in row.items()} for row in out.to_dict("records")]
 
 
-def _defender_loss(row: dict[str, Any]) -> float | None:
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers (NaN stays NaN)."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, dict)) else value
+
+
+def _defender_loss(row: dict[str, Any]) -> float:
     """Accuracy the defense costs the defender: the victim's own test accuracy minus the defended one.
 
     Rounded to 1e-6 (a test set of 10,000 images resolves 1e-4), so that a victim accuracy stored in
     float32 and a defended accuracy counted in float64 give exactly 0 for an unchanged accuracy.
     """
-    victim, defended = row.get("victim_accuracy"), row.get("defender_accuracy")
-    if victim is None or defended is None:
-        return None
-    return round(float(victim) - float(defended), 6)
+    victim, defended = _float(row.get("victim_accuracy")), _float(row.get("defender_accuracy"))
+    if not (math.isfinite(victim) and math.isfinite(defended)):
+        return math.nan
+    return round(victim - defended, 6)
 
 
 def _cost(row: dict[str, Any], x_key: str, *, by_loss: bool) -> float:
