@@ -27,8 +27,9 @@ A grid config is TOML, validated by :class:`GridConfig` (errors name the field):
 
 ``dp_sgd:noise_multiplier=S[,max_grad_norm=C]`` among the defenses is not a perturbation of the
 answers but a victim variant: each such cell attacks the DP-SGD-trained twin of its victim,
-undefended. The configs of :mod:`stealguard.harness.grid` (``benchmarks/configs``) are read as
-they are; their ``[compare]`` table and ``victim_cache`` belong to the reports and are ignored here.
+undefended. The committed configs (``benchmarks/configs``) are read as they are; their
+``[compare]`` table and ``victim_cache`` belong to ``benchmarks/reproduce.py`` and its report and
+are ignored here.
 
 :func:`run_grid` trains each victim once, as a task that the victim's cells depend on (never
 raced), and runs the cells as tasks with the declared resources. Only the driver writes
