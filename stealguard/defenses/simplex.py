@@ -65,6 +65,10 @@ def shrink_to_budget(probs: Tensor, perturbed: Tensor, *, epsilon: float, norm: 
 PROJECTION_STEPS = 32
 """Most sort-free steps of :func:`project_to_simplex` before the rows left over are sorted."""
 
+SORT_BELOW = 8192
+"""Inputs with fewer entries are projected with one sort: fewer operations, cheaper than the
+sort-free steps' passes there (both measured on the CPU with torch 2.13)."""
+
 
 def _project_by_sort(values: Tensor) -> Tensor:
     """Sort-based projection (Duchi et al. 2008, Fig. 1); O(K log K) per row."""
@@ -85,15 +89,17 @@ def project_to_simplex(values: Tensor) -> Tensor:
     linear ``f(theta) = sum_i max(v_i - theta, 0) - 1``. Sort-free (Michelot 1986, a Newton
     method on ``f`` from the left): start at ``theta_0 = (sum v - 1) / K <= theta*``, then
     ``theta_{t+1} = theta_t + f(theta_t) / |A_t| = (sum_{i in A_t} v_i - 1) / |A_t|`` with
-    ``A_t = {i : v_i > theta_t}``. The
-    active set only shrinks, and once it stops changing ``theta`` is exact, typically after a
-    few O(K) passes. Rows still changing after ``PROJECTION_STEPS`` steps are finished by the
+    ``A_t = {i : v_i > theta_t}``. The active set only shrinks, and once it stops changing
+    ``theta`` is exact, typically after a few O(K) passes. Inputs with fewer than ``SORT_BELOW``
+    entries, and rows still changing after ``PROJECTION_STEPS`` steps, are projected by the
     sort-based algorithm (Held, Wolfe & Crowder 1974; Duchi et al., ICML 2008, Fig. 1). No
     Python loop over rows. The projection is non-expansive in L2.
 
     Shape:
         values: ``(N, K)`` finite; returns ``(N, K)``.
     """
+    if values.numel() < SORT_BELOW:
+        return _project_by_sort(values)
     theta = (values.sum(dim=1, keepdim=True) - 1) / values.shape[1]
     size = torch.full_like(theta, values.shape[1])
     for _ in range(PROJECTION_STEPS):

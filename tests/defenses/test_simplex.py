@@ -56,3 +56,19 @@ def test_shrink_to_budget(norm):
 def test_distance_rejects_unknown_norm():
     with pytest.raises(ValueError, match="norm"):
         distance(torch.zeros(1, 2), torch.zeros(1, 2), "linf")
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 40), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**31), peaked=st.booleans())
+def test_sort_free_projection_matches_the_sort(rows, scale, seed, peaked):
+    """Large inputs take the sort-free (Michelot) steps; they agree with the sort-based projection."""
+    from stealguard.defenses.simplex import SORT_BELOW, _project_by_sort
+
+    classes = SORT_BELOW // rows + 1
+    gen = torch.Generator().manual_seed(seed)
+    values = scale * torch.randn(rows, classes, generator=gen, dtype=torch.float64)
+    if peaked:  # a simplex row plus a small step: the random_noise path's inputs
+        values = torch.softmax(values, dim=1) + 1e-3 * torch.randn(rows, classes, generator=gen, dtype=torch.float64)
+    fast = project_to_simplex(values)
+    torch.testing.assert_close(fast, _project_by_sort(values), rtol=0, atol=1e-12 * max(1.0, scale))
+    torch.testing.assert_close(fast.sum(dim=1), torch.ones(rows, dtype=torch.float64))
