@@ -137,7 +137,8 @@ def convert_file(path: Path) -> int | None:
         try:
             converted.append(convert_row(row))
         except ValueError as err:
-            raise ValueError(f"{path}:{number}: {err}") from None
+            lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.strip().startswith("For further")]
+            raise ValueError(f"{path}:{number}: {'; '.join(lines)}") from None
     keys = [result.key for result in converted]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{path}: two rows convert to one RunSpec key")
