@@ -16,7 +16,10 @@ inverter therefore keeps the candidate that its own surrogate, ``p = u``, would 
 
     k* = argmin_{k valid} cos(e_k - u, y^(k) - u) = argmin (y^(k)_k - 1/K) / ||y^(k) - u||_2
 
-(``select="average"`` averages the valid candidates instead). ``mad_keyed`` mixes a keyed random
+with ``|y^(k)_k|`` in place of ``y^(k)_k``: a wrong candidate let through by the sign tolerance
+has a slightly negative target entry (for ``epsilon >= 1`` a confident row's top class and
+target are otherwise symmetric). ``select="average"`` averages the valid candidates instead.
+``mad_keyed`` mixes a keyed random
 point ``r(x)`` into the target, ``t = (1 - mix) e_k + mix r(x)``; the attacker cannot compute
 ``r`` and substitutes its mean ``u``, which is exact only where ``r = u``.
 
@@ -69,7 +72,8 @@ def vertex_candidates(answers: Tensor, *, epsilon: float, mix: float, norm: str,
     """Step, validity and selection score of each target hypothesis ``k``.
 
     Returns ``alpha (N, K)``, ``valid (N, K)`` (every recovered entry >= -tol) and the score
-    ``cos(e_k - u, y^(k) - u)`` ``(N, K)`` (lower: the more MAD-like target).
+    ``cos(e_k - u, y^(k) - u)`` ``(N, K)`` with ``|y^(k)_k|`` for ``y^(k)_k`` (lower: the more
+    MAD-like target; a wrong candidate within the tolerance has a slightly negative entry).
     """
     k = answers.shape[1]
     distance = vertex_mixture_geometry(answers, mix=mix, norm=norm)
@@ -83,7 +87,7 @@ def vertex_candidates(answers: Tensor, *, epsilon: float, mix: float, norm: str,
     squares = (answers**2).sum(dim=1, keepdim=True) - 2 * shift + k * shift**2
     total_sq = (squares - (answers - shift) ** 2) / keep**2 + target_entry**2
     spread = (total_sq - 1 / k).clamp_min(1e-30).sqrt()
-    return alpha, valid, (target_entry - 1 / k) / spread
+    return alpha, valid, (target_entry.abs() - 1 / k) / spread
 
 
 def invert_vertex_mixture(answers: Tensor, *, epsilon: float, mix: float, norm: str, select: str, tol: float) -> Tensor:
