@@ -8,11 +8,7 @@ from torch import Tensor
 
 from stealguard._checks import check_number
 from stealguard.defenses.base import Defense, constant
-from stealguard.defenses.reverse_sigmoid import (
-    argmax_threshold,
-    reverse_sigmoid_noise,
-    subtract_noise,
-)
+from stealguard.defenses.reverse_sigmoid import argmax_threshold, minus_reverse_sigmoid
 from stealguard.defenses.simplex import shrink_to_budget
 
 
@@ -100,8 +96,7 @@ class DCP(Defense):
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
         weight = low_confidence_weight(probs, tau=self.tau, nu=self.nu)
-        noise = reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma).mul_(weight)
-        perturbed = subtract_noise(probs, noise)
+        perturbed = minus_reverse_sigmoid(probs, beta=self.beta, gamma=self.gamma, weight=weight)
         if self.epsilon is None:
             return perturbed
         perturbed = perturbed.clamp_min_(0)

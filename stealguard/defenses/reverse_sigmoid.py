@@ -1,8 +1,8 @@
 """``reverse_sigmoid``: Lee et al.'s deceptive reverse-sigmoid perturbation.
 
 Also holds the pure functions ``dcp`` reuses: the perturbation ``r(y)``
-(:func:`reverse_sigmoid_noise`), ``y - noise`` (:func:`subtract_noise`, normalised by the
-boundary) and ``N(y - noise)`` (:func:`subtract_and_renormalise`), plus the argmax
+(:func:`reverse_sigmoid_noise`), ``y - a r(y)`` (:func:`minus_reverse_sigmoid`, normalised by
+the boundary) and ``N(y - noise)`` (:func:`subtract_and_renormalise`), plus the argmax
 guarantee shared by both (:func:`argmax_threshold`).
 """
 
@@ -38,17 +38,19 @@ def reverse_sigmoid_noise(probs: Tensor, *, beta: float, gamma: float) -> Tensor
     return noise.sub_(constant(0.5, probs)).mul_(constant(beta, probs))
 
 
-def subtract_noise(probs: Tensor, noise: Tensor) -> Tensor:
-    """``y - noise``, unnormalised: ``Defense.__call__`` then applies ``N`` (clamp at 0, renormalise).
+def minus_reverse_sigmoid(probs: Tensor, *, beta: float, gamma: float, weight: Tensor | None = None) -> Tensor:
+    """``y - a * r(y)``, unnormalised (``Defense.__call__`` then applies ``N``), in six operations.
 
-    For the reverse-sigmoid noise (with any factor in [0, 1]) every row keeps positive mass
-    (see :func:`subtract_and_renormalise`), so the boundary's ``N`` is exactly the one of the paper.
-    ``noise`` is consumed (overwritten).
+    ``r`` is :func:`reverse_sigmoid_noise`; ``a`` is ``weight`` ``(N, 1)`` (``dcp``'s detector) or 1.
+    Computed as ``(S(gamma S^-1(y)) - 1/2) * (-a beta) + y`` in place on one temporary, in
+    ``probs``' dtype.
 
     Shape:
-        probs, noise: ``(N, K)``; returns ``(N, K)``.
+        probs: ``(N, K)``; weight: ``(N, 1)`` or None; returns ``(N, K)``.
     """
-    return noise.neg_().add_(probs)
+    scale = constant(-beta, probs) if weight is None else weight.mul(constant(-beta, probs))
+    squashed = torch.logit(probs, eps=LOGIT_CLAMP).mul_(constant(gamma, probs)).sigmoid_()
+    return squashed.sub_(constant(0.5, probs)).mul_(scale).add_(probs)
 
 
 def subtract_and_renormalise(probs: Tensor, noise: Tensor) -> Tensor:
@@ -159,7 +161,7 @@ class ReverseSigmoid(Defense):
         self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        return subtract_noise(probs, reverse_sigmoid_noise(probs, beta=self.beta, gamma=self.gamma))
+        return minus_reverse_sigmoid(probs, beta=self.beta, gamma=self.gamma)
 
     def params(self) -> dict[str, Any]:
         return {"beta": self.beta, "gamma": self.gamma}
