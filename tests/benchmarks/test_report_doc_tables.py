@@ -90,15 +90,16 @@ def test_a_new_row_makes_the_table_stale(tmp_path):
     assert update.stale and "`dcp:tau=0.99`" in text and "`dcp:tau=0.99`" not in page.read_text()
 
 
-def test_script_check_fails_on_a_stale_table_and_rewrites_without_check(tmp_path):
+def test_script_check_fails_on_a_stale_table_and_rewrites_without_check(tmp_path, capsys):
+    import sync_tables as script
+
     _store(tmp_path / "results" / "results.csv")
     page = _page(tmp_path, f"<!-- results-table: ../results/results.csv maze {V} -->\n| old |\n")
-    check = subprocess.run([sys.executable, str(SCRIPT), "--check", str(page)], capture_output=True, text=True)
-    assert check.returncode == 1 and f"stale table maze vs {V}" in check.stdout
+    assert script.main(["--check", str(page)]) == 1 and f"stale table maze vs {V}" in capsys.readouterr().out
     assert page.read_text().endswith("| old |\n")
-    write = subprocess.run([sys.executable, str(SCRIPT), str(page)], capture_output=True, text=True)
-    assert write.returncode == 0 and f"rewrote table maze vs {V}" in write.stdout
-    assert subprocess.run([sys.executable, str(SCRIPT), "--check", str(page)], capture_output=True).returncode == 0
+    assert script.main([str(page)]) == 0 and f"rewrote table maze vs {V}" in capsys.readouterr().out
+    check = subprocess.run([sys.executable, str(SCRIPT), "--check", str(page)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and "1 marked table(s), 0 stale" in check.stdout
 
 
 @pytest.mark.parametrize(
