@@ -128,7 +128,7 @@ def test_runs_through_the_harness_against_mad(victim_dir: Path) -> None:
 def test_runs_through_the_cli(victim_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.json"
     argv = ["attack", "--victim", str(victim_dir), "--attack", "art_knockoff", "--budget", "50", "--epochs", "1",
-            "--device", "cpu", "--quiet", "--queryset", "digits", "--defense", "dcp", "--out", str(out)]
+            "--device", "cpu", "--quiet", "--queryset", "digits", "--defense", "dcp", "--out", str(out), "--overwrite"]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert result["attack"] == "art_knockoff" and result["queries_used"] == 50 and result["defense"] == "dcp"
