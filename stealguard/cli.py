@@ -32,9 +32,14 @@ from typing import Any, NoReturn
 from stealguard import __version__
 from stealguard.blackbox import BudgetExceededError
 from stealguard.defenses.spec import parse_defense_spec
-from stealguard.serve.remote import RemoteError
+from stealguard.serve.errors import RemoteError
 
 PROG = "stealguard"
+EXTRAS = {
+    "fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "httpx": "serve", "psycopg": "serve",
+    "opacus": "dp", "matplotlib": "plots", "ray": "grid", "psutil": "grid", "pandas": "grid", "art": "art",
+}
+"""Which extra of the package brings each optional dependency (``pip install 'stealguard[EXTRA]'``)."""
 USAGE_ERROR = 2
 RUN_FAILED = 1
 
@@ -556,6 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(err)
     except RemoteError as err:
         return _fail(err)
+    except ModuleNotFoundError as err:
+        extra = EXTRAS.get((err.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        return _fail(f"{args.command} needs the {extra!r} extra: pip install 'stealguard[{extra}]' ({err.name} is not installed)")
     except FloatingPointError as err:
         _fail(err)
         return RUN_FAILED

@@ -230,3 +230,25 @@ def test_attack_and_sweep_train_adaptive_misinformation_once_from_the_given_root
     assert main(["sweep", *common, "--defense", "adaptive_misinformation", "--out", str(tmp_path / "s")]) == 0
     assert trained == ["once"]
     assert roots and all(str(r) == str(root) for r in roots)
+
+
+@pytest.mark.parametrize(
+    ("argv", "blocked", "extra"),
+    [
+        (["serve", "--victim", "VICTIM"], "fastapi", "serve"),
+        (["train", "--dataset", "digits", "--arch", "mlp", "--out", "OUT", "--dp", "noise_multiplier=1.0,max_grad_norm=1.0"], "opacus", "dp"),
+    ],
+)
+def test_a_missing_extra_is_named_in_one_line(
+    victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch, argv: list[str], blocked: str, extra: str
+) -> None:
+    import sys
+
+    importers = ("stealguard.serve.app", "stealguard.serve.protocol")
+    for name in [m for m in sys.modules if m == blocked or m.startswith(blocked + ".") or m in importers]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, blocked, None)
+    argv = [str(victim) if a == "VICTIM" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"pip install 'stealguard[{extra}]'" in err and blocked in err
