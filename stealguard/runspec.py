@@ -144,6 +144,14 @@ class VictimSpec(_Frozen):
         """The float victim an int8 variant is quantized from (itself for float and DP victims)."""
         return self.model_copy(update={"variant": FloatVariant()}) if isinstance(self.variant, Int8Variant) else self
 
+    def undefended(self) -> VictimSpec:
+        """The victim without its training-time defense: the float twin of a DP-SGD victim, else itself.
+
+        A DP-SGD victim is a defense paid for in training; its distortion and accuracy loss are
+        measured against this twin, as a posterior defense's are against the victim's clean answers.
+        """
+        return self.model_copy(update={"variant": FloatVariant()}) if isinstance(self.variant, DPVariant) else self
+
     def key(self) -> str:
         """A short stable digest of the spec (the victim cache's folder name ends with it)."""
         return _digest(self.model_dump(mode="json"))

@@ -275,10 +275,11 @@ def _prepare_task(spec: VictimSpec, env: Env, misinformation: bool) -> Any:
     return VictimBundle.of(prepare_victim(spec, env, misinformation=misinformation))
 
 
-def _cell_task(spec: RunSpec, env: Env, bundle: Any) -> RunResult:
+def _cell_task(spec: RunSpec, env: Env, bundle: Any, undefended: Any = None) -> RunResult:
     from stealguard.harness.run import run
 
-    return run(spec, env, victim=bundle.materialize(env))
+    twin = None if undefended is None else undefended.materialize(env)
+    return run(spec, env, victim=bundle.materialize(env), undefended=twin)
 
 
 def run_grid(
@@ -339,14 +340,18 @@ def run_grid(
     cell = ray.remote(_cell_task).options(num_cpus=config.resources.num_cpus, num_gpus=gpus, max_retries=config.max_retries, retry_exceptions=True)
     try:
         bundles: dict[str, Any] = {}
-        for spec in todo:
-            victim = spec.victim
-            if isinstance(victim, VictimSpec) and victim.key() not in bundles:
-                misinformation = any(
-                    needs_misinformation(other.defense.name) for other in todo if isinstance(other.victim, VictimSpec) and other.victim == victim
-                )
+        needed = [spec.victim for spec in todo] + [spec.victim.undefended() for spec in todo]
+        for victim in needed:
+            if victim.key() not in bundles:
+                misinformation = any(needs_misinformation(other.defense.name) for other in todo if other.victim == victim)
                 bundles[victim.key()] = prepare.remote(victim, env, misinformation)
-        pending = {cell.remote(spec, env, bundles[spec.victim.key()]): spec for spec in todo}
+        pending = {
+            cell.remote(
+                spec, env, bundles[spec.victim.key()],
+                None if spec.victim.undefended() == spec.victim else bundles[spec.victim.undefended().key()],
+            ): spec
+            for spec in todo
+        }
         bar = tqdm(total=len(pending), desc=f"{config.name} cells", unit="cell", disable=not (env.progress and sys.stderr.isatty()))
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -195,14 +196,24 @@ def resolve_victim(spec: RunSpec, env: Env) -> Path:
     return prepare_victim(spec.victim, env, misinformation=needs_misinformation(spec.defense.name))
 
 
-def run(spec: RunSpec, env: Env | None = None, *, victim: Path | str | None = None) -> RunResult:
+def run(
+    spec: RunSpec, env: Env | None = None, *, victim: Path | str | None = None, undefended: Path | str | None = None
+) -> RunResult:
     """Run one experiment and return its result.
+
+    A DP-SGD victim (``VictimSpec`` with a :class:`~stealguard.runspec.DPVariant`) is measured as
+    a defense against its float twin (:meth:`VictimSpec.undefended`): ``clean_accuracy`` and
+    ``victim_accuracy`` are the twin's test accuracy, ``l1_mean``/``l1_max`` the L1 distance
+    between the DP victim's answers and the twin's on the test split, ``defender_accuracy`` the
+    DP victim's own; so DP-SGD's cost is comparable with a posterior defense's.
 
     Args:
         spec: what to run. env: where (default ``Env()``: default data root, auto device,
             one torch thread, victims cached under ``runs/victims``).
         victim: the victim's folder when the caller has prepared it already (the grid runner);
             default: :func:`resolve_victim`.
+        undefended: the float twin's folder of a DP-SGD victim when already prepared; default:
+            trained (once) into the cache.
 
     Raises:
         FileNotFoundError: a victim directory or data files are missing.
@@ -219,8 +230,13 @@ def run(spec: RunSpec, env: Env | None = None, *, victim: Path | str | None = No
             queryset=queryset, data_root=env.data_root, budget=spec.budget, seed=spec.seed, defense_seed=spec.defense_seed,
             device=env.device, progress=env.progress, download=env.download,
         )
+    identity = RunResult.identity(spec, victim_card=card)
+    if isinstance(spec.victim, VictimSpec) and isinstance(spec.victim.variant, DPVariant):
+        twin = Path(undefended) if undefended is not None else prepare_victim(spec.victim.undefended(), env)
+        outcome.update(_against_twin(folder, twin, env))
+        identity["victim_accuracy"] = outcome["clean_accuracy"]
     return RunResult(
-        **RunResult.identity(spec, victim_card=card),
+        **identity,
         **{name: outcome[name] for name in RunResult.METRICS if name != "angular_deviation_deg"},
         angular_deviation_deg=outcome["angular_deviation_mean"],
         latency_ratio=outcome["latency_ratio"],
@@ -232,6 +248,24 @@ def run(spec: RunSpec, env: Env | None = None, *, victim: Path | str | None = No
         code_version=code_version(),
         finished_at=_now(),
     )
+
+
+def _against_twin(victim: Path, twin: Path, env: Env) -> dict[str, float]:
+    """``clean_accuracy``, ``l1_mean``, ``l1_max`` of a DP-SGD victim measured against its float twin on the test split."""
+    from stealguard import data as sgdata
+    from stealguard import metrics
+
+    model, card = models.load_model(victim, device="cpu")
+    twin_model, _ = models.load_model(twin, device="cpu")
+    images, labels = sgdata.load_dataset(card.dataset, root=env.data_root, split="test", download=env.download).tensors()
+    with threads(env.threads):
+        answers = models.predict_proba(model, images, device=env.device)
+        clean = models.predict_proba(twin_model, images, device=env.device)
+    l1 = metrics.l1_distance(answers.double(), clean.double())
+    return {
+        "clean_accuracy": metrics.accuracy(clean, labels), "l1_mean": float(l1.mean()), "l1_max": float(l1.max()),
+        "query_l1_mean": math.nan, "angular_deviation_mean": math.nan,
+    }
 
 
 def failed_result(spec: RunSpec, error: BaseException | str, *, victim_card: Any | None = None) -> RunResult:

@@ -152,3 +152,16 @@ def test_a_two_node_grid_survives_losing_a_node(tmp_path: Path, loopback_ray) ->
     with pytest.raises(FileExistsError, match="--resume"):
         run_grid(config, out_dir=out, env=env)
     assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+@pytest.mark.integration
+def test_a_dp_cell_on_ray_is_measured_against_its_float_twin(tmp_path: Path, loopback_ray) -> None:
+    text = GRID.replace('defenses = ["none", "mad:epsilon=0.5"]', 'defenses = ["dp_sgd:noise_multiplier=2.0"]').replace("seeds = [0, 1]", "seeds = [0]")
+    config = load_grid(_write(tmp_path, text))
+    env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
+    outcome = run_grid(config, out_dir=tmp_path / "out", env=env, ray_init={"num_cpus": 1})
+    assert len(outcome.results) == 1 and not outcome.failures
+    on_ray = outcome.results[0]
+    direct = run(config.specs()[0], env)
+    assert on_ray.victim_variant == "dp" and on_ray.l1_mean == direct.l1_mean > 0
+    assert on_ray.clean_accuracy == direct.clean_accuracy == on_ray.victim_accuracy
