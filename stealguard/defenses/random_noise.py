@@ -95,6 +95,11 @@ PATH_MAX_STEP = 2.0**20
 PATH_ITERATIONS = 40
 """Most safeguarded Newton steps of :func:`along_projected_path` (rows usually converge in 1 to 4)."""
 
+COMPACT_FROM = 8192
+"""Converged rows leave :func:`along_projected_path`'s loop early only while the live rows hold at
+least this many entries and half of them converged: on fewer, each operation's fixed cost
+dominates and gathering the live rows costs more than it saves."""
+
 PATH_TOLERANCE = 1e-10
 """Relative distance error at which a row of :func:`along_projected_path` counts as converged."""
 
@@ -114,8 +119,8 @@ def _path_slope(point: Tensor, clean: Tensor, noise: Tensor, reach: Tensor, norm
     velocity = (noise - (noise * active).sum(dim=1, keepdim=True) / active.sum(dim=1, keepdim=True)) * active
     offset = point - clean
     if norm == "l1":
-        sign = offset.sign()
-        sign += (1 - sign.abs()) * velocity.sign()
+        # sign(offset), or sign(velocity) where offset is 0 (|offset| >> 1e-300 |velocity| elsewhere)
+        sign = torch.add(offset, velocity, alpha=1e-300).sign_()
         return (sign * velocity).sum(dim=1, keepdim=True)
     return (offset * velocity).sum(dim=1, keepdim=True) / reach.clamp_min(torch.finfo(reach.dtype).tiny)
 
@@ -131,7 +136,7 @@ def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: 
     y_i / -z_i`` (``g(s0) = s0 epsilon``, no projection needed); from there safeguarded Newton
     steps on ``g(s) = epsilon`` use the slope of the current linear piece, keep a bracket
     ``g(low) < epsilon <= g(high)`` and fall back to its (Illinois) secant when a step leaves
-    it; rows leave the loop as they converge.
+    it; on large inputs rows leave the loop as they converge (``COMPACT_FROM``).
     Rows converge (relative error ``PATH_TOLERANCE``) in a few steps, each one projection
     (one sort). The point found is pulled back along the segment to ``y`` onto the budget
     (:func:`~stealguard.defenses.simplex.shrink_to_budget`; rows not converged after
@@ -162,28 +167,30 @@ def along_projected_path(probs: Tensor, noise: Tensor, *, epsilon: float, norm: 
     state = {
         "clean": clean, "noise": noise, "step": low, "point": point, "reach": low * epsilon, "low": low,
         "reach_low": low * epsilon, "high": torch.full_like(low, float("inf")),
-        "reach_high": torch.full_like(low, float("inf")), "upper": point, "side": torch.zeros_like(low),
+        "reach_high": torch.full_like(low, float("inf")), "upper": point, "below": torch.ones_like(low, dtype=torch.bool),
     }
     found = torch.empty_like(clean)
     live = torch.arange(len(clean), device=clean.device)
     for iteration in range(PATH_ITERATIONS):
         _path_step(state, epsilon, norm)
         reach, step = state["reach"], state["step"]
-        settled = ((reach - epsilon).abs() <= PATH_TOLERANCE * epsilon) | ((reach < epsilon) & (step >= PATH_MAX_STEP))
-        settled = settled.squeeze(1)
-        if iteration == PATH_ITERATIONS - 1:
-            settled = torch.ones_like(settled)
-        if bool(settled.any()):
-            done = settled.nonzero().squeeze(1)
-            # a row stopped short of converging falls back on its bracket's upper end (g >= epsilon)
-            fallback = (~settled & torch.isfinite(state["high"].squeeze(1)))[done].to(clean.dtype).unsqueeze(1)
-            point, upper = state["point"][done], state["upper"][done]
-            found[live[done]] = point + fallback * (upper - point)
-            remaining = (~settled).nonzero().squeeze(1)
-            if remaining.numel() == 0:
-                break
-            live = live[remaining]
-            state = {key: value[remaining] for key, value in state.items()}
+        converged = ((reach - epsilon).abs() <= PATH_TOLERANCE * epsilon) | ((reach < epsilon) & (step >= PATH_MAX_STEP))
+        converged = converged.squeeze(1)
+        count = int(converged.sum())
+        last = count == len(converged) or iteration == PATH_ITERATIONS - 1
+        small = len(converged) * clean.shape[1] < COMPACT_FROM
+        if not last and (small or 2 * count < len(converged)):
+            continue
+        done = torch.arange(len(converged), device=clean.device) if last else converged.nonzero().squeeze(1)
+        # a row stopped short of converging falls back on its bracket's upper end (g >= epsilon)
+        fallback = (~converged & torch.isfinite(state["high"].squeeze(1)))[done].to(clean.dtype).unsqueeze(1)
+        point, upper = state["point"][done], state["upper"][done]
+        found[live[done]] = point + fallback * (upper - point)
+        if last:
+            break
+        remaining = (~converged).nonzero().squeeze(1)
+        live = live[remaining]
+        state = {key: value[remaining] for key, value in state.items()}
     return result.index_copy(0, boundary, shrink_to_budget(clean, found, epsilon=epsilon, norm=norm))
 
 
@@ -192,29 +199,25 @@ def _path_step(state: dict[str, Tensor], epsilon: float, norm: str) -> None:
 
     Newton from the last point on its linear piece; when that leaves the bracket, the secant of
     the bracket with the Illinois modification (the end kept twice in a row has its distance
-    error halved, so the other end moves); with no upper end yet, ``s`` grows fourfold.
+    error halved, so the other end moves); with no upper end yet (or no usable secant), ``s``
+    grows fourfold, staying inside the bracket.
     """
     clean, noise, step, reach = state["clean"], state["noise"], state["step"], state["reach"]
     low, high, reach_low, reach_high = state["low"], state["high"], state["reach_low"], state["reach_high"]
     slope = _path_slope(state["point"], clean, noise, reach, norm)
     newton = step + (epsilon - reach) / slope
-    bounded = torch.isfinite(high)
     secant = low + (epsilon - reach_low) * (high - low) / (reach_high - reach_low)
-    fallback = torch.where(bounded, torch.where(secant > low, secant, (low + high) / 2), 4 * step.clamp_min(1e-3))
-    usable = (slope > 0) & (newton > low) & ((newton < high) | ~bounded)
-    step = torch.where(usable, newton, fallback).clamp_max_(PATH_MAX_STEP)
+    fallback = torch.where(secant > low, secant, torch.minimum((low + high) / 2, 4 * step.clamp_min(1e-3)))
+    step = torch.where((slope > 0) & (newton > low) & (newton < high), newton, fallback).clamp_max_(PATH_MAX_STEP)
     point = project_to_simplex(clean + step * noise)
     reach = distance(point, clean, norm).unsqueeze(1)
     below = reach < epsilon
-    side = torch.where(below, 1.0, -1.0).to(step.dtype)
-    repeated = side == state["side"]
-    reach_high = torch.where(below & repeated, epsilon + (reach_high - epsilon) / 2, reach_high)
-    reach_low = torch.where(~below & repeated, epsilon - (epsilon - reach_low) / 2, reach_low)
-    state["low"], state["reach_low"] = torch.where(below, step, low), torch.where(below, reach, reach_low)
-    state["high"], state["reach_high"] = torch.where(below, high, step), torch.where(below, reach_high, reach)
+    repeated = below == state["below"]
+    state["low"], state["high"] = torch.where(below, step, low), torch.where(below, high, step)
+    state["reach_low"] = torch.where(below, reach, torch.where(repeated, (epsilon + reach_low) / 2, reach_low))
+    state["reach_high"] = torch.where(below, torch.where(repeated, (epsilon + reach_high) / 2, reach_high), reach)
     state["upper"] = point + below.to(point.dtype) * (state["upper"] - point)
-    state["step"], state["point"], state["reach"], state["side"] = step, point, reach, side
-
+    state["step"], state["point"], state["reach"], state["below"] = step, point, reach, below
 
 
 class RandomNoise(Defense):

@@ -197,3 +197,20 @@ def test_newton_path_point_matches_bisection_reference(probs, norm, fraction, se
         return  # non-monotone or out-of-reach paths: several crossings or the -z rule apply
     fast = along_projected_path(probs, noise, epsilon=epsilon, norm=norm)
     torch.testing.assert_close(fast, reference_path_point(probs, noise, epsilon, norm), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+@pytest.mark.parametrize("rows", [8, 40])
+def test_rows_cut_short_of_converging_stay_on_simplex_and_budget(iterations, rows, monkeypatch):
+    """With too few Newton steps, unconverged rows fall back on their bracket's upper end, pulled onto the budget."""
+    import stealguard.defenses.random_noise as module
+
+    monkeypatch.setattr(module, "PATH_ITERATIONS", iterations)
+    probs = torch.softmax(4 * torch.randn(rows, 300, generator=torch.Generator().manual_seed(rows), dtype=torch.float64), dim=1)
+    out = D.create("random_noise", epsilon=0.3, consistent=True, seed=1)(make_queries(rows), probs)
+    assert (out >= 0).all() and ((out.sum(dim=1) - 1).abs() <= 1e-9).all()
+    assert (distance(out, probs, "l1") <= 0.3 + 1e-9).all()
+    full = D.create("random_noise", epsilon=0.3, consistent=True, seed=1)
+    monkeypatch.setattr(module, "PATH_ITERATIONS", 40)
+    reached = distance(full(make_queries(rows), probs), probs, "l1")
+    assert (distance(out, probs, "l1") <= reached + 1e-9).all()  # cut short: never farther than converged
