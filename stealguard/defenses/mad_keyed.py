@@ -72,7 +72,9 @@ class MADKeyed(MAD):
         return ("extreme", "argmin")
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "mix": self.mix}
+        """MAD's parameters and ``mix``; the key (``seed``) is secret and not reported."""
+        public = {key: value for key, value in super().params().items() if key != "seed"}
+        return {**public, "mix": self.mix}
 
     def _target(self, x: Tensor, probs: Tensor) -> Tensor:
         vertex = super()._target(x, probs)

@@ -24,8 +24,12 @@ import torch
 from torch import Tensor
 
 from stealguard._checks import check_int, check_number
-from stealguard.defenses.reverse_sigmoid import ReverseSigmoid, reverse_sigmoid_noise, subtract_and_renormalise
 from stealguard.defenses.random_noise import input_keys
+from stealguard.defenses.reverse_sigmoid import (
+    ReverseSigmoid,
+    reverse_sigmoid_noise,
+    subtract_and_renormalise,
+)
 
 
 def keyed_uniform(x: Tensor, seed: int) -> Tensor:
@@ -58,4 +62,5 @@ class ReverseSigmoidKeyed(ReverseSigmoid):
         return subtract_and_renormalise(probs, noise)
 
     def params(self) -> dict[str, Any]:
+        """``beta``, ``gamma`` and ``spread``; the key (``seed``) is secret and not reported."""
         return {**super().params(), "spread": self.spread}
