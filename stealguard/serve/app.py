@@ -355,6 +355,31 @@ class _Service:
             LOGGER.error("charge failed: %s", err)
             raise AccessDenied(503, STORE_UNAVAILABLE, retry_after=1.0) from None
 
+    def spent(self, policy: KeyPolicy) -> Usage:
+        """What ``policy`` has spent.
+
+        Raises:
+            AccessDenied: 503 when the store fails.
+        """
+        try:
+            return self.access.usage(policy)
+        except StoreError as err:
+            LOGGER.error("reading usage failed: %s", err)
+            raise AccessDenied(503, STORE_UNAVAILABLE, retry_after=1.0) from None
+
+    def replayed(self, policy: KeyPolicy, idempotency_key: str, digest: str) -> tuple[bytes, Usage] | None:
+        """The stored answer of an earlier request with this idempotency key and body, and the key's spending.
+
+        Raises:
+            InputError: the key was used with another body. AccessDenied: 503 when the store fails.
+        """
+        try:
+            stored = self.replays.lookup(policy.name, idempotency_key, digest)
+        except StoreError as err:
+            LOGGER.error("reading a replay failed: %s", err)
+            raise AccessDenied(503, STORE_UNAVAILABLE, retry_after=1.0) from None
+        return None if stored is None else (stored, self.spent(policy))
+
     def settle(self, spent: Usage, x: torch.Tensor, idempotency_key: str | None, digest: str, answer: bytes) -> None:
         """Record an answer before it leaves: close ``spent``'s reservation, write the query-log rows
         of ``x`` and the replay (with an idempotency key), in one transaction.
@@ -442,9 +467,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         service = state["service"]
         try:
             policy = service.access.authenticate(request.headers.get("x-api-key"))
+            spent = await run_in_threadpool(service.spent, policy)
         except AccessDenied as err:
-            return _error(err.status, err.message)
-        spent = await run_in_threadpool(service.access.usage, policy)
+            retry = {"Retry-After": retry_after_header(err.retry_after)} if err.retry_after is not None else None
+            return _error(err.status, err.message, retry)
         return UsageInfo(key=spent.name, used=spent.used, quota=spent.quota, remaining=spent.remaining)
 
     @app.post(
@@ -491,9 +517,9 @@ def create_app(config: ServeConfig) -> FastAPI:
             if idempotency_key is not None:
                 check_idempotency_key(idempotency_key)
                 digest = body_digest(body, request.headers.get("content-type"))
-                stored = await run_in_threadpool(service.replays.lookup, policy.name, idempotency_key, digest)
-                if stored is not None:
-                    spent = await run_in_threadpool(service.access.usage, policy)
+                replayed = await run_in_threadpool(service.replayed, policy, idempotency_key, digest)
+                if replayed is not None:
+                    stored, spent = replayed
                     return Response(stored, media_type="application/json", headers={**_usage_headers(spent), REPLAYED_HEADER: "true"})
             x, spent = await run_in_threadpool(service.admit, policy, body, request.headers.get("content-type"))
         except ClientDisconnect:

@@ -257,6 +257,11 @@ def test_a_failing_store_gets_503_and_no_answer_goes_out_unrecorded(
         assert client.get("/v1/usage").json()["used"] == 1
         _execute(location, "DROP TABLE usage")
         assert client.post("/v1/predict", json=BODY).status_code == 503
+        usage = client.get("/v1/usage")
+        assert usage.status_code == 503 and usage.headers["Retry-After"] == "1"
+        _execute(location, "DROP TABLE replays")
+        replay = client.post("/v1/predict", json=BODY, headers={"Idempotency-Key": "k-1"})
+        assert replay.status_code == 503 and replay.json() == {"detail": "the quota store is unavailable; retry later"}
         assert client.get("/healthz").status_code == 200
 
 
