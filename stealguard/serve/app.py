@@ -211,6 +211,9 @@ class ModelInfo(BaseModel):
     value_range: list[float]
     max_batch: int
     max_body_bytes: int
+    max_body_bytes_by_format: dict[str, int] = Field(
+        description="largest body accepted per Content-Type: no valid batch of max_batch inputs needs more"
+    )
     input_formats: list[str]
     keys_required: bool
     stealguard_version: str
@@ -336,6 +339,10 @@ class _Service:
             value_range=list(VALUE_RANGE),
             max_batch=config.max_batch,
             max_body_bytes=config.max_body_bytes,
+            max_body_bytes_by_format={
+                kind: body_limit(kind, input_shape=card.input_shape, max_batch=config.max_batch, max_body_bytes=config.max_body_bytes)
+                for kind in CONTENT_TYPES
+            },
             input_formats=list(CONTENT_TYPES),
             keys_required=self.access.keys_required,
             stealguard_version=__version__,

@@ -77,6 +77,9 @@ def test_model_card_is_public_and_says_nothing_of_the_defense(client: httpx.Clie
     card = client.get("/v1/model").json()
     assert card["input_shape"] == list(SHAPE) and card["num_classes"] == 10 and len(card["classes"]) == 10
     assert card["max_batch"] == MAX_BATCH and card["value_range"] == [0.0, 1.0]
+    limits = card["max_body_bytes_by_format"]
+    assert set(limits) == {"application/json", "application/x-npy"}
+    assert 0 < limits["application/x-npy"] <= limits["application/json"] <= card["max_body_bytes"]
     text = json.dumps(card).lower()
     assert all(word not in text for word in ("mad", "epsilon", "surrogate", "defense", "mean", "std"))
     assert client.get("/healthz").json() == {"status": "ok"}
