@@ -25,6 +25,7 @@ import time
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from stealguard import metrics
 from stealguard._checks import check_choice, check_int
@@ -90,6 +91,7 @@ def defended_predictions(
     *,
     batch_size: int = 256,
     device: DeviceLike = "auto",
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The victim's clean and defended posteriors for ``images``.
 
@@ -99,6 +101,7 @@ def defended_predictions(
         images: float ``(N, C, H, W)``, N >= 1.
         batch_size: images per forward pass, >= 1.
         device: where the victim (and the defense) run.
+        progress: a tqdm bar (stderr) over the batches.
 
     Returns:
         ``(clean, defended)``, both float32 ``(N, K)`` on the cpu, rows on the simplex.
@@ -108,7 +111,7 @@ def defended_predictions(
     device = resolve_device(device)
     box = BlackBox(model, defense, batch_size=batch_size, device=device)
     clean_parts, defended_parts = [], []
-    for batch in images.split(batch_size):
+    for batch in tqdm(images.split(batch_size), desc="evaluate defense", unit="batch", disable=not progress):
         chunk = batch.to(device, torch.float32)
         with torch.no_grad():
             clean = torch.softmax(box.model(chunk).float(), dim=1)
@@ -129,6 +132,7 @@ def evaluate_defense(
     batch_size: int = 256,
     latency_queries: int = 1024,
     latency_rounds: int = 5,
+    progress: bool = False,
 ) -> dict[str, float | None]:
     """Measure what ``defense`` costs on a labelled test set.
 
@@ -146,6 +150,7 @@ def evaluate_defense(
             angular deviation (a randomly initialised copy of the victim's arch with a fixed
             seed, so the number is comparable across defenses); ``None`` skips the metric.
         jacobian: ``"last_layer"`` (default) or ``"full"``: which parameters ``G`` covers.
+        progress: a tqdm bar (stderr) over the test batches.
         device: where everything runs.
         batch_size: images per black-box call, >= 1.
         latency_queries: test images timed, >= 1 (default 1024).
@@ -168,7 +173,7 @@ def evaluate_defense(
     latency_rounds = check_int("latency_rounds", latency_rounds, low=1)
     device = resolve_device(device)
     defense = defense if defense is not None else NoDefense()
-    clean, defended = defended_predictions(model, defense, test_images, batch_size=batch_size, device=device)
+    clean, defended = defended_predictions(model, defense, test_images, batch_size=batch_size, device=device, progress=progress)
     distortion = metrics.l1_distance(defended, clean)
     timed = test_images[:latency_queries]
     clean_s, defended_s = _latencies(model, defense, timed, batch_size=batch_size, rounds=latency_rounds, device=device)

@@ -164,3 +164,17 @@ def test_errors() -> None:
         evaluate.defended_predictions(model, None, x, batch_size=0, device="cpu")
     with pytest.raises(TypeError, match="floating-point"):
         evaluate.defended_predictions(model, None, y, device="cpu")
+
+
+def test_evaluation_shows_progress_when_asked(capsys) -> None:
+    from stealguard import models
+    from stealguard.evaluate import defended_predictions
+
+    torch.manual_seed(0)
+    victim = models.create("mlp", input_shape=(1, 8, 8), num_classes=10)
+    images = torch.rand(20, 1, 8, 8)
+    quiet = defended_predictions(victim, None, images, batch_size=8, device="cpu")
+    assert "evaluate defense" not in capsys.readouterr().err
+    shown = defended_predictions(victim, None, images, batch_size=8, device="cpu", progress=True)
+    assert "evaluate defense" in capsys.readouterr().err
+    assert torch.equal(quiet[1], shown[1])
