@@ -163,20 +163,34 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     from stealguard.harness import format_table, load_victim, run_attack, write_json
     from stealguard.harness.experiment import default_queryset
 
-    _check_out(args.out, kind="file", overwrite=args.overwrite)
+    if args.transfer is not None:
+        return _attack_offline(args)
+    budgets = _budgets(args)
+    _check_out(args.out, kind="folder" if budgets else "file", overwrite=args.overwrite)
+    if args.save_transfer is not None:
+        _check_out_file(args.save_transfer, "--save-transfer", overwrite=args.overwrite)
     if args.target is not None:
+        if budgets:
+            raise ValueError("--budgets cannot be used with --target; save the query run with --save-transfer PATH, "
+                             "then train the curve offline with --transfer PATH --budgets LIST")
         return _attack_remote(args)
     if args.victim is None:
-        raise ValueError("attack needs --victim DIR (in-process) or --target URL (a `stealguard serve` service)")
+        raise ValueError("attack needs --victim DIR (in-process), --target URL (a `stealguard serve` service) or --transfer PATH")
     if args.dataset is not None:
-        raise ValueError("--dataset is for --target only; in-process attacks evaluate on the victim's data set")
+        raise ValueError("--dataset is for --target and --transfer only; in-process attacks evaluate on the victim's data set")
+    if budgets:
+        return _attack_budgets(args, budgets)
+    from stealguard.harness.experiment import queryset_spec
+
     _, card = load_victim(args.victim)
+    queryset = args.queryset if args.queryset is not None else default_queryset(card.dataset)
+    recorder: list[Any] | None = [] if args.save_transfer is not None else None
     result = run_attack(
         victim=args.victim,
         defense=args.defense,
         attack=args.attack,
         attack_params=_attack_params(args),
-        queryset=args.queryset if args.queryset is not None else default_queryset(card.dataset),
+        queryset=queryset,
         data_root=args.data_root,
         budget=args.budget,
         seed=args.seed,
@@ -184,10 +198,115 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
         download=args.download,
+        recorder=recorder,
     )
     write_json(result, args.out)
     print(format_table([result]))
     print(f"wrote {args.out}")
+    if recorder is not None:
+        _save_transfer(args, recorder, result, queryset_spec(queryset, card.dataset))
+    return 0
+
+
+def _budgets(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """``--budgets`` parsed (None without it); ``--budget`` and ``--budgets`` exclude each other, one is needed."""
+    from stealguard.harness.budgets import parse_budgets
+
+    if args.budgets is not None and args.budget is not None:
+        raise ValueError("give --budget N or --budgets LIST, not both (--budgets queries once at its largest budget)")
+    if args.budgets is None and args.budget is None and getattr(args, "transfer", None) is None:
+        raise ValueError(f"{args.command} needs --budget N or --budgets LIST")
+    return None if args.budgets is None else parse_budgets(args.budgets)
+
+
+def _check_out_file(path: Path, flag: str, *, overwrite: bool) -> None:
+    if path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{flag} {str(path)!r} exists; pass --overwrite to replace it")
+
+
+def _save_transfer(args: argparse.Namespace, recorder: list[Any], result: dict[str, Any], queryset: str | None) -> None:
+    from stealguard.attacks.transfer import save_transfer
+    from stealguard.harness.budgets import transfer_of
+
+    transfer = transfer_of(recorder, result, queryset=queryset)
+    save_transfer(transfer, args.save_transfer)
+    print(f"wrote the transfer set ({transfer.num_queries} queries) to {args.save_transfer}")
+
+
+def _attack_budgets(args: argparse.Namespace, budgets: tuple[int, ...]) -> int:
+    """``attack --victim DIR --budgets LIST``: one query run at the largest budget, one RunResult row per budget."""
+    from stealguard.harness import format_table, write_json
+    from stealguard.harness.budgets import (
+        CURVE_CSV,
+        CURVE_JSON,
+        CURVE_PNG,
+        plot_budget_curve,
+        run_budgets,
+    )
+    from stealguard.harness.run_table import RunTable
+    from stealguard.runspec import AttackSpec, Env, RunSpec
+
+    spec = RunSpec(
+        victim=str(args.victim), defense=args.defense, attack=AttackSpec(name=args.attack, params=_attack_params(args)),
+        queryset=args.queryset, budget=budgets[-1], seed=args.seed, defense_seed=args.defense_seed,
+    )
+    env = Env(
+        data_root=None if args.data_root is None else str(args.data_root), download=args.download, device=args.device,
+        progress=not args.quiet, threads=None,
+    )
+    results = run_budgets(spec, env, budgets=budgets, save_transfer=args.save_transfer)
+    table = RunTable(args.out / CURVE_CSV)
+    table.path.unlink(missing_ok=True)
+    for result in results:
+        table.append(result)
+    rows = [result.to_row() for result in results]
+    write_json(rows, args.out / CURVE_JSON)
+    plot_budget_curve(rows, args.out / CURVE_PNG, title=f"{args.attack}, one query run of {budgets[-1]}")
+    print(format_table(rows, columns=(("budget", "budget"), ("queries_used", "queries"), ("attacker_accuracy", "attacker acc"),
+                                      ("fidelity", "fidelity"))))
+    if args.save_transfer is not None:
+        print(f"wrote the transfer set to {args.save_transfer}")
+    print(f"wrote {CURVE_CSV}, {CURVE_JSON} and {CURVE_PNG} to {args.out}")
+    return 0
+
+
+def _attack_offline(args: argparse.Namespace) -> int:
+    """``attack --transfer PATH``: train replicas from a saved transfer set, no query."""
+    from stealguard.harness import format_table, write_csv, write_json
+    from stealguard.harness.budgets import (
+        CURVE_CSV,
+        CURVE_JSON,
+        CURVE_PNG,
+        OFFLINE_COLUMNS,
+        plot_budget_curve,
+        train_offline,
+    )
+
+    if args.target is not None or args.save_transfer is not None:
+        raise ValueError("--transfer trains offline: it takes neither --target nor --save-transfer")
+    if args.defense != "none":
+        raise ValueError("--transfer trains offline: the defense is the one recorded in the transfer set; drop --defense")
+    budgets = _budgets(args)
+    _check_out(args.out, kind="folder" if budgets else "file", overwrite=args.overwrite)
+    params = _attack_params(args)
+    rows = train_offline(
+        transfer=args.transfer, budgets=budgets if budgets else (None if args.budget is None else [args.budget]),
+        attack=args.attack, attack_params={k: v for k, v in params.items() if k != "replica_arch"}, queryset=args.queryset,
+        dataset=args.dataset, victim=args.victim, data_root=args.data_root, replica_arch=params.get("replica_arch"),
+        seed=args.seed, device=args.device, progress=not args.quiet, download=args.download,
+    )
+    columns = (("budget", "budget"), ("queries_used", "queries"), ("attacker_accuracy", "attacker acc"), ("fidelity", "fidelity"))
+    print(format_table(rows, columns=columns))
+    if not budgets:
+        write_json(rows[0], args.out)
+        print(f"wrote {args.out}")
+        return 0
+    write_csv(rows, args.out / CURVE_CSV, columns=OFFLINE_COLUMNS)
+    write_json(rows, args.out / CURVE_JSON)
+    plot_budget_curve(rows, args.out / CURVE_PNG, title=f"{args.attack} trained offline on {args.transfer.name}")
+    print(f"wrote {CURVE_CSV}, {CURVE_JSON} and {CURVE_PNG} to {args.out}")
     return 0
 
 
@@ -202,6 +321,7 @@ def _attack_remote(args: argparse.Namespace) -> int:
     if args.defense != "none":
         raise ValueError("--defense is chosen by the service; it cannot be set with --target")
     params = _attack_params(args)
+    recorder: list[Any] | None = [] if args.save_transfer is not None else None
     result = run_remote_attack(
         target=args.target,
         api_key=args.api_key,
@@ -216,11 +336,18 @@ def _attack_remote(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
         download=args.download,
+        recorder=recorder,
     )
     write_json(result, args.out)
     shown = {k: result[k] for k in ("target", "attack", "queries_used", "attacker_accuracy", "fidelity", "fidelity_note")}
     print(json.dumps(shown, indent=2))
     print(f"wrote {args.out}")
+    if recorder is not None:
+        from stealguard.harness.experiment import queryset_spec
+
+        given = args.queryset if args.queryset is not None else args.dataset
+        dataset = str(result["victim"].get("dataset"))
+        _save_transfer(args, recorder, result, None if given is None else queryset_spec(given, dataset))
     return 0
 
 
@@ -265,6 +392,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from stealguard.harness import format_table, sweep
     from stealguard.harness.tables import TABLE_COLUMNS
 
+    budgets = _budgets(args)
     _check_out(args.out, kind="folder", overwrite=args.overwrite)
     results = sweep(
         victim=args.victim,
@@ -273,7 +401,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         attack_params=_attack_params(args),
         queryset=args.queryset,
         data_root=args.data_root,
-        budget=args.budget,
+        budget=budgets[-1] if budgets else args.budget,
+        budgets=budgets,
         seed=args.seed,
         defense_seed=args.defense_seed,
         device=args.device,
@@ -283,7 +412,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(format_table([result.to_row() for result in results], columns=(("defense_label", "defense"), *TABLE_COLUMNS[1:])))
-    print(f"wrote results.csv, results.json and tradeoff.png to {args.out}")
+    print(f"wrote results.csv, results.json and tradeoff.png{' and budget_curve.png' if budgets else ''} to {args.out}")
     return 0
 
 
@@ -389,7 +518,11 @@ def _attack_options(parser: argparse.ArgumentParser, *, victim_required: bool = 
         "--victim", type=Path, required=victim_required, default=None, help="victim directory written by `stealguard train`"
     )
     parser.add_argument("--attack", required=True, help="attack name: knockoff, jbda, jb_self, jb_top3, dfme, maze")
-    parser.add_argument("--budget", type=int, required=True, help="queries the attacker may send")
+    parser.add_argument("--budget", type=int, default=None, help="queries the attacker may send")
+    parser.add_argument(
+        "--budgets", default=None, metavar="B1,B2,...", help="one query run at the largest budget, a replica trained on "
+        "each prefix (query order) and one row per budget; --out is then a folder (results.csv, results.json, budget_curve.png)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="replica training epochs (default: the attack's)")
     parser.add_argument("--policy", default=None, help="knockoff sampling policy: random (default) or adaptive")
     parser.add_argument(
@@ -453,6 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--defense", default="none", metavar="SPEC", help="defense spec NAME[:key=value,...] (default none)")
     attack.add_argument("--defense-seed", type=int, default=None, metavar="S", help="the defender's seed (MAD's surrogate, "
                         "noise); default: a stream derived from --seed, independent of the attacker's")
+    attack.add_argument("--save-transfer", type=Path, default=None, metavar="PATH",
+                        help="also save the transfer set (every query and raw answer; safetensors) to PATH")
+    attack.add_argument("--transfer", type=Path, default=None, metavar="PATH", help="train from a saved transfer set, "
+                        "no query (--budget: its first N queries; --victim optional: fidelity against it)")
     attack.add_argument("--out", type=Path, required=True, help="result JSON file")
     attack.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _common(attack)

@@ -178,6 +178,7 @@ def run_attack(
     progress: bool = True,
     test_set: Any | None = None,
     download: bool = False,
+    recorder: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Attack ``victim`` behind ``defense`` with ``budget`` queries and measure both sides.
 
@@ -202,6 +203,10 @@ def run_attack(
             data set, ``load_dataset(card.dataset, root=data_root, split="test")``: for an
             ImageFolder victim ``data_root`` is the tree holding ``train/`` and ``test/``.
         download: let the data loaders download missing files.
+        recorder: a list that receives the run's
+            :class:`~stealguard.attacks.transfer.RecordingBlackBox` and the attack object (in
+            that order): every query and answer of the run, for saving its transfer set
+            (:func:`stealguard.harness.budgets.transfer_of`) or training at smaller budgets.
 
     Returns:
         ``defender_accuracy``, ``clean_accuracy``, ``attacker_accuracy``, ``fidelity``,
@@ -257,7 +262,7 @@ def run_attack(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         blackbox = BlackBox(model, defense_obj, budget=budget, device=device)
-        replica: nn.Module = attack_obj.run(blackbox, budget)
+        replica: nn.Module = attack_obj.run(_recording(blackbox, attack_obj, recorder), budget)
         defender = evaluate_defense(
             model,
             defense_obj,
@@ -265,6 +270,7 @@ def run_attack(
             test_labels,
             surrogate=make_surrogate(card, seed + METRIC_SURROGATE_OFFSET),
             device=device,
+            progress=progress,
         )
         attacker = evaluate_replica(replica, model, test_images, test_labels, device=device)
     query_l1 = blackbox.distortions()
@@ -297,6 +303,17 @@ def run_attack(
     }
 
 
+def _recording(blackbox: Any, attack_obj: attacks.Attack, recorder: list[Any] | None) -> Any:
+    """``blackbox``, wrapped in a :class:`RecordingBlackBox` put into ``recorder`` (with the attack) when one is given."""
+    if recorder is None:
+        return blackbox
+    from stealguard.attacks.transfer import RecordingBlackBox
+
+    recording = RecordingBlackBox(blackbox)
+    recorder.extend([recording, attack_obj])
+    return recording
+
+
 def attack_blackbox(
     blackbox: Any,
     *,
@@ -308,6 +325,7 @@ def attack_blackbox(
     seed: int = 0,
     device: DeviceLike = "auto",
     progress: bool = True,
+    recorder: list[Any] | None = None,
 ) -> tuple[nn.Module, Any]:
     """Run ``attack`` against any black box (in-process or remote) as :func:`run_attack` does.
 
@@ -320,6 +338,7 @@ def attack_blackbox(
         blackbox: anything with ``query``, ``input_shape``, ``num_classes``, ``queries_used``
             and ``remaining`` (``BlackBox``, ``stealguard.serve.RemoteBlackBox``).
         queryset: an ``ImageDataset`` at the black box's input shape. budget: >= 1. seed: >= 0.
+        recorder: as :func:`run_attack`'s.
 
     Returns:
         ``(replica, attack_object)``; the replica maps ``(N, *input_shape)`` to logits ``(N, K)``.
@@ -335,7 +354,7 @@ def attack_blackbox(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        replica: nn.Module = attack_obj.run(blackbox, budget)
+        replica: nn.Module = attack_obj.run(_recording(blackbox, attack_obj, recorder), budget)
     return replica, attack_obj
 
 
@@ -354,6 +373,7 @@ def run_remote_attack(
     device: DeviceLike = "auto",
     progress: bool = True,
     download: bool = False,
+    recorder: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Attack the prediction service at ``target`` and measure what an attacker can measure.
 
@@ -369,7 +389,8 @@ def run_remote_attack(
         target: base URL of a ``stealguard serve`` service. api_key: its key, or None.
         queryset: data-set name (loaded at the service's input shape, train split) or an ``ImageDataset``.
         replica_arch: default the architecture named in the model card.
-        budget: attack queries, >= 1. Other arguments as :func:`run_attack`.
+        budget: attack queries, >= 1. Other arguments as :func:`run_attack` (``recorder`` records
+            the attack's queries only, not the fidelity queries).
 
     Returns:
         ``target``, ``attack``, ``attack_params``, ``attack_report``, ``budget``,
@@ -412,6 +433,7 @@ def run_remote_attack(
             seed=seed,
             device=device,
             progress=progress,
+            recorder=recorder,
         )
         queries_used = box.queries_used
         replica_logits = predict_logits(replica, test_images, device=device)

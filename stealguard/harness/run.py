@@ -197,7 +197,8 @@ def resolve_victim(spec: RunSpec, env: Env) -> Path:
 
 
 def run(
-    spec: RunSpec, env: Env | None = None, *, victim: Path | str | None = None, undefended: Path | str | None = None
+    spec: RunSpec, env: Env | None = None, *, victim: Path | str | None = None, undefended: Path | str | None = None,
+    recorder: list[Any] | None = None,
 ) -> RunResult:
     """Run one experiment and return its result.
 
@@ -214,6 +215,9 @@ def run(
             default: :func:`resolve_victim`.
         undefended: the float twin's folder of a DP-SGD victim when already prepared; default:
             trained (once) into the cache.
+        recorder: receives the recording black box and the attack object, as
+            :func:`~stealguard.harness.experiment.run_attack`'s (budget curves,
+            :func:`stealguard.harness.budgets.run_budgets`).
 
     Raises:
         FileNotFoundError: a victim directory or data files are missing.
@@ -228,7 +232,7 @@ def run(
         outcome = run_attack(
             victim=folder, defense=str(spec.defense), attack=spec.attack.name, attack_params=dict(spec.attack.params),
             queryset=queryset, data_root=env.data_root, budget=spec.budget, seed=spec.seed, defense_seed=spec.defense_seed,
-            device=env.device, progress=env.progress, download=env.download,
+            device=env.device, progress=env.progress, download=env.download, recorder=recorder,
         )
     identity = RunResult.identity(spec, victim_card=card)
     if isinstance(spec.victim, VictimSpec) and isinstance(spec.victim.variant, DPVariant):

@@ -73,6 +73,7 @@ def sweep(
     queryset: str | None = None,
     data_root: Path | str | None = None,
     budget: int,
+    budgets: Sequence[int] | None = None,
     seed: int = 0,
     defense_seed: int | None = None,
     device: DeviceLike = "auto",
@@ -93,6 +94,9 @@ def sweep(
     Args:
         victim: the victim's directory (``stealguard train --out DIR``).
         queryset: the attacker's data-set spec; None: the victim's default.
+        budgets: several budgets: one query run per setting at the largest
+            (:func:`~stealguard.harness.budgets.run_budgets`), one row per budget, and
+            ``budget_curve.png`` (attacker accuracy against queries); ``budget`` must be their largest.
         data_root, download, device, progress: as :class:`~stealguard.runspec.Env`.
         overwrite: replace a ``results.csv`` already in ``out_dir`` (else it is refused).
 
@@ -103,6 +107,12 @@ def sweep(
         As :func:`sweep_specs` and :func:`stealguard.harness.run.run`; FileExistsError: ``out_dir``
         already holds a ``results.csv`` and ``overwrite`` is False (checked before any work).
     """
+    if budgets is not None:
+        from stealguard.harness.budgets import parse_budgets
+
+        budgets = parse_budgets(budgets)
+        if budget != budgets[-1]:
+            raise ValueError(f"budget {budget} must be the largest of budgets {list(budgets)}")
     specs = sweep_specs(
         victim=victim, defenses=defenses, attack=attack, attack_params=attack_params, queryset=queryset, budget=budget,
         seed=seed, defense_seed=defense_seed, include_none=include_none,
@@ -125,10 +135,23 @@ def sweep(
     table.path.unlink(missing_ok=True)
     results = []
     for spec in tqdm(specs, desc="sweep", unit="defense", disable=not progress):
-        result = run(spec, env)
-        table.append(result)
-        results.append(result)
-    save_results(results, out_dir, title=f"{attack} vs {card.arch} on {card.dataset}, budget {budget}", table=False)
+        if budgets is None:
+            batch = [run(spec, env)]
+        else:
+            from stealguard.harness.budgets import run_budgets
+
+            batch = run_budgets(spec, env, budgets=budgets)
+        for result in batch:
+            table.append(result)
+        results.extend(batch)
+    top = [result for result in results if result.budget == budget]
+    save_results(top, out_dir, title=f"{attack} vs {card.arch} on {card.dataset}, budget {budget}", table=False)
+    if budgets is not None:
+        from stealguard.harness.budgets import CURVE_PNG, plot_budget_curve
+        from stealguard.harness.tables import write_json as write_rows
+
+        write_rows([result.to_row() for result in results], out_dir / RESULTS_JSON)
+        plot_budget_curve([result.to_row() for result in results], out_dir / CURVE_PNG, title=f"{attack} vs {card.arch} on {card.dataset}")
     return results
 
 
