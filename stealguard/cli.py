@@ -5,6 +5,9 @@ Subcommands::
     stealguard train  --dataset NAME --arch NAME --out DIR [--epochs N] [--lr X] [--dp noise_multiplier=S,max_grad_norm=C] ...
     stealguard attack --victim DIR --attack NAME --budget N --out FILE.json [--defense SPEC] ...
     stealguard attack --target URL --attack NAME --budget N --out FILE.json [--dataset NAME] ...
+    stealguard attack ... --save-transfer FILE.safetensors          (keep every query and raw answer)
+    stealguard attack --transfer FILE.safetensors --attack NAME [--budget N] [--victim DIR] --out FILE.json  (no query)
+    stealguard attack ... --budgets 1000,5000,10000 --out DIR       (one query run, a replica per prefix)
     stealguard sweep  --victim DIR --attack NAME --queryset NAME --budget N --defense SPEC [--defense SPEC ...] --out DIR
     stealguard demo   [--out DIR] [--seed S] [--device D]
     stealguard grid   CONFIG.toml [--out DIR] [--address ADDR] [--resume]
