@@ -247,7 +247,10 @@ def train_offline(
     return rows
 
 
-def run_budgets(spec: RunSpec, env: Env | None = None, *, budgets: Sequence[int], save_transfer: Path | str | None = None) -> list[RunResult]:
+def run_budgets(
+    spec: RunSpec, env: Env | None = None, *, budgets: Sequence[int], save_transfer: Path | str | None = None,
+    victim: Path | str | None = None, undefended: Path | str | None = None,
+) -> list[RunResult]:
     """One query run of ``spec`` at the largest of ``budgets``, and one :class:`RunResult` per budget.
 
     The largest budget's row is :func:`~stealguard.harness.run.run`'s result of that query run;
@@ -256,7 +259,8 @@ def run_budgets(spec: RunSpec, env: Env | None = None, *, budgets: Sequence[int]
     numbers (they do not depend on the attack's budget) except ``query_l1_mean``, the mean over
     the prefix's queries. Each row's spec is ``spec`` at its budget; its ``attack_report`` says
     ``{"budget_curve": {"query_run_budget": B, "prefix_queries": b}}`` (rows trained on a prefix).
-    ``save_transfer``: also write the query run's transfer set there.
+    ``save_transfer``: also write the query run's transfer set there. ``victim``, ``undefended``:
+    the prepared victim folders, as :func:`~stealguard.harness.run.run` takes them (the grid runner).
 
     Raises:
         As :func:`~stealguard.harness.run.run`; ValueError: bad budgets.
@@ -266,9 +270,9 @@ def run_budgets(spec: RunSpec, env: Env | None = None, *, budgets: Sequence[int]
     env = env if env is not None else Env()
     chosen = parse_budgets(budgets)
     top = spec.model_copy(update={"budget": chosen[-1]})
-    folder = resolve_victim(top, env)
+    folder = Path(victim) if victim is not None else resolve_victim(top, env)
     recorder: list[Any] = []
-    result = run(top, env, victim=folder, recorder=recorder)
+    result = run(top, env, victim=folder, undefended=undefended, recorder=recorder)
     box, attack_obj = recorder
     if save_transfer is not None:
         from stealguard.attacks.transfer import save_transfer as write_transfer

@@ -24,10 +24,14 @@ A grid config is TOML, validated by :class:`GridConfig` (errors name the field):
     name = "knockoff"
     queryset = { mnist = "fashionmnist" }
     params = { epochs = 10 }
+    budgets = [1000, 5000, 10000, 50000]  # optional: one query run per cell, one row per budget
 
 ``dp_sgd:noise_multiplier=S[,max_grad_norm=C]`` among the defenses is not a perturbation of the
 answers but a victim variant: each such cell attacks the DP-SGD-trained twin of its victim,
-undefended. The committed configs (``benchmarks/configs``) are read as they are; their
+undefended. An attack with ``budgets`` runs each of its cells once at the largest budget and
+trains a replica on each prefix of that query run
+(:func:`~stealguard.harness.budgets.run_budgets`): one result row per budget, the cell's key
+being that of its largest budget's row. The committed configs (``benchmarks/configs``) are read as they are; their
 ``[compare]`` table and ``victim_cache`` belong to ``benchmarks/reproduce.py`` and its report and
 are ignored here.
 
@@ -109,15 +113,26 @@ class GridVictim(_Strict):
 class GridAttack(_Strict):
     """An ``[[attack]]`` table: ``name`` (label), ``attack`` (registry name, default ``name``),
     ``queryset`` (one data set, or one per victim data set), ``params``, and optional
-    ``budget``, ``defenses`` and ``seeds`` replacing the grid's for this attack."""
+    ``budget``, ``defenses`` and ``seeds`` replacing the grid's for this attack, or ``budgets``
+    (several budgets from one query run per cell, instead of ``budget``)."""
 
     name: str
     attack: str | None = None
     queryset: str | dict[str, str] | None = None
     params: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     budget: PositiveInt | None = None
+    budgets: list[PositiveInt] | None = None
     defenses: list[str] | None = None
     seeds: list[NonNegativeInt] | None = None
+
+    @model_validator(mode="after")
+    def _one_budget_field(self) -> GridAttack:
+        if self.budgets is not None:
+            if self.budget is not None:
+                raise ValueError("give budget or budgets, not both (budgets queries once at its largest)")
+            if not self.budgets or len(set(self.budgets)) != len(self.budgets):
+                raise ValueError(f"budgets must list distinct budgets, got {self.budgets}")
+        return self
 
     @property
     def registry_name(self) -> str:
@@ -196,13 +211,23 @@ class GridConfig(_Strict):
         Raises:
             ValueError: a spec that does not validate (unknown defense, attack or parameter).
         """
+        for victim_name, spec, _ in self._cells():
+            yield victim_name, spec
+
+    def curve_budgets(self) -> dict[str, tuple[int, ...]]:
+        """``{cell key: budgets}`` of the cells of attacks with ``budgets`` (their spec's budget is the largest)."""
+        return {spec.key(): budgets for _, spec, budgets in self._cells() if budgets is not None}
+
+    def _cells(self) -> Iterator[tuple[str, RunSpec, tuple[int, ...] | None]]:
         victims = self.victim_specs()
         for victim_name, victim in victims.items():
             for attack in self.attacks:
                 attack_spec = AttackSpec(name=attack.registry_name, params=dict(attack.params))
+                budgets = None if attack.budgets is None else tuple(sorted(attack.budgets))
+                budget = budgets[-1] if budgets is not None else attack.budget or self.budget
                 for seed in attack.seeds or self.seeds:
                     for defense in attack.defenses or self.defenses:
-                        yield victim_name, _cell(victim, attack, attack_spec, defense, seed, attack.budget or self.budget)
+                        yield victim_name, _cell(victim, attack, attack_spec, defense, seed, budget), budgets
 
     def specs(self) -> list[RunSpec]:
         """Every cell's spec."""
@@ -275,10 +300,15 @@ def _prepare_task(spec: VictimSpec, env: Env, misinformation: bool) -> Any:
     return VictimBundle.of(prepare_victim(spec, env, misinformation=misinformation))
 
 
-def _cell_task(spec: RunSpec, env: Env, bundle: Any, undefended: Any = None) -> RunResult:
+def _cell_task(spec: RunSpec, env: Env, bundle: Any, undefended: Any = None, budgets: tuple[int, ...] | None = None) -> RunResult | list[RunResult]:
+    """One cell's result, or with ``budgets`` one result per budget from one query run."""
     from stealguard.harness.run import run
 
     twin = None if undefended is None else undefended.materialize(env)
+    if budgets is not None:
+        from stealguard.harness.budgets import run_budgets
+
+        return run_budgets(spec, env, budgets=budgets, victim=bundle.materialize(env), undefended=twin)
     return run(spec, env, victim=bundle.materialize(env), undefended=twin)
 
 
@@ -345,10 +375,12 @@ def run_grid(
             if victim.key() not in bundles:
                 misinformation = any(needs_misinformation(other.defense.name) for other in todo if other.victim == victim)
                 bundles[victim.key()] = prepare.remote(victim, env, misinformation)
+        curves = config.curve_budgets()
         pending = {
             cell.remote(
                 spec, env, bundles[spec.victim.key()],
                 None if spec.victim.undefended() == spec.victim else bundles[spec.victim.undefended().key()],
+                curves.get(spec.key()),
             ): spec
             for spec in todo
         }
@@ -358,16 +390,20 @@ def run_grid(
             for ref in ready:
                 spec = pending.pop(ref)
                 try:
-                    result = ray.get(ref)
+                    returned = ray.get(ref)
                 except Exception as err:  # noqa: BLE001 - a cell that still fails after its retries is stored as failed
                     result = failed_result(spec, _cause(err))
                     failed.append(result)
                     outcome.failures.append(result)
+                    rows = [result]
                 else:
-                    table.append(result)
-                    outcome.results.append(result)
+                    rows = returned if isinstance(returned, list) else [returned]
+                    for result in rows:
+                        table.append(result)
+                        outcome.results.append(result)
                 if on_result is not None:
-                    on_result(result)
+                    for result in rows:
+                        on_result(result)
                 bar.update(1)
         bar.close()
     finally:

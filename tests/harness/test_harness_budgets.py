@@ -132,3 +132,77 @@ def test_parse_budgets() -> None:
     assert parse_budgets("5000, 1000,5000") == (1000, 5000) and parse_budgets([3, 1]) == (1, 3)
     with pytest.raises(ValueError, match="budgets must be"):
         parse_budgets("")
+
+
+GRID = """
+name = "curve"
+budget = 120
+seeds = [0]
+defenses = ["none"]
+
+[[victim]]
+name = "digits-mlp"
+dataset = "digits"
+arch = "mlp"
+train = { epochs = 2 }
+
+[[attack]]
+name = "knockoff"
+queryset = "digits"
+params = { epochs = 1, batch_size = 32 }
+budgets = [40, 80]
+"""
+
+
+def test_a_grid_attack_with_budgets_is_one_cell_at_its_largest(tmp_path: Path) -> None:
+    from stealguard.harness.ray_grid import load_grid
+
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    config = load_grid(path)
+    (spec,) = config.specs()
+    assert spec.budget == 80 and config.curve_budgets() == {spec.key(): (40, 80)}
+    path.write_text(GRID.replace("budgets = [40, 80]", "budgets = [40, 80]\nbudget = 80"))
+    with pytest.raises(ValueError, match="budget or budgets, not both"):
+        load_grid(path)
+    path.write_text(GRID.replace("budgets = [40, 80]", "budgets = [40, 40]"))
+    with pytest.raises(ValueError, match="distinct budgets"):
+        load_grid(path)
+
+
+def test_a_grid_cell_with_budgets_gives_one_row_per_budget(tmp_path: Path) -> None:
+    from stealguard.harness.ray_grid import _cell_task, load_grid
+    from stealguard.harness.run import VictimBundle, prepare_victim, run
+    from stealguard.runspec import Env
+
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    config = load_grid(path)
+    (spec,) = config.specs()
+    env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
+    bundle = VictimBundle.of(prepare_victim(spec.victim, env))
+    rows = _cell_task(spec, env, bundle, None, config.curve_budgets()[spec.key()])
+    assert [row.budget for row in rows] == [40, 80] and rows[-1].key == spec.key()
+    assert all(row.queries_used <= row.budget for row in rows)
+    separate = run(spec.model_copy(update={"budget": 40}), env)
+    assert rows[0].attacker_accuracy == separate.attacker_accuracy and rows[0].key == separate.key
+
+
+@pytest.mark.integration
+def test_stealguard_grid_stores_one_row_per_budget(tmp_path: Path, monkeypatch) -> None:
+    import ray._private.ray_constants as constants
+
+    from stealguard.harness.ray_grid import RESULTS_FILE, load_grid, run_grid
+    from stealguard.harness.run_table import RunTable
+    from stealguard.runspec import Env
+
+    monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", False)
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    config = load_grid(path)
+    env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
+    outcome = run_grid(config, out_dir=tmp_path / "out", env=env, ray_init={"num_cpus": 1})
+    stored = RunTable(tmp_path / "out" / RESULTS_FILE).results()
+    assert [row.budget for row in stored] == [40, 80] and len(outcome.results) == 2 and not outcome.failures
+    again = run_grid(config, out_dir=tmp_path / "out", env=env, resume=True)
+    assert again.skipped == 1 and again.results == []
