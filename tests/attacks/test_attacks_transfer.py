@@ -231,3 +231,19 @@ def test_a_model_file_is_not_a_transfer_set(tmp_path: Path) -> None:
         load_transfer(tmp_path / "model.safetensors")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_transfer(tmp_path / "absent.safetensors")
+
+
+def test_offline_training_reproduces_a_round_based_attack_at_its_full_budget() -> None:
+    from stealguard.attacks.jbda import JBDA
+
+    images = data.load_dataset("digits", split="test").tensors()[0][:80]
+    box = RecordingBlackBox(_box(budget=60))
+    settings_ = {"replica_arch": "mlp", "epochs": 1, "batch_size": 16, "seed": 2, "device": "cpu", "progress": False,
+                 "seed_size": 15, "round_epochs": 1}
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        online = JBDA(queryset=images, **settings_).run(box, 60)
+    offline, queries = train_from_transfer(JBDA(queryset=images, **settings_), box.transfer_set())
+    assert queries == 60
+    for mine, theirs in zip(offline.state_dict().values(), online.state_dict().values()):
+        assert torch.equal(mine, theirs)

@@ -42,9 +42,13 @@ def plain(victim: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, d
 
 @pytest.fixture(scope="module")
 def curve(victim: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    out = tmp_path_factory.mktemp("curve") / "curve"
-    code = main(["attack", "--victim", str(victim), *ATTACK, *DEFENSE, "--budgets", "300,100,50", "--out", str(out)])
+    root = tmp_path_factory.mktemp("curve")
+    out = root / "curve"
+    code = main(["attack", "--victim", str(victim), *ATTACK, *DEFENSE, "--budgets", "300,100,50", "--out", str(out),
+                 "--save-transfer", str(root / "curve.safetensors")])
     assert code == 0 and (out / "budget_curve.png").stat().st_size > 0
+    saved = load_transfer(root / "curve.safetensors")
+    assert saved.num_queries == 300 and saved.meta["defense"] == "reverse_sigmoid:beta=0.3" and saved.meta["queryset"] == "digits"
     with open(out / "results.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
