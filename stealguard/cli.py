@@ -651,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--burst", type=float, default=None, help="rate-limit bucket size (default max(rate, 1))")
     keygen.set_defaults(handler=_cmd_keygen)
 
-    demo = commands.add_parser("demo", help="two-minute demonstration on the built-in digits data")
+    demo = commands.add_parser("demo", help="demonstration on the built-in digits data (under a minute on 2 cores)")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
     _common(demo, data=False)
     _threads_option(demo, default_help="torch intra-op threads (default 1: the demo's models are tiny)")

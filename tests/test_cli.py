@@ -252,3 +252,10 @@ def test_a_missing_extra_is_named_in_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"pip install 'stealguard[{extra}]'" in err and blocked in err
+
+
+def test_demo_help_says_what_the_readme_says(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "under a minute on 2 cores" in capsys.readouterr().out
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "takes well under a minute on 2 CPU cores" in readme
