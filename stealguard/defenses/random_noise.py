@@ -1,4 +1,4 @@
-"""``random_noise``: a random zero-sum perturbation inside an L1 or L2 budget.
+"""``random_noise``: a random perturbation inside an L1 or L2 budget, in probability or logit space.
 
 Holds the vectorised input hash (:func:`input_keys`) and the counter-based normal sampler
 (:func:`hashed_normal`) used by the consistent mode. All integer arithmetic stays below 2**63
@@ -72,22 +72,67 @@ def input_keys(x: Tensor, seed: int) -> Tensor:
     return torch.stack(keys, dim=1)
 
 
-def hashed_normal(keys: Tensor, num_classes: int) -> Tensor:
-    """Standard normal draws ``(N, num_classes)`` float64, entry ``(i, k)`` a function of ``keys[i]`` and ``k`` only.
+def hashed_uniform(keys: Tensor, num_classes: int, *, salt: int = _UNIFORM_SALTS[0]) -> Tensor:
+    """Uniform draws in (0, 1) ``(N, num_classes)`` float64, entry ``(i, k)`` a function of ``keys[i]``, ``k`` and ``salt``.
 
-    Two 32-bit uniforms per entry from a hash of (key, class index), then Box-Muller.
+    One 32-bit hash of (key, class index, salt) per entry, mapped to ``(bits + 1/2) / 2**32``.
 
     Shape:
         keys: int64 ``(N, 2)`` in [0, 2**32); returns ``(N, num_classes)``.
     """
     classes = torch.arange(num_classes, dtype=torch.int64, device=keys.device)
-    uniforms = []
-    for salt in _UNIFORM_SALTS:
-        bits = _mix32(_mix32(keys[:, :1] ^ _mix32(classes ^ salt)) ^ keys[:, 1:])
-        uniforms.append((bits.to(torch.float64) + 0.5) / 2.0**32)
-    radius = torch.sqrt(-2.0 * torch.log(uniforms[0]))
-    return radius * torch.cos(2.0 * math.pi * uniforms[1])
+    bits = _mix32(_mix32(keys[:, :1] ^ _mix32(classes ^ salt)) ^ keys[:, 1:])
+    return (bits.to(torch.float64) + 0.5) / 2.0**32
 
+
+def hashed_normal(keys: Tensor, num_classes: int) -> Tensor:
+    """Standard normal draws ``(N, num_classes)`` float64, entry ``(i, k)`` a function of ``keys[i]`` and ``k`` only.
+
+    Two 32-bit uniforms per entry (:func:`hashed_uniform` with two salts), then Box-Muller.
+
+    Shape:
+        keys: int64 ``(N, 2)`` in [0, 2**32); returns ``(N, num_classes)``.
+    """
+    first, second = (hashed_uniform(keys, num_classes, salt=salt) for salt in _UNIFORM_SALTS)
+    radius = torch.sqrt(-2.0 * torch.log(first))
+    return radius * torch.cos(2.0 * math.pi * second)
+
+
+def project_to_ball(values: Tensor, *, epsilon: float, norm: str) -> Tensor:
+    """Euclidean projection of each row onto the ``norm`` ball of radius ``epsilon`` (rows inside are kept).
+
+    ``"l1"``: rows with ``||v||_1 > epsilon`` become ``sign(v) * epsilon * P(|v| / epsilon)``, ``P`` the
+    projection onto the unit simplex (Duchi et al., ICML 2008, the reduction of their Fig. 1 the MAD
+    reference uses); ``"l2"``: ``epsilon * v / max(||v||_2, epsilon)``.
+
+    Shape:
+        values: ``(N, K)``; returns ``(N, K)``.
+    """
+    length = distance(values, torch.zeros_like(values), norm).unsqueeze(1)
+    if norm == "l2":
+        return values * (epsilon / length.clamp_min(epsilon))
+    outside = (length > epsilon).squeeze(1).nonzero().squeeze(1)
+    if outside.numel() == 0:
+        return values
+    rows = values[outside]
+    projected = project_to_simplex(rows.abs() / epsilon).mul_(epsilon).mul_(rows.sign())
+    return values.index_copy(0, outside, projected)
+
+
+def sigmoid_shift(probs: Tensor, shift: Tensor) -> Tensor:
+    """``S(S^-1(y) + delta)`` entrywise, as ``y / (y + (1 - y) exp(-delta))``: exact at ``y = 0`` and ``y = 1``.
+
+    Equal to the sigmoid of the shifted logit without forming the logit (no infinities at 0 and 1).
+    ``exp(-delta)`` must be finite (``delta > -709`` in float64; :class:`RandomNoise` shifts are >= 0).
+
+    Shape:
+        probs, shift: ``(N, K)``; returns ``(N, K)`` in [0, 1].
+    """
+    return probs / torch.neg(shift).exp_().mul_(1 - probs).add_(probs)
+
+
+MAX_LOGIT_EPSILON = 50.0
+"""Largest logit-space radius of ``space="logit"`` (a shift of 50 already maps every entry > 2e-22 to ~1)."""
 
 PATH_MAX_STEP = 2.0**20
 """Largest ``s`` of the path ``P(y + s z)`` that :func:`along_projected_path` goes to."""
@@ -220,8 +265,28 @@ def _path_step(state: dict[str, Tensor], epsilon: float, norm: str) -> None:
     state["step"], state["point"], state["reach"], state["below"] = step, point, reach, below
 
 
+SPACES = ("prob", "logit")
+"""Where :class:`RandomNoise` adds its noise: the probabilities (default) or the logits ``S^-1(y)``."""
+
+
+def logit_space_l1_bound(epsilon: float, norm: str) -> float:
+    """Largest L1 distance between ``y`` and ``N(S(S^-1(y) + delta))`` over ``||delta||_norm <= epsilon``, bounded.
+
+    With ``a = S(S^-1(y) + delta)`` and ``s = sum a``: ``||a / s - y||_1 <= ||a - y||_1 + |1 - s|
+    <= 2 ||a - y||_1`` (``sum y = 1``). ``S`` is 1/4-Lipschitz, so ``||a - y||_1 <= ||delta||_1 / 4``
+    (``"l1"``: bound ``epsilon / 2``); and ``|a_i - y_i| <= y_i (exp|delta_i| - 1)``, so
+    ``||a - y||_1 <= exp(max_i |delta_i|) - 1 <= exp(epsilon) - 1`` (``"l2"``: bound
+    ``2 (exp(epsilon) - 1)``). Capped at 2, the L1 diameter of the simplex.
+    """
+    bound = epsilon / 2 if norm == "l1" else 2 * math.expm1(epsilon)
+    return min(bound, MAX_DISTANCE["l1"])
+
+
 class RandomNoise(Defense):
-    """Random perturbation on the simplex inside a distortion budget::
+    """Random perturbation inside a distortion budget, in probability space (``space="prob"``, the
+    default) or in logit space (``space="logit"``, the baseline of the MAD paper).
+
+    ``space="prob"`` (this library's own variant, kept as the default for backwards compatibility)::
 
         z  = (g - mean(g)) * epsilon / ||g - mean(g)||_norm,   g ~ N(0, I_K)
         y~ = P(y + s z),   s such that ||y~ - y||_norm = epsilon
@@ -233,31 +298,56 @@ class RandomNoise(Defense):
     rows are perturbed by the full budget too, with a bias toward the simplex interior. Every
     output row is on the simplex and within budget.
 
+    ``space="logit"``: the random-noise baseline of Orekondy et al., "Prediction Poisoning:
+    Towards Defenses Against DNN Model Stealing Attacks" (ICLR 2020), as its reference code
+    runs it (``defenses/victim/bb_randnoise.py``, ``RandomNoise.compute_noise`` with its default
+    ``strat='uniform'``)::
+
+        delta = Proj_{||.||_norm <= epsilon}(u * 2 epsilon / K^(1/p)),   u ~ U[0, 1)^K,  p = 1 or 2
+        y~    = N(S(S^-1(y) + delta))
+
+    ``S`` is the sigmoid, ``S^-1`` the logit, ``N`` divides each row by its sum; ``Proj`` is the
+    Euclidean projection onto the ball (:func:`project_to_ball`, applied only to rows outside
+    it). The scale ``2 epsilon / K^(1/p)`` makes ``||E[u]||_p = epsilon`` before the projection.
+    Every entry of ``delta`` is >= 0, so every logit moves up. ``epsilon`` is a radius in logit
+    space, not a distance between posteriors: the L1 distance of ``y~`` from ``y`` is at most
+    ``epsilon / 2`` (``"l1"``) or ``2 (exp(epsilon) - 1)`` (``"l2"``), and usually much less
+    (:func:`logit_space_l1_bound`); compare the two spaces at equal measured distortion. Entries
+    0 and 1 stay 0 and 1 before ``N``.
+
     Two modes:
 
-    * ``consistent=False``: ``g`` comes from a ``torch.Generator`` seeded with ``seed`` at
-      construction (on the CPU, then moved to the data's device); each call advances it.
-      Same seed and same sequence of calls give the same outputs. Batch == row by row does
-      not hold draw for draw (a batch of N uses the stream differently from N single calls);
-      each row gets an independent draw of the same distribution either way. Repeating a
-      query and averaging the answers converges toward ``y``.
-    * ``consistent=True``: ``g`` for a row is a deterministic function of the row of ``x``
-      (its bytes) and ``seed`` (:func:`input_keys`, :func:`hashed_normal`): repeating a query
-      returns the identical answer, so averaging repeated queries gains nothing, and batch ==
-      row by row holds exactly. Inputs differing in any byte get unrelated noise, so this does
-      not stop averaging over near-duplicate queries.
+    * ``consistent=False``: the draws (``g`` or ``u``) come from a ``torch.Generator`` seeded
+      with ``seed`` at construction (on the CPU, float32, then moved to the data's device);
+      each call advances it. Same seed and same sequence of calls give the same outputs. Batch
+      == row by row does not hold draw for draw (a batch of N uses the stream differently from
+      N single calls); each row gets an independent draw of the same distribution either way.
+      Repeating a query and averaging the answers converges toward ``y`` (``"prob"``) or
+      toward a fixed distortion of it (``"logit"``: the noise has a positive mean).
+    * ``consistent=True``: the draws for a row are a deterministic function of the row of ``x``
+      (its bytes) and ``seed`` (:func:`input_keys`, :func:`hashed_normal`,
+      :func:`hashed_uniform`): repeating a query returns the identical answer, so averaging
+      repeated queries gains nothing, and batch == row by row holds exactly. Inputs differing
+      in any byte get unrelated noise, so this does not stop averaging over near-duplicate queries.
 
     Args:
-        epsilon: budget, in (0, 2] for ``"l1"`` or (0, sqrt 2] for ``"l2"`` (default 0.1).
+        epsilon: budget (default 0.1). ``space="prob"``: in (0, 2] for ``"l1"`` or (0, sqrt 2]
+            for ``"l2"``; ``space="logit"``: the logit-space radius, in (0, 50].
         norm: ``"l1"`` (default) or ``"l2"``.
+        space: ``"prob"`` (default) or ``"logit"``.
         consistent: whether the noise is a function of the input (default False).
         seed: integer in [0, 2**63 - 1] (default 0).
 
-    Budget: ``budget()`` returns ``(norm, epsilon)``. ``y`` is the input row clamped at 0 and
-    renormalised (identical for rows on the simplex; the base class accepts rows off it by
-    up to 1e-3).
+    Budget: ``budget()`` returns ``(norm, epsilon)`` for ``space="prob"`` and ``("l1",
+    logit_space_l1_bound(epsilon, norm))`` for ``space="logit"``. ``y`` is the input row
+    clamped at 0 and renormalised (identical for rows on the simplex; the base class accepts
+    rows off it by up to 1e-3).
 
-    Argmax: no guarantee (a row whose top-2 gap is below the budget can flip).
+    Argmax: ``space="prob"``: no guarantee (a row whose top-2 gap is below the budget can
+    flip). ``space="logit"``: rows whose top probability ``a`` exceeds ``S(epsilon / 2)`` keep
+    it: another entry ``b <= 1 - a`` overtakes it only if ``delta_b - delta_a >= S^-1(a) -
+    S^-1(b) >= 2 S^-1(a)``, while ``0 <= delta_i <= epsilon`` in either norm; ``N`` keeps the
+    order. Ties aside.
 
     Shape:
         x: ``(N, ...)``; probs: ``(N, K)``; output ``(N, K)``, dtype and device of probs.
@@ -274,21 +364,33 @@ class RandomNoise(Defense):
         True
         >>> round(float((defense(x, probs) - probs).abs().sum()), 6)
         0.1
+        >>> logit = create("random_noise", epsilon=0.5, space="logit", seed=1)
+        >>> bool((logit(x, probs) - probs).abs().sum() <= logit.budget()[1])
+        True
     """
 
     name = "random_noise"
 
     def __init__(
-        self, *, epsilon: float = 0.1, norm: str = "l1", consistent: bool = False, seed: int = 0
+        self,
+        *,
+        epsilon: float = 0.1,
+        norm: str = "l1",
+        space: str = "prob",
+        consistent: bool = False,
+        seed: int = 0,
     ) -> None:
         self.norm = check_choice("norm", norm, NORMS)
-        high = MAX_DISTANCE[self.norm]
+        self.space = check_choice("space", space, SPACES)
+        high = MAX_DISTANCE[self.norm] if self.space == "prob" else MAX_LOGIT_EPSILON
         self.epsilon = check_number("epsilon", epsilon, low=0, high=high, low_inclusive=False)
         self.consistent = check_bool("consistent", consistent)
         self.seed = check_int("seed", seed, low=0, high=2**63 - 1)
         self._generator = torch.Generator(device="cpu").manual_seed(self.seed)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
+        if self.space == "logit":
+            return self._perturb_logits(x, probs)
         rows, num_classes = probs.shape
         if self.consistent:
             gaussian = hashed_normal(input_keys(x, self.seed), num_classes).to(probs.device)
@@ -300,12 +402,32 @@ class RandomNoise(Defense):
         noise = torch.where(length > 0, direction * (self.epsilon / length.clamp_min(1e-300)), 0.0)
         return along_projected_path(probs, noise, epsilon=self.epsilon, norm=self.norm)
 
+    def _perturb_logits(self, x: Tensor, probs: Tensor) -> Tensor:
+        """``S(S^-1(y) + delta)`` unnormalised (the base class divides by the row sums: ``N``)."""
+        rows, num_classes = probs.shape
+        if self.consistent:
+            uniform = hashed_uniform(input_keys(x, self.seed), num_classes).to(probs.device)
+        else:
+            uniform = torch.rand(rows, num_classes, generator=self._generator, dtype=torch.float32)
+            uniform = uniform.to(probs.device, torch.float64)
+        power = 1 if self.norm == "l1" else 2
+        shift = uniform.mul_(2 * self.epsilon / num_classes ** (1 / power))
+        shift = project_to_ball(shift, epsilon=self.epsilon, norm=self.norm)
+        return sigmoid_shift(probs, shift)
+
     def params(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "norm": self.norm, "consistent": self.consistent, "seed": self.seed}
+        return {
+            "epsilon": self.epsilon, "norm": self.norm, "space": self.space,
+            "consistent": self.consistent, "seed": self.seed,
+        }
 
     def budget(self) -> tuple[str, float] | None:
+        if self.space == "logit":
+            return ("l1", logit_space_l1_bound(self.epsilon, self.norm))
         return (self.norm, self.epsilon)
 
     def argmax_threshold(self) -> float | None:
-        """None: this defense does not promise to keep the argmax."""
-        return None
+        """Rows whose top probability exceeds this keep their argmax (None: no promise; see the class docstring)."""
+        if self.space == "prob":
+            return None
+        return 1 / (1 + math.exp(-self.epsilon / 2))

@@ -32,6 +32,16 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
 }
 """Default test parameters per registered defense (deterministic, row-independent settings)."""
 
+VARIANT_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random_noise:space=logit": ("random_noise", {"epsilon": 2.0, "norm": "l1", "space": "logit", "consistent": True, "seed": 3}),
+    "random_noise:space=logit,norm=l2": (
+        "random_noise", {"epsilon": 1.0, "norm": "l2", "space": "logit", "consistent": True, "seed": 3}
+    ),
+    "dcp:variant=authors": ("dcp", {"beta": 0.5, "gamma": 0.2, "nu": 1000.0, "variant": "authors"}),
+    "dcp:variant=authors,epsilon=0.3": ("dcp", {"beta": 1.2, "gamma": 0.2, "epsilon": 0.3, "variant": "authors"}),
+}
+"""Further settings of registered defenses that the invariant tests also cover, by spec (name, parameters)."""
+
 SURROGATE_DEFENSES: dict[str, dict[str, Any]] = {
     "mad": {"epsilon": 0.5},
     "mad_argmax": {"epsilon": 0.5},
@@ -49,7 +59,7 @@ MAX_CLASSES: dict[str, int] = {"mad": 64, "mad_argmax": 64, "mad_keyed": 64}
 
 
 def has_test_params(name: str) -> bool:
-    return name in TEST_PARAMS or name in SURROGATE_DEFENSES or name in MISINFORMATION_DEFENSES
+    return name in TEST_PARAMS or name in VARIANT_PARAMS or name in SURROGATE_DEFENSES or name in MISINFORMATION_DEFENSES
 
 
 def defense_names() -> list[Any]:
@@ -63,7 +73,7 @@ def defense_names() -> list[Any]:
                 reason=f"no test parameters for defense {name!r}: add it to TEST_PARAMS in tests/defenses/conftest.py"
             ),
         )
-        for name in D.names()
+        for name in [*D.names(), *VARIANT_PARAMS]
     ]
 
 
@@ -80,7 +90,10 @@ def make_surrogate(num_classes: int, input_dim: int, seed: int = 0) -> nn.Module
 
 
 def make_defense(name: str, num_classes: int, input_dim: int = INPUT_DIM) -> D.Defense:
-    """Build the registered defense ``name`` with its default test parameters."""
+    """Build the registered defense ``name`` (or the setting ``VARIANT_PARAMS[name]``) with its test parameters."""
+    if name in VARIANT_PARAMS:
+        base, params = VARIANT_PARAMS[name]
+        return D.create(base, **params)
     if name in SURROGATE_DEFENSES:
         return D.create(name, surrogate=make_surrogate(num_classes, input_dim), **SURROGATE_DEFENSES[name])
     if name in MISINFORMATION_DEFENSES:

@@ -18,6 +18,7 @@ from stealguard.defenses.simplex import distance
 from .conftest import (
     INPUT_DIM,
     TEST_PARAMS,
+    VARIANT_PARAMS,
     defense_names,
     make_defense,
     make_queries,
@@ -181,6 +182,10 @@ BAD_PARAMS = [
     ("random_noise", {"consistent": 1}, TypeError, "consistent"),
     ("random_noise", {"seed": -1}, ValueError, "seed"),
     ("random_noise", {"seed": 1.0}, TypeError, "seed"),
+    ("random_noise", {"space": "logits"}, ValueError, "space"),
+    ("random_noise", {"space": "logit", "epsilon": 51.0}, ValueError, "epsilon"),
+    ("dcp", {"variant": "author"}, ValueError, "variant"),
+    ("dcp", {"variant": "authors", "tau": 0.5}, ValueError, "tau"),
     ("topk", {"k": 0}, ValueError, "k"),
     ("topk", {"k": 2.0}, TypeError, "k"),
     ("rounding", {"decimals": -1}, ValueError, "decimals"),
@@ -203,8 +208,9 @@ def test_bad_params_table_covers_every_parameter_of_these_defenses():
 
 @pytest.mark.parametrize("name", defense_names())
 def test_unknown_parameter_is_a_type_error(name):
+    base, params = VARIANT_PARAMS.get(name, (name, {}))
     with pytest.raises(TypeError, match="not_a_param"):
-        D.create(name, not_a_param=1)
+        D.create(base, **params, not_a_param=1)
 
 
 def test_unknown_name_lists_registered_names():
@@ -212,9 +218,10 @@ def test_unknown_name_lists_registered_names():
         D.create("nope")
 
 
-@pytest.mark.parametrize("name", sorted(TEST_PARAMS))
+@pytest.mark.parametrize("name", sorted(TEST_PARAMS) + sorted(VARIANT_PARAMS))
 def test_params_rebuild_the_same_defense(name):
-    defense = D.create(name, **TEST_PARAMS[name])
+    name, params = VARIANT_PARAMS.get(name, (name, TEST_PARAMS.get(name)))
+    defense = D.create(name, **params)
     assert D.create(name, **defense.params()).params() == defense.params()
     assert set(defense.params()) <= set(D.parameters(name))
     assert type(defense).__name__ in repr(defense)
