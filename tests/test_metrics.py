@@ -20,7 +20,7 @@ def _jacobians(n: int, k: int, d: int, seed: int) -> torch.Tensor:
     return torch.randn(n, k, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(st.integers(1, 12), st.integers(2, 9), st.integers(1, 20), st.integers(0, 2**16))
 def test_gradient_cosine_and_angle_match_explicit_gradients(n: int, k: int, d: int, seed: int) -> None:
     y, y_tilde, jac = _simplex(n, k, seed), _simplex(n, k, seed + 1), _jacobians(n, k, d, seed + 2)
@@ -34,7 +34,7 @@ def test_gradient_cosine_and_angle_match_explicit_gradients(n: int, k: int, d: i
             continue
         expected = float(torch.dot(a, b) / (a.norm() * b.norm()))
         assert float(cosine[row]) == pytest.approx(expected, abs=1e-9)
-        assert float(angle[row]) == pytest.approx(math.acos(max(-1.0, min(1.0, expected))), abs=1e-6)
+        assert math.cos(float(angle[row])) == pytest.approx(expected, abs=1e-9)
         unit = a / a.norm() - b / b.norm()
         assert float(objective[row]) == pytest.approx(float(unit @ unit), abs=1e-9)
     assert bool(((cosine >= -1) & (cosine <= 1)).all()) and bool(((angle >= 0) & (angle <= math.pi)).all())
