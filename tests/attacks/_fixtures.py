@@ -37,3 +37,17 @@ def random_victim(seed: int = 0, arch: str = "mlp") -> models.Classifier:
 
 def images(n: int, seed: int = 1) -> Tensor:
     return torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+CHEAP_SETTINGS: dict[str, dict[str, Any]] = {
+    "knockoff": {"epochs": 1, "batch_size": 16},
+    "jbda": {"epochs": 1, "round_epochs": 1, "seed_size": 8, "max_rounds": 5},
+    "jb_self": {"epochs": 1, "round_epochs": 1, "seed_size": 8, "max_rounds": 5},
+    "jb_top3": {"epochs": 1, "round_epochs": 1, "seed_size": 8, "max_rounds": 5, "steps": 1},
+    "dfme": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1},
+    "maze": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1, "replay_steps": 1},
+    "art_knockoff": {"epochs": 1, "batch_size": 16},
+    "art_copycat": {"epochs": 1, "batch_size": 16},
+}
+"""The cheapest settings of every registered attack, for tests that run them all (a test checks the table is complete)."""
+

@@ -8,18 +8,9 @@ import torch
 from stealguard import attacks
 from stealguard.blackbox import BlackBox
 
-from ._fixtures import K, SHAPE, images, random_victim
+from ._fixtures import CHEAP_SETTINGS, K, SHAPE, images, random_victim
 
-CHEAP = {
-    "knockoff": {"epochs": 1, "batch_size": 16},
-    "jbda": {"epochs": 1, "round_epochs": 1, "seed_size": 8, "max_rounds": 5},
-    "jb_self": {"epochs": 1, "round_epochs": 1, "seed_size": 8, "max_rounds": 5},
-    "jb_top3": {"epochs": 1, "round_epochs": 1, "seed_size": 8, "max_rounds": 5, "steps": 1},
-    "dfme": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1},
-    "maze": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1, "replay_steps": 1},
-    "art_knockoff": {"epochs": 1, "batch_size": 16},
-    "art_copycat": {"epochs": 1, "batch_size": 16},
-}
+CHEAP = CHEAP_SETTINGS
 BUDGET = 57
 """Not a multiple of any batch size above, so rounding errors in the query count show."""
 

@@ -13,16 +13,9 @@ import stealguard.attacks.replica as replica_module
 from stealguard import attacks, data
 from stealguard.harness import experiment, fit_victim, run_attack
 
-CHEAP = {
-    "knockoff": {"epochs": 1, "batch_size": 32},
-    "jbda": {"epochs": 1, "round_epochs": 1, "seed_size": 10, "max_rounds": 1},
-    "jb_self": {"epochs": 1, "round_epochs": 1, "seed_size": 10, "max_rounds": 1},
-    "jb_top3": {"epochs": 1, "round_epochs": 1, "seed_size": 10, "max_rounds": 1, "steps": 1},
-    "dfme": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1},
-    "maze": {"batch_size": 8, "student_steps": 1, "generator_steps": 1, "directions": 1, "replay_steps": 1},
-    "art_knockoff": {"epochs": 1, "batch_size": 32},
-    "art_copycat": {"epochs": 1, "batch_size": 32},
-}
+from tests.attacks._fixtures import CHEAP_SETTINGS
+
+CHEAP = CHEAP_SETTINGS
 
 
 @pytest.fixture(scope="module")
