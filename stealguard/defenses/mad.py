@@ -49,8 +49,9 @@ from stealguard.defenses.jacobian import (
 )
 
 GREEDY_MARGIN = 1e-6
-"""A larger set must lower the cosine by more than this to be kept: float32 surrogate noise
-(batched vs single-row forward passes) must not decide between near-equal sets."""
+"""A larger set must lower the cosine by more than this to be kept (greedy search), and sets
+within it of the best count as tied (exhaustive search): float32 surrogate noise (batched vs
+single-row forward passes) must not decide between near-equal sets."""
 TOP_CLASS_WEIGHT = 1e-3
 """Extra relative mass of the top class in MAD-argmax targets of the greedy search (this project's choice)."""
 REFERENCE_TOP_CLASS_WEIGHT = 1e-5
@@ -280,7 +281,9 @@ def exhaustive_argmax_preserving_set(
 
     H is ``2 - 2 cos(G^T y*, G^T y)``, evaluated from the Gram matrix ``M = G G^T`` for all
     ``2^(K-1)`` sets at once (the target's scale cancels in the cosine), in row blocks of
-    :data:`EXHAUSTIVE_ROWS`; ties go to the set the reference code visits first. Shapes:
+    :data:`EXHAUSTIVE_ROWS`. Sets within :data:`GREEDY_MARGIN` of the best cosine count as
+    tied (float32 surrogate noise must not decide; with K = 2 every cosine is exactly -1 or
+    1) and ties go to the set the reference code visits first. Shapes:
     ``probs (N, K)``, ``top (N,)`` -> boolean ``(N, K)``.
     """
     n, k = probs.shape
@@ -298,8 +301,9 @@ def exhaustive_argmax_preserving_set(
         quad = torch.einsum("sk,nkj,sj->ns", masks, gram, masks)
         quad = quad + 2 * top_weight * (m_top @ masks.T) + top_weight**2 * gram[index, c, c].unsqueeze(1)
         cosines = cross / (quad.clamp_min(0) * y_norm_sq).sqrt().clamp_min(1e-300)
-        valid = masks[:, c].T.bool()
-        best[rows] = cosines.masked_fill(~valid, math.inf).argmin(dim=1)
+        cosines = cosines.masked_fill(~masks[:, c].T.bool(), math.inf)
+        near_best = cosines <= cosines.min(dim=1, keepdim=True).values + GREEDY_MARGIN
+        best[rows] = near_best.to(torch.int8).argmax(dim=1)
     return masks[best].bool()
 
 

@@ -164,3 +164,14 @@ def test_exhaustive_search_in_row_blocks_equals_row_by_row():
     batch = defense(x, y)
     rows = torch.cat([defense(x[i : i + 1], y[i : i + 1]) for i in range(0, 300, 37)])
     torch.testing.assert_close(batch[::37], rows, atol=1e-9, rtol=0)
+
+
+def test_exhaustive_ties_do_not_depend_on_the_batch():
+    """With K = 2 every cosine is exactly -1 or 1: float32 noise between batched and single rows must not pick the set."""
+    net = surrogate(2, seed=1)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(9))
+    y = torch.tensor([[9.8743e-01, 1.2567e-02], [4.2082e-08, 1.0], [9.995e-01, 4.9692e-04], [1.0, 1.3031e-16]])
+    y = y / y.sum(dim=1, keepdim=True)
+    defense = D.create("mad_argmax", epsilon=0.5, surrogate=net, search="exhaustive")
+    single = torch.cat([defense(x[i : i + 1], y[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(defense(x, y), single, atol=1e-6, rtol=0)
