@@ -8,7 +8,7 @@ queries on which student and black box disagree. One iteration:
    gradient of the per-sample loss ``-D(S(x), V(x))`` (D the disagreement) with respect to
    ``x`` by forward differences through the black box (``directions`` random directions,
    step ``smoothing``: ``batch_size * (directions + 1)`` queries), back-propagate it through
-   ``G`` and take an Adam step;
+   ``G`` and take an optimiser step (Adam; SGD in MAZE's reference variant);
 2. ``student_steps`` times: query a fresh batch ``G(z)`` (``batch_size`` queries) and take an
    SGD step of the student on it; subclasses may also replay past queries (MAZE).
 
@@ -50,7 +50,7 @@ from stealguard.device import DeviceLike, resolve_device
 
 SCHEDULES = ("step", "cosine", "none")
 VARIANTS = ("reference", "stealguard")
-DEFAULT_VARIANT = "stealguard"
+DEFAULT_VARIANT = "reference"
 STEP_MILESTONES = (0.1, 0.3, 0.5)
 STEP_GAMMA = 0.3
 STUDENT_NORMALISATION = (0.5, 0.5)
@@ -78,7 +78,8 @@ class DataFreeAttack(Attack):
         replica_factory: zero-argument callable returning the student; takes precedence.
         batch_size: queries per generator batch, >= 1.
         student_lr: SGD learning rate of the student, > 0 (momentum 0.9, weight decay 5e-4).
-        generator_lr: Adam learning rate of the generator, > 0.
+        generator_lr: learning rate of the generator's optimiser (Adam, or SGD as set by
+            :attr:`variant_settings`), > 0.
         student_steps: student steps per iteration, >= 1. generator_steps: >= 0.
         directions: random directions m of the gradient estimate, >= 1.
         smoothing: forward-difference step epsilon, > 0.

@@ -62,7 +62,7 @@ TRAINING: dict[str, dict[str, Any]] = {
     },
 }
 """Named replica-training schedules of :class:`Knockoff` (see the module docstring)."""
-DEFAULT_TRAINING = "stealguard"
+DEFAULT_TRAINING = "reference"
 ARM_SOURCES = ("auto", "labels", "clusters")
 CLUSTER_SIDE = 8
 

@@ -63,7 +63,7 @@ EXHAUSTIVE_LIMIT = 16
 EXHAUSTIVE_ROWS = 256
 """Samples per block of the exhaustive search (bounds its ``(rows, 2^K)`` intermediates)."""
 SEARCHES = ("auto", "exhaustive", "greedy")
-DEFAULT_SEARCH = "greedy"
+DEFAULT_SEARCH = "auto"
 MAD_JACOBIANS = (*JACOBIANS, "identity")
 
 __all__ = ["MAD", "MADArgmax", "exhaustive_argmax_preserving_set", "greedy_argmax_preserving_set", "surrogate_gram"]
