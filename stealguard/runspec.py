@@ -180,6 +180,18 @@ class _NamedSpec(_Frozen):
     def __str__(self) -> str:
         return _format_spec(self.name, self.params)
 
+    @model_validator(mode="after")
+    def _known(self) -> _NamedSpec:
+        import importlib
+
+        registry = importlib.import_module(f"stealguard.{self.what}s")
+        if self.name not in registry.names():
+            raise ValueError(f"unknown {self.what} {self.name!r}; available: {', '.join(registry.names())}")
+        unknown = sorted(set(self.params) - set(registry.parameters(self.name)))
+        if unknown:
+            raise ValueError(f"{self.what} {self.name!r} takes no parameter(s) {', '.join(unknown)}")
+        return self
+
 
 class DefenseSpec(_NamedSpec):
     """A defense by registry name and parameters, e.g. ``DefenseSpec.model_validate("mad:epsilon=0.5")``.
@@ -190,17 +202,6 @@ class DefenseSpec(_NamedSpec):
 
     what: ClassVar[str] = "defense"
 
-    @model_validator(mode="after")
-    def _known(self) -> DefenseSpec:
-        from stealguard import defenses
-
-        if self.name not in defenses.names():
-            raise ValueError(f"unknown defense {self.name!r}; available: {', '.join(defenses.names())}")
-        unknown = sorted(set(self.params) - set(defenses.parameters(self.name)))
-        if unknown:
-            raise ValueError(f"defense {self.name!r} takes no parameter(s) {', '.join(unknown)}")
-        return self
-
 
 class AttackSpec(_NamedSpec):
     """An attack by registry name and parameters, e.g. ``AttackSpec.model_validate("knockoff:epochs=10")``.
@@ -210,17 +211,6 @@ class AttackSpec(_NamedSpec):
     """
 
     what: ClassVar[str] = "attack"
-
-    @model_validator(mode="after")
-    def _known(self) -> AttackSpec:
-        from stealguard import attacks
-
-        if self.name not in attacks.names():
-            raise ValueError(f"unknown attack {self.name!r}; available: {', '.join(attacks.names())}")
-        unknown = sorted(set(self.params) - set(attacks.parameters(self.name)))
-        if unknown:
-            raise ValueError(f"attack {self.name!r} takes no parameter(s) {', '.join(unknown)}")
-        return self
 
 
 class RunSpec(_Frozen):
