@@ -18,6 +18,24 @@ def peak_rss():
 high-water mark over ``exec``, so a child of a big pytest process would report the parent's."""
 
 
+RUN_CLI_CODE = """
+def run_cli(argv):
+    import contextlib, io, runpy, sys, traceback
+    sys.argv = ["stealguard", *argv]
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            runpy.run_module("stealguard.cli", run_name="__main__")
+        return ["returned without exiting", stderr.getvalue()]
+    except SystemExit as done:
+        return [done.code, stderr.getvalue()]
+    except BaseException:
+        return ["traceback", stderr.getvalue() + traceback.format_exc()]
+"""
+"""Source of ``run_cli(argv)`` for a child script: run ``stealguard argv...`` as ``python -m`` would and return
+``[exit status, stderr]`` (``"traceback"`` and the traceback when it raised instead of exiting)."""
+
+
 def run_child(code: str, args: list[str], *, cwd: Path, timeout: float = 300) -> tuple[int, str, str]:
     """Run ``python -c code args...``; return ``(returncode, stdout, stderr)``; killed after ``timeout`` s."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

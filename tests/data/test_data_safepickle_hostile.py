@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from stealguard.data.safepickle import UnsafePickleError, safe_load, safe_loads
-from tests.childproc import PEAK_RSS_CODE, run_child
+from tests.childproc import PEAK_RSS_CODE, RUN_CLI_CODE, run_child
 
 PEAK_RSS_LIMIT = 768 << 20
 """The children import torch (about 250-450 MiB); every crafted file asks for 1 MiB to 931 GiB more."""
@@ -178,7 +178,7 @@ def _write_root(root: Path, name: str, payload: bytes) -> Path:
     return root / name
 
 
-_DRIVER = PEAK_RSS_CODE + r"""
+_DRIVER = PEAK_RSS_CODE + RUN_CLI_CODE + r"""
 import contextlib, io, json, runpy, sys, traceback
 from pathlib import Path
 from stealguard.data import load_dataset
@@ -195,17 +195,8 @@ for case in sorted(p.name for p in root.iterdir() if p.is_dir()):
     if case in skip:
         report[case] = entry
         continue
-    sys.argv = ["stealguard", "train", "--dataset", "cifar10", "--data-root", str(root / case), "--arch", "lenet",
-                "--out", str(root / case / "out"), "--epochs", "1", "--quiet"]
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            runpy.run_module("stealguard.cli", run_name="__main__")
-        entry["cli"] = ["returned without exiting", stderr.getvalue()]
-    except SystemExit as done:
-        entry["cli"] = [done.code, stderr.getvalue()]
-    except BaseException:
-        entry["cli"] = ["traceback", stderr.getvalue() + traceback.format_exc()]
+    entry["cli"] = run_cli(["train", "--dataset", "cifar10", "--data-root", str(root / case), "--arch", "lenet",
+                            "--out", str(root / case / "out"), "--epochs", "1", "--quiet"])
     report[case] = entry
 print(json.dumps({"cases": report, "peak_rss": peak_rss()}))
 """

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from stealguard.models import ModelCard, create, load_model, save_model
 from stealguard.models.io import MAX_CARD_BYTES, model_bytes
-from tests.childproc import PEAK_RSS_CODE, run_child
+from tests.childproc import PEAK_RSS_CODE, RUN_CLI_CODE, run_child
 
 PEAK_RSS_LIMIT = 768 << 20
 """The child imports torch and the harness (about 400 MiB); the crafted folders ask for 1 GiB to 64 GiB more."""
@@ -151,7 +151,7 @@ def _write(out: Path, name: str, card_edit: Any, weights_edit: Any, card: dict[s
         save_file(weights_edit(tensors) if weights_edit else tensors, str(weights))
 
 
-_DRIVER = PEAK_RSS_CODE + r"""
+_DRIVER = PEAK_RSS_CODE + RUN_CLI_CODE + r"""
 import contextlib, io, json, runpy, sys, traceback
 from pathlib import Path
 from stealguard.models import load_model
@@ -165,17 +165,8 @@ for case in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "b
         entry["load"] = ["loaded", ""]
     except BaseException as err:
         entry["load"] = [type(err).__name__, str(err)]
-    sys.argv = ["stealguard", "attack", "--victim", str(root / case), "--attack", "knockoff", "--budget", "10",
-                "--queryset", "digits", "--epochs", "1", "--out", str(root / case / "attack.json"), "--quiet"]
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            runpy.run_module("stealguard.cli", run_name="__main__")
-        entry["cli"] = ["returned without exiting", stderr.getvalue()]
-    except SystemExit as done:
-        entry["cli"] = [done.code, stderr.getvalue()]
-    except BaseException:
-        entry["cli"] = ["traceback", stderr.getvalue() + traceback.format_exc()]
+    entry["cli"] = run_cli(["attack", "--victim", str(root / case), "--attack", "knockoff", "--budget", "10",
+                            "--queryset", "digits", "--epochs", "1", "--out", str(root / case / "attack.json"), "--quiet"])
     report[case] = entry
 print(json.dumps({"cases": report, "peak_rss": peak_rss()}))
 """
