@@ -294,10 +294,19 @@ def _absolute(env: Env) -> Env:
     return env.model_copy(update=update)
 
 
-def _prepare_task(spec: VictimSpec, env: Env, misinformation: bool) -> Any:
+def _prepare_task(spec: VictimSpec, env: Env) -> Any:
+    """The trained victim as a bundle (trained once, on whichever node runs the task)."""
     from stealguard.harness.run import VictimBundle, prepare_victim
 
-    return VictimBundle.of(prepare_victim(spec, env, misinformation=misinformation))
+    return VictimBundle.of(prepare_victim(spec, env))
+
+
+def _artifacts_task(bundle: Any, spec: VictimSpec, env: Env) -> Any:
+    """The victim's bundle with its misinformation model: trained once, only for the cells whose defense needs it."""
+    from stealguard.harness.run import VictimBundle, prepare_victim
+
+    bundle.materialize(env)
+    return VictimBundle.of(prepare_victim(spec, env, misinformation=True))
 
 
 def _cell_task(spec: RunSpec, env: Env, bundle: Any, undefended: Any = None, budgets: tuple[int, ...] | None = None) -> RunResult | list[RunResult]:
@@ -367,18 +376,26 @@ def run_grid(
         ray.init(address=address, **{**options, **dict(ray_init or {})})
     gpus = config.resources.num_gpus if env.device == "cuda" else 0
     prepare = ray.remote(_prepare_task).options(num_cpus=config.resources.num_cpus, num_gpus=gpus, max_retries=config.max_retries, retry_exceptions=True)
+    artifacts = ray.remote(_artifacts_task).options(num_cpus=config.resources.num_cpus, num_gpus=gpus, max_retries=config.max_retries, retry_exceptions=True)
     cell = ray.remote(_cell_task).options(num_cpus=config.resources.num_cpus, num_gpus=gpus, max_retries=config.max_retries, retry_exceptions=True)
     try:
         bundles: dict[str, Any] = {}
-        needed = [spec.victim for spec in todo] + [spec.victim.undefended() for spec in todo]
-        for victim in needed:
+        for victim in [spec.victim for spec in todo] + [spec.victim.undefended() for spec in todo]:
             if victim.key() not in bundles:
-                misinformation = any(needs_misinformation(other.defense.name) for other in todo if other.victim == victim)
-                bundles[victim.key()] = prepare.remote(victim, env, misinformation)
+                bundles[victim.key()] = prepare.remote(victim, env)
+        with_artifacts: dict[str, Any] = {}
+        for spec in todo:
+            if needs_misinformation(spec.defense.name) and spec.victim.key() not in with_artifacts:
+                with_artifacts[spec.victim.key()] = artifacts.remote(bundles[spec.victim.key()], spec.victim, env)
+
+        def victim_bundle(spec: RunSpec) -> Any:
+            needs = needs_misinformation(spec.defense.name)
+            return (with_artifacts if needs else bundles)[spec.victim.key()]
+
         curves = config.curve_budgets()
         pending = {
             cell.remote(
-                spec, env, bundles[spec.victim.key()],
+                spec, env, victim_bundle(spec),
                 None if spec.victim.undefended() == spec.victim else bundles[spec.victim.undefended().key()],
                 curves.get(spec.key()),
             ): spec

@@ -165,3 +165,17 @@ def test_a_dp_cell_on_ray_is_measured_against_its_float_twin(tmp_path: Path, loo
     direct = run(config.specs()[0], env)
     assert on_ray.victim_variant == "dp" and on_ray.l1_mean == direct.l1_mean > 0
     assert on_ray.clean_accuracy == direct.clean_accuracy == on_ray.victim_accuracy
+
+
+@pytest.mark.integration
+def test_only_the_cells_that_need_it_wait_for_the_misinformation_model(tmp_path: Path, loopback_ray) -> None:
+    text = GRID.replace('defenses = ["none", "mad:epsilon=0.5"]', 'defenses = ["none", "adaptive_misinformation:tau=0.5"]')
+    text = text.replace("seeds = [0, 1]", "seeds = [0]")
+    config = load_grid(_write(tmp_path, text))
+    env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
+    outcome = run_grid(config, out_dir=tmp_path / "out", env=env, ray_init={"num_cpus": 1})
+    assert sorted(result.defense for result in outcome.results) == ["adaptive_misinformation", "none"]
+    assert not outcome.failures
+    direct = {result.defense: result for result in (run(spec, env) for spec in config.specs())}
+    for result in outcome.results:
+        assert result.attacker_accuracy == direct[result.defense].attacker_accuracy
