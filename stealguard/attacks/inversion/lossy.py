@@ -28,6 +28,7 @@ from torch import Tensor
 
 from stealguard._checks import check_bool, check_choice, check_int, check_number
 from stealguard.attacks.inversion.base import Inverter
+from stealguard.defenses.random_noise import MAX_LOGIT_EPSILON, SPACES
 from stealguard.defenses.simplex import MAX_DISTANCE, NORMS
 
 
@@ -94,14 +95,18 @@ class RandomNoiseInversion(Unrecoverable):
     name = "random_noise"
     reason = "the noise of one answer is unknown; consistent noise cannot be averaged over repeats"
 
-    def __init__(self, *, epsilon: float = 0.1, norm: str = "l1", consistent: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self, *, epsilon: float = 0.1, norm: str = "l1", consistent: bool = False, seed: int = 0, space: str = "prob"
+    ) -> None:
         self.norm = check_choice("norm", norm, NORMS)
-        self.epsilon = check_number("epsilon", epsilon, low=0, high=MAX_DISTANCE[self.norm], low_inclusive=False)
+        self.space = check_choice("space", space, SPACES)
+        high = MAX_DISTANCE[self.norm] if self.space == "prob" else MAX_LOGIT_EPSILON
+        self.epsilon = check_number("epsilon", epsilon, low=0, high=high, low_inclusive=False)
         self.consistent = check_bool("consistent", consistent)
         self.seed = check_int("seed", seed, low=0)
 
     def params(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "norm": self.norm, "consistent": self.consistent}
+        return {"epsilon": self.epsilon, "norm": self.norm, "consistent": self.consistent, "space": self.space}
 
 
 class AdaptiveMisinformationInversion(Unrecoverable):
