@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+from report.doc_tables import replace_marked
 
 ROOT = Path(__file__).resolve().parent
 VICTIM = ROOT / "victims" / "mnist-lenet"
@@ -116,10 +117,7 @@ def doc_table(table: pd.DataFrame) -> str:
 
 def sync_doc(table: pd.DataFrame, doc: Path = DOC) -> None:
     """Replace the text between the steal-table markers of ``doc`` with :func:`doc_table`."""
-    text = doc.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{doc_table(table)}\n{END}{tail}")
+    replace_marked(doc, BEGIN, END, doc_table(table))
 
 
 def main() -> int:

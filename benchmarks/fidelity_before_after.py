@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import torch
+from report.doc_tables import marked_block, replace_marked
 
 import stealguard
 from stealguard import data as sgdata
@@ -117,12 +118,10 @@ def markdown() -> str:
 
 def sync_doc(check: bool = False) -> bool:
     """Write :func:`markdown` between the markers of docs/fidelity.md; with ``check``, only say whether it is current."""
-    text = DOC.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    current = text[start:end].strip() == markdown().strip()
-    if not check and not current:
-        DOC.write_text(text[:start] + "\n" + markdown() + "\n" + text[end:])
-    return current
+    table = markdown()
+    if check:
+        return marked_block(DOC.read_text(), BEGIN, END) == table.strip("\n")
+    return not replace_marked(DOC, BEGIN, END, table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from report.doc_tables import replace_marked
 
 from stealguard import data as sgdata
 from stealguard.attacks.inversion import inverter_from_spec
@@ -119,10 +120,7 @@ def table(frame: pd.DataFrame) -> str:
 
 def sync_doc(frame: pd.DataFrame, doc: Path = DOC) -> None:
     """Replace the text between the markers of ``doc`` with :func:`table` of ``frame``."""
-    text = doc.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{table(frame)}\n{END}{tail}")
+    replace_marked(doc, BEGIN, END, table(frame))
 
 
 def main() -> int:

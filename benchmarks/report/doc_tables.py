@@ -99,3 +99,31 @@ def sync_tables(page: Path | str) -> tuple[str, list[TableUpdate]]:
         updates.append(TableUpdate(i, results, match["attack"], match["victim"], stale=current != table))
         i = end
     return "\n".join(out), updates
+
+
+def marked_block(text: str, begin: str, end: str) -> str:
+    """The text between the ``begin`` and ``end`` marker lines of ``text`` (without the newlines around it).
+
+    Raises:
+        ValueError: a marker is missing, or ``end`` comes before ``begin``.
+    """
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"markers {begin!r} ... {end!r} not found in this order")
+    return text[start + len(begin):stop].strip("\n")
+
+
+def replace_marked(page: Path | str, begin: str, end: str, body: str) -> bool:
+    """Put ``body`` between the ``begin`` and ``end`` markers of ``page``; True if the page changed.
+
+    Raises:
+        FileNotFoundError: no such page. ValueError: a marker is missing (:func:`marked_block`).
+    """
+    page = Path(page)
+    text = page.read_text()
+    if marked_block(text, begin, end) == body.strip("\n"):
+        return False
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    page.write_text(f"{head}{begin}\n{body.strip(chr(10))}\n{end}{tail}")
+    return True

@@ -1,0 +1,127 @@
+"""The adaptive verdict grid's report: cell and summary CSVs, one plot per block, the Markdown tables.
+
+Reads the results tables of the grid blocks (``benchmarks/results/adaptive/grid-<block>/results.csv``,
+written by ``benchmarks/adaptive_grid.sh``), and writes, all generated from them:
+
+* ``benchmarks/results/adaptive/verdict-cells.csv``: one row per cell and seed (victim, defense,
+  defense_params, attacker, seed, defender_accuracy, attacker_accuracy, fidelity, l1_mean, ...);
+* ``benchmarks/results/adaptive/verdict-summary.csv``: one row per setting and attacker, means and 95%
+  Student-t half-widths over seeds;
+* ``docs/img/adaptive-<block>.png``: attacker against defender accuracy, naive and best adaptive attacker;
+* the marked tables of ``docs/adaptive.md`` (per block: headline and all settings) and the README's
+  headline table (the MNIST Knockoff block).
+
+    python benchmarks/adaptive_verdict.py            # write everything
+    python benchmarks/adaptive_verdict.py --check    # exit 1 if a CSV or a table is not current
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from report import verdict
+from report.doc_tables import marked_block, replace_marked
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "adaptive"
+CELLS, SUMMARY = RESULTS / "verdict-cells.csv", RESULTS / "verdict-summary.csv"
+DOC = ROOT.parent / "docs" / "adaptive.md"
+README = ROOT.parent / "README.md"
+IMAGES = ROOT.parent / "docs" / "img"
+HEADLINE_BLOCK = "mnist"
+"""The block whose headline table the README quotes."""
+BLOCKS = ("mnist", "fashionmnist", "jbtop3")
+"""Blocks in report order."""
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end marker lines of a generated section."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def tables() -> list[Path]:
+    """The grid blocks' results tables, in :data:`BLOCKS` order."""
+    return [path for block in BLOCKS if (path := RESULTS / f"grid-{block}" / "results.csv").is_file()]
+
+
+def cells() -> pd.DataFrame:
+    """:func:`report.verdict.cell_frame` of :func:`tables`."""
+    return verdict.cell_frame(tables())
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+def block_section(frame: pd.DataFrame, block: str) -> str:
+    """The generated section of ``docs/adaptive.md`` for one block."""
+    return "\n".join([
+        verdict.baseline_line(frame, block),
+        "",
+        "Headline (each defense's setting that leaves the best attacker the least, among those costing the defender "
+        "at most one point of accuracy plus the tolerance):",
+        "",
+        verdict.headline_table(frame, block),
+        "",
+        "All settings (attacker accuracy %, 95% interval over seeds; '± ?' one seed, '(n=2)' two):",
+        "",
+        verdict.settings_table(frame, block),
+        "",
+        f"![{block}](img/adaptive-{block}.png)",
+    ])
+
+
+def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
+    """``{(page, marker name): generated text}`` for every block present and the README's headline."""
+    out = {}
+    blocks = [block for block in BLOCKS if (frame["block"] == block).any()]
+    for block in blocks:
+        out[(DOC, f"verdict-{block}")] = block_section(frame, block)
+    if HEADLINE_BLOCK in blocks:
+        out[(README, "adaptive-headline")] = "\n".join([
+            verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK),
+        ])
+    return out
+
+
+def stale(frame: pd.DataFrame) -> list[str]:
+    """What is not current: the CSVs and the marked sections."""
+    out = []
+    for path, expected in ((CELLS, csv_text(frame)), (SUMMARY, csv_text(verdict.summary_frame(frame)))):
+        if not path.is_file() or path.read_text() != expected:
+            out.append(str(path))
+    for (page, name), text in sections(frame).items():
+        if marked_block(page.read_text(), *markers(name)) != text.strip("\n"):
+            out.append(f"{page} ({name})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only say what is not current (exit 1 if anything)")
+    parser.add_argument("--no-plots", action="store_true", help="leave the PNGs as they are")
+    args = parser.parse_args(argv)
+    frame = cells()
+    if args.check:
+        out = stale(frame)
+        for item in out:
+            print(f"not current: {item}", file=sys.stderr)
+        return 1 if out else 0
+    CELLS.write_text(csv_text(frame))
+    SUMMARY.write_text(csv_text(verdict.summary_frame(frame)))
+    for (page, name), text in sections(frame).items():
+        replace_marked(page, *markers(name), text)
+    if not args.no_plots:
+        for block in BLOCKS:
+            if (frame["block"] == block).any():
+                verdict.plot_block(frame, block, IMAGES / f"adaptive-{block}.png")
+    print(f"{len(frame)} cell rows from {len(tables())} block(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

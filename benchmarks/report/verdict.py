@@ -1,0 +1,393 @@
+"""The adaptive verdict: each defense's protection against the best attacker that knows it.
+
+Input: the results tables of the adaptive grid blocks (``benchmarks/configs/adaptive-*.toml``), one
+row per cell and seed. Every attacker is one of :data:`ATTACKERS`, read from the attack's parameters:
+
+* ``naive``: trains on the answers as served;
+* ``argmax``: trains on the answers' top-1 labels only (``train_on=argmax``);
+* ``invert-estimated``: inverts each answer knowing the defense's name only, its parameters
+  estimated from the answers (``invert=<name>``);
+* ``invert-known``: inverts knowing the defense's full spec (``invert=<name>:<params>``).
+
+Intervals: a 95% Student-t interval over seeds for a mean (``mean ± t(0.975, n-1) · s / sqrt(n)``),
+and Welch's interval for a difference of two means (Welch-Satterthwaite degrees of freedom). Seeds
+draw the attacker's queries and replica initialisation and the defender's own seed; the victim is
+the same in every cell of a block.
+
+"At ≤ 1 point of defender loss": a setting qualifies when the undefended victim's test accuracy
+minus its defended accuracy (mean over seeds) is at most :data:`DEFENDER_LOSS` plus a tolerance,
+the larger of the test set's resolution (1 / its size) and the half-width of the defended
+accuracy's interval over seeds (nonzero for randomised defenses).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from scipy import stats
+
+from report.names import DP_SGD, Names, dp_label
+from stealguard.harness.run_table import RunTable
+from stealguard.runspec import DPVariant, RunResult, VictimSpec
+
+ATTACKERS = ("naive", "argmax", "invert-estimated", "invert-known")
+"""Attacker kinds, the naive one first."""
+DEFENDER_LOSS = 0.01
+"""The defender-accuracy budget of the headline table: one point."""
+CONFIDENCE = 0.95
+FAMILIES = (
+    "mad", "mad_argmax", "reverse_sigmoid", "dcp", "dcp (authors)", "random_noise", "random_noise (logit)",
+    "adaptive_misinformation", "mad_keyed", "reverse_sigmoid_keyed", "dp_sgd",
+)
+"""Report order of the defense families (others follow, by name)."""
+CELL_COLUMNS = (
+    "block", "victim", "attack", "family", "defense", "defense_label", "defense_params", "attacker", "inverter", "seed",
+    "test_size", "defender_accuracy", "attacker_accuracy", "fidelity", "l1_mean", "key",
+)
+"""Columns of :func:`cell_frame` (one row per cell and seed)."""
+
+
+def attacker_of(params: dict[str, Any]) -> tuple[str, str]:
+    """``(attacker kind, inverter spec)`` of an attack's parameters (the spec is '' without inversion)."""
+    invert = params.get("invert")
+    if invert:
+        return ("invert-known" if ":" in str(invert) else "invert-estimated"), str(invert)
+    if params.get("train_on") == "argmax":
+        return "argmax", ""
+    return "naive", ""
+
+
+def family_of(defense: str, params: dict[str, Any]) -> str:
+    """The defense family a setting belongs to: its name, with a ``variant`` or ``space`` parameter in brackets.
+
+    ``dcp:variant=authors,beta=0.5`` is ``dcp (authors)``, a family of its own (DCP's two
+    parameterisations are compared separately); ``random_noise:space=logit,...`` is ``random_noise (logit)``.
+    """
+    for key in ("variant", "space"):
+        if key in params:
+            return f"{defense} ({params[key]})"
+    return defense
+
+
+def cell_row(result: RunResult, block: str, names: Names) -> dict[str, Any]:
+    """One :data:`CELL_COLUMNS` row of a successful grid result."""
+    spec = result.run_spec()
+    attacker, inverter = attacker_of(dict(spec.attack.params))
+    defense, label, params = result.defense, result.defense_label, json.loads(result.defense_params)
+    if isinstance(spec.victim, VictimSpec) and isinstance(spec.victim.variant, DPVariant):
+        defense, label = DP_SGD, dp_label(spec.victim.variant)
+        params = spec.victim.variant.model_dump(exclude={"kind"})
+    return {
+        "block": block, "victim": names.victim(spec.victim), "attack": spec.attack.name, "family": family_of(defense, params),
+        "defense": defense, "defense_label": label, "defense_params": json.dumps(params, sort_keys=True), "attacker": attacker,
+        "inverter": inverter, "seed": result.seed, "test_size": result.test_size, "defender_accuracy": result.defender_accuracy,
+        "attacker_accuracy": result.attacker_accuracy, "fidelity": result.fidelity, "l1_mean": result.l1_mean, "key": result.key,
+    }
+
+
+def cell_frame(tables: Iterable[Path], names: Names | None = None) -> pd.DataFrame:
+    """Every successful row of the results ``tables`` (``.../grid-<block>/results.csv``) as :data:`CELL_COLUMNS`.
+
+    A cell stored twice counts once (its latest row). Rows are sorted by block, victim, attack,
+    family, setting, attacker and seed, so the frame does not depend on the order cells finished in.
+    """
+    names = names if names is not None else Names.committed()
+    rows = []
+    for path in tables:
+        block = Path(path).parent.name.removeprefix("grid-")
+        rows.extend(cell_row(result, block, names) for result in RunTable(path).results() if result.status == "ok")
+    frame = pd.DataFrame(rows, columns=list(CELL_COLUMNS)).drop_duplicates("key", keep="last")
+    attacker_rank = {name: i for i, name in enumerate(ATTACKERS)}
+    order = pd.DataFrame({
+        "_family": [family_rank(name) for name in frame["family"]],
+        "_setting": [setting_rank(params) for params in frame["defense_params"]],
+        "_attacker": frame["attacker"].map(attacker_rank),
+    }, index=frame.index)
+    keys = ["block", "victim", "attack", "_family", "_setting", "_attacker", "seed"]
+    frame = pd.concat([frame, order], axis=1).sort_values(keys, kind="stable")
+    return frame.drop(columns=list(order.columns)).reset_index(drop=True)
+
+
+def family_rank(family: str) -> tuple[int, str]:
+    """Sort key of a family: ``none`` first, then :data:`FAMILIES` in order, then the others by name."""
+    if family == "none":
+        return -1, family
+    return (FAMILIES.index(family), family) if family in FAMILIES else (len(FAMILIES), family)
+
+
+def setting_rank(params_json: str) -> str:
+    """Sort key of a setting within its family: its parameters, numbers zero-padded so that 2.0 < 8.0 < 17.5."""
+    params = json.loads(params_json)
+    return json.dumps({key: f"{value:020.6f}" if isinstance(value, (int, float)) else str(value) for key, value in sorted(params.items())})
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """``(mean, half-width)`` of the Student-t interval of the mean of ``values`` (half-width NaN for one value)."""
+    series = pd.Series(values, dtype=float).dropna()
+    n = len(series)
+    if n == 0:
+        return math.nan, math.nan
+    mean = float(series.mean())
+    if n < 2:
+        return mean, math.nan
+    return mean, float(stats.t.ppf(0.5 + confidence / 2, n - 1) * series.std(ddof=1) / math.sqrt(n))
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """``(mean(a) - mean(b), half-width)`` of Welch's interval for the difference of two means.
+
+    Half-width NaN when either side has fewer than two values; 0 when neither side varies.
+    """
+    x, y = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
+    if x.empty or y.empty:
+        return math.nan, math.nan
+    diff = float(x.mean() - y.mean())
+    if len(x) < 2 or len(y) < 2:
+        return diff, math.nan
+    vx, vy = float(x.var(ddof=1)) / len(x), float(y.var(ddof=1)) / len(y)
+    if vx + vy == 0.0:
+        return diff, 0.0
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    return diff, float(stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(vx + vy))
+
+
+SETTING = ["block", "victim", "attack", "family", "defense", "defense_label"]
+"""Columns that name one defense setting of one block."""
+
+
+def summary_frame(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting and attacker: seeds, and mean and interval half-width of the accuracies.
+
+    Columns: :data:`SETTING`, ``attacker``, ``n``, ``seeds`` ('0 1 2'), ``defender_accuracy``,
+    ``defender_accuracy_ci``, ``attacker_accuracy``, ``attacker_accuracy_ci``, ``fidelity``,
+    ``fidelity_ci``, ``l1_mean``, ``test_size``.
+    """
+    rows = []
+    for key, group in cells.groupby([*SETTING, "attacker"], sort=False):
+        row = dict(zip([*SETTING, "attacker"], key))
+        row["n"] = len(group)
+        row["seeds"] = " ".join(str(int(s)) for s in sorted(group["seed"]))
+        for metric in ("defender_accuracy", "attacker_accuracy", "fidelity"):
+            row[metric], row[f"{metric}_ci"] = t_interval(group[metric].tolist())
+        row["l1_mean"] = float(group["l1_mean"].mean())
+        row["test_size"] = int(group["test_size"].max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _undefended(cells: pd.DataFrame, block: str) -> pd.DataFrame:
+    members = cells[(cells["block"] == block) & (cells["defense"] == "none") & (cells["attacker"] == "naive")]
+    if members.empty:
+        raise ValueError(f"block {block!r} has no undefended naive cell: the protection has no baseline")
+    return members
+
+
+def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
+    """Every defense setting of ``block`` against the undefended victim and the naive attacker.
+
+    Each dict: the setting's :data:`SETTING` names, ``defender_loss`` (points of accuracy, undefended
+    minus defended, means over seeds), ``tolerance`` (see the module doc), ``qualifies`` (loss within
+    :data:`DEFENDER_LOSS` + tolerance), ``attackers`` (``{kind: (mean, half-width, n)}``), ``best``
+    (the kind with the highest mean attacker accuracy; the naive one on ties), the protection against
+    the naive and the best attacker as ``(undefended naive mean - attacker mean, Welch half-width)``,
+    ``naive_protection`` and ``best_protection``.
+    """
+    base = _undefended(cells, block)
+    base_defender = float(base["defender_accuracy"].mean())
+    base_attacker = base["attacker_accuracy"].tolist()
+    out = []
+    block_cells = cells[(cells["block"] == block) & (cells["defense"] != "none")]
+    for key, group in block_cells.groupby(SETTING, sort=False):
+        naive = group[group["attacker"] == "naive"]
+        if naive.empty:
+            continue
+        defended, defended_half = t_interval(naive["defender_accuracy"].tolist())
+        tolerance = max(1.0 / int(group["test_size"].max()), 0.0 if math.isnan(defended_half) else defended_half)
+        loss = base_defender - defended
+        attackers: dict[str, tuple[float, float, int]] = {}
+        for kind in ATTACKERS:
+            rows = group[group["attacker"] == kind]
+            if not rows.empty:
+                mean, half = t_interval(rows["attacker_accuracy"].tolist())
+                attackers[kind] = (mean, half, len(rows))
+        best = max(attackers, key=lambda kind: (attackers[kind][0], kind == "naive"))
+        out.append({
+            **dict(zip(SETTING, key)), "defender_accuracy": defended, "defender_loss": loss, "tolerance": tolerance,
+            "qualifies": loss <= DEFENDER_LOSS + tolerance, "attackers": attackers, "best": best,
+            "naive_protection": welch_interval(base_attacker, naive["attacker_accuracy"].tolist()),
+            "best_protection": welch_interval(base_attacker, group[group["attacker"] == best]["attacker_accuracy"].tolist()),
+        })
+    return out
+
+
+def headline(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
+    """Per defense family of ``block``: the qualifying setting that leaves the best attacker the least
+    (largest protection against it, point estimate), or the family's cheapest setting with
+    ``qualifies`` False when none qualifies. One dict per family (see :func:`settings`), in first-appearance order.
+
+    The choice of setting and of the best attacker is made on the same seeds the intervals are
+    computed from, so the intervals do not cover that selection.
+    """
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for setting in settings(cells, block):
+        by_family.setdefault(setting["family"], []).append(setting)
+    out = []
+    for members in by_family.values():
+        qualifying = [s for s in members if s["qualifies"]]
+        if qualifying:
+            out.append(max(qualifying, key=lambda s: s["best_protection"][0]))
+        else:
+            out.append(min(members, key=lambda s: s["defender_loss"]))
+    return out
+
+
+def pct(mean: float, half: float = math.nan, n: int | None = None) -> str:
+    """``mean ± half`` in percent with 2 decimals (``± ?`` for one seed, ``n=`` when fewer than 3 seeds)."""
+    if math.isnan(mean):
+        return "–"
+    text = f"{100 * mean:.2f}" + ("" if half is None else (" ± ?" if math.isnan(half) else f" ± {100 * half:.2f}"))
+    return text if n is None or n >= 3 else f"{text} (n={n})"
+
+
+def baseline_line(cells: pd.DataFrame, block: str) -> str:
+    """One sentence: the block's victim, attack, undefended defender and attacker accuracy."""
+    base = _undefended(cells, block)
+    mean, half = t_interval(base["attacker_accuracy"].tolist())
+    return (
+        f"Block `{block}`: victim `{base['victim'].iloc[0]}` ({100 * float(base['defender_accuracy'].mean()):.2f}% test accuracy), "
+        f"attack `{base['attack'].iloc[0]}`; undefended, the naive attacker reaches {pct(mean, half)}% "
+        f"({len(base)} seed{'s' if len(base) > 1 else ''})."
+    )
+
+
+def headline_table(cells: pd.DataFrame, block: str) -> str:
+    """Markdown: :func:`headline` of ``block``, accuracies and protections in % (95% intervals over seeds)."""
+    lines = [
+        "| defense | setting (≤ 1 pt defender loss) | defender loss (pts) | naive attacker | best attacker | "
+        "protection vs naive | protection left vs best |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in headline(cells, block):
+        naive, best = row["attackers"]["naive"], row["attackers"][row["best"]]
+        if not row["qualifies"]:
+            lines.append(
+                f"| {row['family']} | none qualifies (cheapest: `{row['defense_label']}`) | {100 * row['defender_loss']:.2f} "
+                "| – | – | – | – |"
+            )
+            continue
+        lines.append(
+            f"| {row['family']} | `{row['defense_label']}` | {100 * row['defender_loss']:.2f} | {pct(*naive)} "
+            f"| {row['best']}: {pct(*best)} | {pct(*row['naive_protection'])} | {pct(*row['best_protection'])} |"
+        )
+    return "\n".join(lines)
+
+
+def settings_table(cells: pd.DataFrame, block: str) -> str:
+    """Markdown: every setting of ``block``, the attacker accuracy of each attacker kind (%, 95% intervals)."""
+    lines = [
+        "| setting | defender acc. | loss (pts) | " + " | ".join(ATTACKERS) + " | best | protection left vs best |",
+        "|---|---|---|" + "---|" * len(ATTACKERS) + "---|---|",
+    ]
+    base = _undefended(cells, block)
+    mean, half = t_interval(base["attacker_accuracy"].tolist())
+    lines.append(
+        f"| `none` | {100 * float(base['defender_accuracy'].mean()):.2f} | 0.00 | {pct(mean, half, len(base))} |"
+        + " – |" * (len(ATTACKERS) - 1) + " naive | 0 |"
+    )
+    for row in settings(cells, block):
+        attackers = row["attackers"]
+        marks = " | ".join(pct(*attackers[kind]) if kind in attackers else "–" for kind in ATTACKERS)
+        lines.append(
+            f"| `{row['defense_label']}` | {100 * row['defender_accuracy']:.2f} | {100 * row['defender_loss']:.2f} | {marks} "
+            f"| {row['best']} | {pct(*row['best_protection'])} |"
+        )
+    return "\n".join(lines)
+
+
+PLOT_LOSS = 0.25
+"""Settings that cost the defender more than this much accuracy are left out of the plot (and counted in its title)."""
+
+
+def _bar(value: float) -> list[float] | None:
+    return None if math.isnan(value) else [100 * value]
+
+
+def _best_adaptive(row: dict[str, Any]) -> tuple[str, tuple[float, float, int]] | None:
+    adaptive = {kind: value for kind, value in row["attackers"].items() if kind != "naive"}
+    if not adaptive:
+        return None
+    kind = max(adaptive, key=lambda k: adaptive[k][0])
+    return kind, adaptive[kind]
+
+
+def plot_block(cells: pd.DataFrame, block: str, path: Path) -> Path:
+    """Two panels for ``block``, written as a PNG to ``path``.
+
+    Left: attacker accuracy against defender accuracy for every setting that costs the defender at
+    most :data:`PLOT_LOSS`: the naive attacker (filled circle) and the best adaptive attacker (open
+    triangle, where one was run), 95% interval bars, one colour per defense family, the undefended
+    victim as a black star. Right: the same attacker accuracies per setting (every setting), since
+    most settings keep the defender's accuracy and overlap on the left.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = settings(cells, block)
+    fig, (ax, dots) = plt.subplots(1, 2, figsize=(15, max(6.0, 0.28 * len(rows) + 2)), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1.1, 1]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"] + ["#000080", "#808000", "#008080"]
+    base = _undefended(cells, block)
+    base_mean, base_half = t_interval(base["attacker_accuracy"].tolist())
+    ax.errorbar([100 * base["defender_accuracy"].mean()], [100 * base_mean], yerr=_bar(base_half), fmt="*", color="black",
+                markersize=14, capsize=3, label="none (undefended)")
+    families: dict[str, str] = {}
+    shown = [row for row in rows if row["defender_loss"] <= PLOT_LOSS]
+    for row in rows:
+        families.setdefault(row["family"], colors[len(families) % len(colors)])
+    for row in shown:
+        color, x, naive = families[row["family"]], 100 * row["defender_accuracy"], row["attackers"]["naive"]
+        ax.errorbar([x], [100 * naive[0]], yerr=_bar(naive[1]), fmt="o", color=color, capsize=3, markersize=6)
+        best = _best_adaptive(row)
+        if best is not None:
+            mean, half, _ = best[1]
+            ax.errorbar([x], [100 * mean], yerr=_bar(half), fmt="^", color=color, capsize=3, markersize=7, markerfacecolor="none")
+            ax.plot([x, x], [100 * naive[0], 100 * mean], color=color, linewidth=0.6, alpha=0.6)
+    for family, color in families.items():
+        ax.plot([], [], "s", color=color, label=family)
+    ax.plot([], [], "o", color="grey", label="naive attacker")
+    ax.plot([], [], "^", color="grey", markerfacecolor="none", label="best adaptive attacker")
+    ax.set_xlabel("defender accuracy on the test set (%)")
+    ax.set_ylabel("attacker (replica) accuracy on the test set (%)")
+    left_out = len(rows) - len(shown)
+    note = f"\n{left_out} setting(s) costing the defender > {100 * PLOT_LOSS:.0f} pts not shown here" if left_out else ""
+    ax.set_title(f"{block}: {base['victim'].iloc[0]}, {base['attack'].iloc[0]}; 95% intervals over seeds{note}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+
+    labels = ["none"]
+    dots.errorbar([100 * base_mean], [0], xerr=_bar(base_half), fmt="*", color="black", markersize=12, capsize=3)
+    for y, row in enumerate(rows, start=1):
+        color, naive = families[row["family"]], row["attackers"]["naive"]
+        dots.errorbar([100 * naive[0]], [y], xerr=_bar(naive[1]), fmt="o", color=color, capsize=3, markersize=5)
+        best = _best_adaptive(row)
+        if best is not None:
+            mean, half, _ = best[1]
+            dots.errorbar([100 * mean], [y], xerr=_bar(half), fmt="^", color=color, capsize=3, markersize=6, markerfacecolor="none")
+        labels.append(f"{row['defense_label']}  (−{100 * row['defender_loss']:.2f} pts)")
+    dots.axvline(100 * base_mean, color="black", linewidth=0.6, linestyle=":")
+    dots.set_yticks(range(len(labels)), labels, fontsize=7)
+    dots.invert_yaxis()
+    dots.set_xlabel("attacker (replica) accuracy on the test set (%)")
+    dots.set_title("per setting (defender loss in brackets)", fontsize=10)
+    dots.grid(alpha=0.3, axis="x")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,139 @@
+"""The adaptive verdict's statistics and tables (benchmarks/report/verdict.py) on hand-made cells."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from _rows import DIGITS, result
+from report import verdict
+from report.names import Names
+from scipy import stats
+
+from stealguard.harness.run_table import RunTable
+from stealguard.runspec import DPVariant
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"epochs": 10}, ("naive", "")),
+        ({"epochs": 10, "train_on": "argmax"}, ("argmax", "")),
+        ({"invert": "mad"}, ("invert-estimated", "mad")),
+        ({"invert": "mad:epsilon=0.5"}, ("invert-known", "mad:epsilon=0.5")),
+        ({"invert": "dcp:tau=0.8;beta=0.3"}, ("invert-known", "dcp:tau=0.8;beta=0.3")),
+    ],
+)
+def test_attacker_kind_is_read_from_the_attack_parameters(params: dict, expected: tuple[str, str]) -> None:
+    assert verdict.attacker_of(params) == expected
+
+
+def test_families_split_on_variant_and_space() -> None:
+    assert verdict.family_of("dcp", {"variant": "authors", "beta": 0.5}) == "dcp (authors)"
+    assert verdict.family_of("random_noise", {"space": "logit", "epsilon": 8.0}) == "random_noise (logit)"
+    assert verdict.family_of("mad", {"epsilon": 0.5}) == "mad"
+
+
+def test_t_interval_is_the_student_t_interval() -> None:
+    mean, half = verdict.t_interval([0.80, 0.82, 0.84])
+    assert mean == pytest.approx(0.82)
+    assert half == pytest.approx(4.302652729911275 * 0.02 / math.sqrt(3))
+    assert math.isnan(verdict.t_interval([0.5])[1])
+    assert verdict.t_interval([0.5, 0.5, 0.5]) == (0.5, 0.0)
+
+
+def test_welch_interval_matches_scipys_welch_test() -> None:
+    a, b = [0.86, 0.85, 0.87], [0.60, 0.66, 0.71, 0.64]
+    diff, half = verdict.welch_interval(a, b)
+    low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx((low + high) / 2)
+    assert half == pytest.approx((high - low) / 2)
+    assert verdict.welch_interval([0.5, 0.5], [0.4, 0.4]) == pytest.approx((0.1, 0.0))
+    assert math.isnan(verdict.welch_interval([0.5], [0.4, 0.41])[1])
+
+
+def cell(defense: str, label: str, attacker: str, seed: int, defender: float, attacker_accuracy: float, family: str | None = None) -> dict:
+    return {
+        "block": "b", "victim": "v", "attack": "knockoff", "family": family or defense, "defense": defense, "defense_label": label,
+        "defense_params": "{}", "attacker": attacker, "inverter": "", "seed": seed, "test_size": 10000,
+        "defender_accuracy": defender, "attacker_accuracy": attacker_accuracy, "fidelity": attacker_accuracy, "l1_mean": 0.1, "key": f"{label}{attacker}{seed}",
+    }
+
+
+@pytest.fixture
+def cells() -> pd.DataFrame:
+    rows = []
+    for seed, acc in enumerate([0.86, 0.85, 0.87]):
+        rows.append(cell("none", "none", "naive", seed, 0.99, acc))
+        # mad:epsilon=0.5 costs nothing; the inverter undoes it.
+        rows.append(cell("mad", "mad:epsilon=0.5", "naive", seed, 0.99, acc - 0.20))
+        rows.append(cell("mad", "mad:epsilon=0.5", "invert-estimated", seed, 0.99, acc - 0.01))
+        # mad:epsilon=0.1 costs nothing, protects a little against both.
+        rows.append(cell("mad", "mad:epsilon=0.1", "naive", seed, 0.99, acc - 0.05))
+        rows.append(cell("mad", "mad:epsilon=0.1", "invert-estimated", seed, 0.99, acc - 0.04))
+        # mad:epsilon=1.0 protects most but costs 90 points.
+        rows.append(cell("mad", "mad:epsilon=1.0", "naive", seed, 0.09, acc - 0.6))
+        # adaptive misinformation costs 2 points at its cheapest: nothing qualifies.
+        rows.append(cell("adaptive_misinformation", "adaptive_misinformation:tau=0.5", "naive", seed, 0.97, acc - 0.3))
+        # A randomised defense whose defended accuracy varies with the seed: within 1 point plus its spread.
+        rows.append(cell("random_noise", "random_noise:epsilon=1.0", "naive", seed, 0.985 - 0.004 * seed, acc - 0.1))
+    return pd.DataFrame(rows)
+
+
+def test_headline_picks_the_qualifying_setting_that_best_resists_the_best_attacker(cells: pd.DataFrame) -> None:
+    rows = {row["family"]: row for row in verdict.headline(cells, "b")}
+    mad = rows["mad"]
+    assert mad["defense_label"] == "mad:epsilon=0.1"
+    assert mad["best"] == "invert-estimated"
+    assert mad["best_protection"][0] == pytest.approx(0.04)
+    assert not rows["adaptive_misinformation"]["qualifies"]
+    noise = rows["random_noise"]
+    assert noise["defender_loss"] == pytest.approx(0.99 - 0.981)
+    assert noise["tolerance"] == pytest.approx(verdict.t_interval([0.985, 0.981, 0.977])[1])
+    assert noise["qualifies"]
+
+
+def test_best_attacker_is_the_strongest_run_at_the_setting(cells: pd.DataFrame) -> None:
+    setting = next(s for s in verdict.settings(cells, "b") if s["defense_label"] == "mad:epsilon=0.5")
+    assert setting["best"] == "invert-estimated"
+    undefended = [0.86, 0.85, 0.87]
+    welch = stats.ttest_ind(undefended, [a - 0.20 for a in undefended], equal_var=False).confidence_interval(0.95)
+    assert setting["naive_protection"] == pytest.approx((0.20, (welch.high - welch.low) / 2))
+    assert setting["best_protection"][0] == pytest.approx(0.01)
+
+
+def test_tables_show_every_setting_and_say_when_nothing_qualifies(cells: pd.DataFrame) -> None:
+    headline = verdict.headline_table(cells, "b")
+    assert "| mad | `mad:epsilon=0.1` | 0.00 | 81.00 ± 2.48 | invert-estimated: 82.00 ± 2.48 | 5.00 ± 2.27 | 4.00 ± 2.27 |" in headline
+    assert "| adaptive_misinformation | none qualifies (cheapest: `adaptive_misinformation:tau=0.5`) | 2.00 |" in headline
+    table = verdict.settings_table(cells, "b")
+    assert "| `mad:epsilon=0.5` | 99.00 | 0.00 | 66.00 ± 2.48 | – | 85.00 ± 2.48 | – | invert-estimated | 1.00 ± 2.27 |" in table
+    assert table.count("\n") == 1 + 1 + 5
+
+
+def test_one_seed_is_marked_and_a_missing_baseline_is_an_error(cells: pd.DataFrame) -> None:
+    one = cells[cells["seed"] == 0]
+    assert "(n=1)" in verdict.headline_table(one, "b")
+    with pytest.raises(ValueError, match="no undefended naive cell"):
+        verdict.headline(cells[cells["defense"] != "none"], "b")
+
+
+def test_cell_frame_reads_grid_tables(tmp_path) -> None:
+    path = tmp_path / "grid-digits" / "results.csv"
+    table = RunTable(path)
+    table.append(result("none", seed=1, defender_accuracy=0.9, attacker_accuracy=0.8, fidelity=0.8, l1_mean=0.0, test_size=100))
+    table.append(result("none", seed=0, defender_accuracy=0.9, attacker_accuracy=0.7, fidelity=0.7, l1_mean=0.0, test_size=100))
+    table.append(result("mad:epsilon=0.5", attack="knockoff:epochs=2,invert=mad", defender_accuracy=0.9, attacker_accuracy=0.75,
+                        fidelity=0.7, l1_mean=0.5, test_size=100))
+    dp = DIGITS.model_copy(update={"variant": DPVariant(noise_multiplier=1.0)})
+    table.append(result("none", victim=dp, defender_accuracy=0.8, attacker_accuracy=0.6, fidelity=0.6, l1_mean=0.1, test_size=100))
+    frame = verdict.cell_frame([path], Names())
+    assert list(frame.columns) == list(verdict.CELL_COLUMNS)
+    assert list(frame["defense"]) == ["none", "none", "mad", "dp_sgd"]
+    assert list(frame["seed"][:2]) == [0, 1]
+    assert set(frame["block"]) == {"digits"}
+    assert frame.loc[2, "attacker"] == "invert-estimated"
+    assert json.loads(frame.loc[3, "defense_params"]) == {"max_grad_norm": 1.0, "noise_multiplier": 1.0}
+    assert frame.loc[3, "victim"] == frame.loc[0, "victim"]
