@@ -6,8 +6,8 @@ strengths answers ``y~ = D(x, y)`` (float32; built by the harness's ``build_defe
 defender seed ``DEFENDER_SEED``, different from any attacker seed; MAD's surrogate is the
 harness's random copy of the victim arch with that seed), then ``stealguard.attacks.invert``
 recovers ``y^`` with the defense's parameters known (the full spec) and estimated (the name
-only: the budget is estimated for the MAD family; for the others the name-only inverter assumes
-the defense's default parameters, marked ``assumed-defaults``). Per row L1 ``||y^ - y||_1``
+only: the budget is estimated for the MAD family and ``beta`` for reverse sigmoid; for the others
+the name-only inverter assumes the defense's default parameters, marked ``assumed-defaults``). Per row L1 ``||y^ - y||_1``
 against the naive attacker's ``||y~ - y||_1``: mean, median and the fraction of rows below 1e-3.
 
 Writes ``benchmarks/results/adaptive/recovery.csv`` and regenerates the marked table in
@@ -58,8 +58,8 @@ DEFENSES: dict[str, list[str]] = {
     "topk": ["topk:k=5", "topk:k=3", "topk:k=1"],
     "label_only": ["label_only"],
 }
-ESTIMATED = ("mad", "mad_argmax", "mad_keyed")
-"""Inverters that estimate the defense's budget from the answers when the spec gives none."""
+ESTIMATED = ("mad", "mad_argmax", "mad_keyed", "reverse_sigmoid")
+"""Inverters that estimate a parameter from the answers when the spec gives none (MAD's budget, reverse sigmoid's beta)."""
 
 
 def attacker_spec(spec: str) -> str:
@@ -92,10 +92,11 @@ def measure(data_root: str, cache: Path, families: list[str]) -> pd.DataFrame:
                 recovered = inverter(answers)
                 seconds = time.perf_counter() - start
                 estimated = getattr(inverter, "estimated_epsilon", None)
+                estimated_beta = getattr(inverter, "estimated_beta", None)
                 rows.append({
                     "defense": family, "spec": spec,
                     "parameters": parameters if parameters == "known" or family in ESTIMATED else "assumed-defaults",
-                    "inverter": inverter_spec, "estimated_epsilon": estimated, "exact_possible": type(inverter).exact,
+                    "inverter": inverter_spec, "estimated_epsilon": estimated, "estimated_beta": estimated_beta, "exact_possible": type(inverter).exact,
                     "rows": int(clean.shape[0]),
                     **{f"naive_{key}": value for key, value in naive.items()},
                     **l1_stats(recovered, clean), "invert_seconds": round(seconds, 3),
@@ -110,7 +111,11 @@ def table(frame: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in frame.itertuples():
-        knows = row.parameters if pd.isna(row.estimated_epsilon) else f"estimated (eps ~ {row.estimated_epsilon:.4f})"
+        knows = row.parameters
+        if not pd.isna(row.estimated_epsilon):
+            knows = f"estimated (eps ~ {row.estimated_epsilon:.4f})"
+        elif not pd.isna(getattr(row, "estimated_beta", float("nan"))):
+            knows = f"estimated (beta ~ {row.estimated_beta:.4f})"
         lines.append(
             f"| `{row.spec}` | {knows} | {row.naive_l1_mean:.4f} | {row.naive_l1_median:.2e} | {row.l1_mean:.4f} | "
             f"{row.l1_median:.2e} | {100 * row.naive_frac_exact:.1f}% -> {100 * row.frac_exact:.1f}% |"

@@ -52,11 +52,20 @@ CELL_COLUMNS = (
 """Columns of :func:`cell_frame` (one row per cell and seed)."""
 
 
+ATTACKER_OPTIONS = frozenset({"branch", "tol", "memory", "support", "select", "variant"})
+"""Inverter parameters that are the attacker's own choices or name the algorithm (`variant`), not knowledge of its parameters."""
+
+
 def attacker_of(params: dict[str, Any]) -> tuple[str, str]:
-    """``(attacker kind, inverter spec)`` of an attack's parameters (the spec is '' without inversion)."""
+    """``(attacker kind, inverter spec)`` of an attack's parameters (the spec is '' without inversion).
+
+    An inverter spec naming any defense parameter (beyond :data:`ATTACKER_OPTIONS`) is ``invert-known``.
+    """
     invert = params.get("invert")
     if invert:
-        return ("invert-known" if ":" in str(invert) else "invert-estimated"), str(invert)
+        _, _, rest = str(invert).partition(":")
+        keys = {item.split("=", 1)[0].strip() for item in rest.replace(";", ",").split(",") if item.strip()}
+        return ("invert-known" if keys - ATTACKER_OPTIONS else "invert-estimated"), str(invert)
     if params.get("train_on") == "argmax":
         return "argmax", ""
     return "naive", ""

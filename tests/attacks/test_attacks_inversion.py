@@ -111,6 +111,42 @@ def test_reverse_sigmoid_monotone_map_is_inverted_exactly() -> None:
     assert float((errors < EXACT).double().mean()) >= 0.95
 
 
+def confident_posteriors(n: int, seed: int) -> Tensor:
+    """Clean float32 posteriors of which about a third are one-hot up to 1e-7 (as a trained victim on its own data)."""
+    y = peaked_posteriors(n, seed=seed)
+    y[: n // 3] = torch.softmax(40 * torch.eye(K, dtype=torch.float64)[torch.arange(n // 3) % K], dim=1)
+    return y.float()
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.3, 0.6])
+def test_reverse_sigmoid_beta_is_estimated_from_the_answers(beta: float) -> None:
+    y = confident_posteriors(400, seed=7)
+    answers = defenses.create("reverse_sigmoid", beta=beta, gamma=0.2)(torch.zeros(400, 1), y)
+    inverter = inverter_from_spec("reverse_sigmoid")
+    estimated = inverter(answers)
+    assert inverter.estimated_beta == pytest.approx(beta, rel=1e-6)
+    known = invert(answers, f"reverse_sigmoid:beta={beta}")
+    assert float(l1(estimated, y).mean()) <= 1.02 * float(l1(known, y).mean()) + 1e-3
+
+
+def test_reverse_sigmoid_estimate_pools_the_answers_seen_so_far() -> None:
+    y = confident_posteriors(400, seed=8)[torch.randperm(400, generator=torch.Generator().manual_seed(0))]
+    answers = defenses.create("reverse_sigmoid", beta=0.45, gamma=0.2)(torch.zeros(400, 1), y)
+    inverter = inverter_from_spec("reverse_sigmoid:memory=1000")
+    for chunk in answers.split(25):
+        inverter(chunk)
+    assert inverter.estimated_beta == pytest.approx(0.45, rel=1e-6)
+
+
+def test_reverse_sigmoid_without_confident_answers_assumes_the_default_beta() -> None:
+    y = torch.softmax(torch.randn(300, K, generator=torch.Generator().manual_seed(9)), dim=1)
+    answers = defenses.create("reverse_sigmoid", beta=0.6, gamma=0.2)(torch.zeros(300, 1), y)
+    inverter = inverter_from_spec("reverse_sigmoid")
+    recovered = inverter(answers)
+    assert inverter.estimated_beta is None
+    torch.testing.assert_close(recovered, invert(answers, "reverse_sigmoid:beta=0.3"))
+
+
 def test_reverse_sigmoid_folded_map_is_inverted_better_than_naive() -> None:
     y = peaked_posteriors(200, seed=6)
     answers = defenses.create("reverse_sigmoid", beta=0.3, gamma=0.2)(torch.zeros(200, 1), y)
@@ -126,6 +162,45 @@ def test_dcp_keeps_unchanged_rows_and_undoes_perturbed_ones() -> None:
     assert confident.any() and (~confident).any()
     assert float(l1(recovered, y)[confident].max()) < 1e-6
     assert float(l1(recovered, y)[~confident].mean()) < 0.5 * float(l1(answers, y)[~confident].mean())
+
+
+def diffuse_posteriors(n: int, seed: int) -> Tensor:
+    """Uncertain clean posteriors (float64), as a victim gives queries far from its data."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.softmax(0.7 * torch.randn(n, K, generator=gen, dtype=torch.float64), dim=1)
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.5])
+def test_dcp_authors_variant_keeps_rows_above_beta_and_undoes_the_others(beta: float) -> None:
+    y = torch.cat([diffuse_posteriors(300, seed=12), peaked_posteriors(100, seed=13)])
+    answers = defenses.create("dcp", variant="authors", beta=beta)(torch.zeros(400, 1), y)
+    recovered = invert(answers, f"dcp:variant=authors,beta={beta},branch=inner")
+    kept = y.amax(dim=1) > beta + 0.02
+    perturbed = y.amax(dim=1) < beta - 0.02
+    assert kept.any() and perturbed.any()
+    assert float(l1(recovered, y)[kept].max()) < 1e-6
+    errors = l1(recovered, y)[perturbed]
+    assert float(errors.mean()) < 0.5 * float(l1(answers, y)[perturbed].mean())
+    assert float((errors < EXACT).double().mean()) >= 0.5
+
+
+@pytest.mark.parametrize("spec", ["dcp:tau=0.8,beta=0.3", "reverse_sigmoid:beta=0.3"])
+def test_inner_branch_suits_diffuse_posteriors_and_outer_confident_ones(spec: str) -> None:
+    diffuse, confident = diffuse_posteriors(300, seed=14), confident_posteriors(300, seed=15).double()
+    name, params = spec.split(":")
+    defense = defenses.create(name, **{k: float(v) for k, v in (kv.split("=") for kv in params.split(","))})
+
+    def error(y: Tensor, branch: str) -> float:
+        return float(l1(invert(defense(torch.zeros(len(y), 1), y), f"{spec},branch={branch}"), y).mean())
+
+    assert error(diffuse, "inner") < 0.5 * error(diffuse, "outer")
+    if name == "reverse_sigmoid":  # DCP leaves confident rows unchanged: nothing to compare there
+        assert error(confident, "outer") < 0.5 * error(confident, "inner")
+
+
+def test_dcp_authors_inversion_refuses_tau() -> None:
+    with pytest.raises(ValueError, match="tau must be None"):
+        inverter_from_spec("dcp:variant=authors,tau=0.8")
 
 
 @pytest.mark.parametrize("spec", ["rounding:decimals=1", "topk:k=2", "label_only", "random_noise:epsilon=0.3",

@@ -24,6 +24,8 @@ from stealguard.runspec import DPVariant
         ({"invert": "mad"}, ("invert-estimated", "mad")),
         ({"invert": "mad:epsilon=0.5"}, ("invert-known", "mad:epsilon=0.5")),
         ({"invert": "dcp:tau=0.8;beta=0.3"}, ("invert-known", "dcp:tau=0.8;beta=0.3")),
+        ({"invert": "reverse_sigmoid:branch=auto"}, ("invert-estimated", "reverse_sigmoid:branch=auto")),
+        ({"invert": "dcp:branch=inner;beta=0.3"}, ("invert-known", "dcp:branch=inner;beta=0.3")),
     ],
 )
 def test_attacker_kind_is_read_from_the_attack_parameters(params: dict, expected: tuple[str, str]) -> None:

@@ -14,16 +14,18 @@ import torch
 from torch import Tensor
 
 
-def densest_cluster(values: Tensor, *, width: float, floor: float = 0.0) -> float | None:
+def densest_cluster(values: Tensor, *, width: float, floor: float = 0.0, support: int = 1) -> float | None:
     """Median of the relative window ``[v, v (1 + width)]`` holding the most of ``values``.
 
     Args:
         values: ``(M,)`` implied parameter values; non-finite ones and those ``<= floor`` are ignored.
         width: relative window width, > 0.
         floor: values at or below it are ignored (default 0).
+        support: the fewest values the densest window must hold (default 1).
 
     Returns:
-        The estimate, or ``None`` when no value is left. Ties go to the smallest window.
+        The estimate, or ``None`` when no value is left or the densest window holds fewer than
+        ``support``. Ties go to the smallest window.
     """
     values = values[torch.isfinite(values) & (values > floor)]
     if values.numel() == 0:
@@ -32,4 +34,6 @@ def densest_cluster(values: Tensor, *, width: float, floor: float = 0.0) -> floa
     ends = torch.searchsorted(ordered, ordered * (1 + width), right=True)
     counts = ends - torch.arange(ordered.numel(), device=ordered.device)
     start = int(torch.argmax(counts))
+    if int(counts[start]) < support:
+        return None
     return float(ordered[start : int(ends[start])].median())
