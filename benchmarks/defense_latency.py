@@ -11,7 +11,7 @@ each vertex; ``stealguard.defenses.mad_reference``), on the same inputs, for tim
 and for agreement of the outputs.
 
 The ``none`` row is the identity defense through the same ``Defense.__call__`` boundary (input
-checks, float64 compute, projection onto the simplex): the fixed cost every defense pays.
+checks and renormalisation in the input's dtype): the fixed cost every defense pays.
 ``added_us`` is a path's time per call minus the undefended time per call (median over rounds):
 victims whose undefended call costs under 1 ms (``mlp``, ``lenet`` at batch 1) are judged by it,
 the 1.1x targets hold only from 1 ms up. MAD's last-layer mode is also compared with its floor,

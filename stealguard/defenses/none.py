@@ -8,9 +8,15 @@ from stealguard.defenses.base import Defense
 
 
 class NoDefense(Defense):
-    """Identity defense: ``defense(x, y) == y``. The reference point of every comparison."""
+    """Identity defense: ``defense(x, y) == y``. The reference point of every comparison.
+
+    Returns the boundary's checked rows (``y`` renormalised in its own dtype; a copy of ``y``
+    when every row sums to exactly 1).
+    """
 
     name = "none"
+    compute_dtype = None
+    output_on_simplex = True
 
     def __init__(self) -> None:
         pass

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from stealguard._checks import check_number
-from stealguard.defenses.base import Defense, constant
+from stealguard.defenses.base import Defense, constant, output_onto_simplex
 
 LOGIT_CLAMP = 1e-7
 """``delta``: probabilities are clamped to ``[delta, 1 - delta]`` before the logit."""
@@ -155,13 +155,23 @@ class ReverseSigmoid(Defense):
 
     name = "reverse_sigmoid"
     compute_dtype = None
+    output_on_simplex = True
 
     def __init__(self, *, beta: float = 0.3, gamma: float = 0.2) -> None:
         self.beta = check_number("beta", beta, low=0)
         self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        return minus_reverse_sigmoid(probs, beta=self.beta, gamma=self.gamma)
+        """``N(y - r(y))`` ``(N, K)``; for ``beta <= 1`` without clamping or checking (no entry can fall below 0).
+
+        For ``y <= 1/2``, ``r(y) <= 0``, so the entry stays ``>= y``; for ``y > 1/2``, ``r(y) < beta / 2``
+        and the entry stays above ``(1 - beta) / 2 >= 0``. Each row has an entry ``<= 1/2``, so its
+        total is positive. Larger ``beta`` goes through the boundary's clamp and check.
+        """
+        values = minus_reverse_sigmoid(probs, beta=self.beta, gamma=self.gamma)
+        if self.beta > 1:
+            return output_onto_simplex(self.name, values)
+        return values.div_(values.sum(dim=1, keepdim=True))
 
     def params(self) -> dict[str, Any]:
         return {"beta": self.beta, "gamma": self.gamma}

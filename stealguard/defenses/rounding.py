@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from stealguard._checks import check_int
-from stealguard.defenses.base import Defense
-from stealguard.defenses.topk import first_ties
+from stealguard.defenses.base import Defense, constant
+from stealguard.defenses.topk import first_ties, order_keys
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_positions(length: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.arange(length, dtype=dtype, device=device)
+
+
+def _positions(length: int, like: Tensor) -> Tensor:
+    """``0, 1, ..., length - 1`` in ``like``'s dtype and device, cached; never modify it in place."""
+    return _cached_positions(length, like.dtype, like.device)
+
+
+def _granted_units(remainders: Tensor, missing: Tensor, most: int) -> Tensor:
+    """0/1 ``(N, K)``: the ``missing`` ``(N, 1)`` largest ``remainders`` of each row, ties to the lower index.
+
+    One ``torch.topk`` of ``most + 1`` (``most`` the largest ``missing``, capped at K) on
+    :func:`~stealguard.defenses.topk.order_keys`; untied rows take the first ``missing`` of its
+    indices. Rows whose ``missing``-th and next largest remainders are equal (a tie at the cut; one
+    host read to find out) take the entries above the cut and, among those equal to it, the first
+    in class order.
+    """
+    num_classes = remainders.shape[1]
+    top = order_keys(remainders).topk(min(most + 1, num_classes), dim=1)
+    first = (_positions(top.indices.shape[1], missing) < missing).to(remainders.dtype)
+    grant = torch.zeros_like(remainders).scatter_(1, top.indices, first)
+    # column j of ``equal``: the j-th largest equals the (j+1)-th (j = 1 .. k-1); columns 0 and k: False
+    equal = F.pad(top.values[:, 1:] == top.values[:, :-1], (1, 1))
+    tied = equal.gather(1, missing.long()).squeeze(1)
+    if bool(tied.any()):
+        rows = tied.nonzero().squeeze(1)
+        values = remainders[rows]
+        cuts = top.values[rows].gather(1, missing[rows].long() - 1).view(remainders.dtype)
+        above = values > cuts
+        count = missing[rows] - above.sum(dim=1, keepdim=True)
+        grant[rows] = (above | first_ties(values == cuts, count)).to(remainders.dtype)
+    return grant
 
 
 def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
@@ -24,34 +62,20 @@ def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
     (``y_a > y_b`` implies ``y~_a >= y~_b``), so the argmax is kept ties aside.
     ``decimals = 0`` gives the one-hot of the argmax.
 
-    Only the largest remainders are selected (``torch.topk`` up to the batch's largest ``D``,
-    no full sort): entries whose remainder is at least the row's D-th largest get a unit
-    (``min(floor(r / cut), 1)``: arithmetic, which torch vectorises better on the CPU than a
-    comparison); rows with a tie at that cut (only those) give it to the tied entries in class order.
+    Only the largest remainders are selected (:func:`_granted_units`: ``torch.topk`` up to the
+    batch's largest ``D``, no full sort).
 
     Shape:
         probs: ``(N, K)`` float64 on the simplex; returns ``(N, K)``.
     """
-    units = 10**decimals
+    units = constant(10**decimals, probs)
     scaled = probs * units
     floors = scaled.floor()
     remainders = scaled.sub_(floors)
-    num_classes = probs.shape[1]
-    missing = floors.sum(dim=1, keepdim=True).neg_().add_(units).round_().clamp_(0, num_classes)
-    most = int(missing.amax())
+    missing = floors.sum(dim=1, keepdim=True).neg_().add_(units).clamp_(0, probs.shape[1])
+    most = int(missing) if missing.shape[0] == 1 else int(missing.amax())
     if most > 0:
-        largest = remainders.topk(min(most + 1, num_classes), dim=1).values
-        place = missing.long()
-        cut = largest.gather(1, (place - 1).clamp_min(0)).masked_fill_(place == 0, float("inf"))
-        grant = remainders.div(cut.clamp_min(torch.finfo(probs.dtype).tiny)).floor_().clamp_max_(1)
-        following = largest.gather(1, place.clamp_max(largest.shape[1] - 1))
-        tied = (following == cut).squeeze(1).nonzero().squeeze(1)
-        if tied.numel():
-            rows, cuts = remainders[tied], cut[tied]
-            above = rows > cuts
-            count = missing[tied] - above.sum(dim=1, keepdim=True)
-            grant[tied] = (above | first_ties(rows == cuts, count)).to(probs.dtype)
-        floors += grant
+        floors += _granted_units(remainders, missing, most)
     return floors.div_(units)
 
 

@@ -16,29 +16,44 @@ def first_ties(mask: Tensor, count: Tensor) -> Tensor:
     return mask & (mask.cumsum(dim=1) <= count)
 
 
-def top_k_mask(values: Tensor, k: int) -> Tensor:
-    """Mask ``(N, K)`` of the ``k`` largest entries of each row, ties at the cut to the lower index.
+def order_keys(values: Tensor) -> Tensor:
+    """``values`` (float32 or float64, entries ``>= 0``) viewed as signed integers of the same width.
 
-    ``torch.topk`` finds the k-th and (k+1)-th largest value of every row (a partial selection,
-    no full sort); rows where they differ keep the entries ``>=`` the k-th, computed as
-    ``min(floor(v / cut), 1)`` (arithmetic, which torch vectorises better on the CPU than a
-    comparison; a cut of 0 keeps every entry). Rows with a tie at the cut (only those) take,
-    among the entries equal to it, the first by class index.
+    Non-negative floats are ordered like their bit patterns read as signed integers, so the view
+    ranks them exactly like the floats (``-0.0`` aside, which ranks below every other entry; a
+    zero entry never changes an output that only keeps or drops it). ``torch.topk`` selects
+    integers faster than floats on the CPU (no NaN handling). No copy.
 
     Shape:
-        values: ``(N, K)`` finite and ``>= 0``, ``1 <= k < K``; returns ``(N, K)`` of 0.0 and 1.0
-        in ``values``' dtype.
+        values: ``(N, K)``; returns ``(N, K)`` int32 or int64.
     """
-    top = values.topk(k + 1, dim=1).values
-    cut = top[:, k - 1 : k]
-    mask = values.div(cut.clamp_min(torch.finfo(values.dtype).tiny)).floor_().clamp_max_(1)
-    tied = (top[:, k] == cut[:, 0]).nonzero().squeeze(1)
-    if tied.numel():
-        rows, cuts = values[tied], cut[tied]
-        above = rows > cuts
-        count = k - above.sum(dim=1, keepdim=True)
-        mask[tied] = (above | first_ties(rows == cuts, count)).to(values.dtype)
-    return mask
+    return values.view(torch.int32 if values.element_size() == 4 else torch.int64)
+
+
+def stable_descending(values: Tensor, k: int) -> Tensor:
+    """Indices ``(N, k)`` of the ``k`` largest entries of each row, equal entries in class order (a full stable sort)."""
+    return values.sort(dim=1, descending=True, stable=True).indices[:, :k]
+
+
+def top_k_selection(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` largest entries of each row and their indices, ties at the cut to the lower index.
+
+    One ``torch.topk`` of ``k + 1`` on :func:`order_keys` (a partial selection, no full sort).
+    Where a row's k-th and (k+1)-th largest are equal (a tie at the cut, one host read to find
+    out), that row's indices come from a stable sort (:func:`stable_descending`) instead. The
+    selected values do not depend on how ties are broken.
+
+    Shape:
+        values: ``(N, K)`` float32 or float64, finite and ``>= 0``, ``1 <= k < K``; returns values
+        ``(N, k)`` in ``values``' dtype and int64 indices ``(N, k)``.
+    """
+    top = order_keys(values).topk(k + 1, dim=1)
+    indices = top.indices[:, :k]
+    tied = top.values[:, k - 1] == top.values[:, k]
+    if bool(tied.any()):
+        rows = tied.nonzero().squeeze(1)
+        indices = indices.index_copy(0, rows, stable_descending(values[rows], k))
+    return top.values[:, :k].view(values.dtype), indices
 
 
 class TopK(Defense):
@@ -50,7 +65,7 @@ class TopK(Defense):
     ``T_k(y)`` holds the indices of the k largest entries; ties at the k-th place go to the
     lower class index, so exactly ``min(k, K)`` entries are kept and the choice does not
     depend on the batch. ``k >= K`` returns ``y``. Deterministic; rows independent. A partial
-    selection (:func:`top_k_mask`), in the input's dtype.
+    selection (:func:`top_k_selection`), in the input's dtype.
 
     Args:
         k: number of classes revealed, an integer ``>= 1`` (default 5); ``k = 1`` gives a
@@ -82,8 +97,8 @@ class TopK(Defense):
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
         if self.k >= probs.shape[1]:
             return probs / probs.sum(dim=1, keepdim=True)
-        kept = probs * top_k_mask(probs, self.k)
-        return kept.div_(kept.sum(dim=1, keepdim=True))
+        kept, indices = top_k_selection(probs, self.k)
+        return torch.zeros_like(probs).scatter_(1, indices, kept / kept.sum(dim=1, keepdim=True))
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k}

@@ -43,3 +43,25 @@ def test_negative_round_off_is_clamped_not_refused():
     out = _RoundOff()(torch.zeros(3, 1), torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]))
     assert (out >= 0).all()
     torch.testing.assert_close(out.sum(dim=1), torch.ones(3))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
+def test_bad_perturb_output_of_a_single_row_raises(value):
+    """A single row skips the reduction over row totals; the check still holds."""
+    with pytest.raises(DefenseOutputError, match=r"defense 'broken' produced row 0 "):
+        _Broken(row=0, value=value)(torch.zeros(1, 3), torch.tensor([[0.2, 0.3, 0.5]]))
+
+
+@pytest.mark.parametrize(
+    "probs,match",
+    [([[0.5, float("nan")]], "finite"), ([[1.5, -0.5]], "non-negative"), ([[0.7, 0.7]], "sum to 1")],
+)
+def test_bad_single_row_input_raises(probs, match):
+    class _Identity(Defense):
+        name = "identity"
+
+        def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
+            return probs
+
+    with pytest.raises(ValueError, match=match):
+        _Identity()(torch.zeros(1, 1), torch.tensor(probs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stealguard.defenses as D
+from stealguard.defenses.rounding import round_on_simplex
 
 from .conftest import make_queries, posterior_batches
 
@@ -77,3 +79,42 @@ def test_grid_rows_are_unchanged(decimals):
 def test_zero_decimals_is_label_only(probs):
     x = make_queries(len(probs))
     assert torch.equal(D.create("rounding", decimals=0)(x, probs), D.create("label_only")(x, probs))
+
+
+def float_transcription(probs: torch.Tensor, decimals: int) -> torch.Tensor:
+    """Largest remainder in float64, row by row in Python: floors, then units to remainders by (-r, index)."""
+    units = 10**decimals
+    rows = []
+    for row in probs.tolist():
+        scaled = [v * units for v in row]
+        floors = [math.floor(v) for v in scaled]
+        remainders = [v - f for v, f in zip(scaled, floors, strict=True)]
+        missing = min(max(units - sum(floors), 0), len(row))
+        for i in sorted(range(len(row)), key=lambda i: (-remainders[i], i))[:missing]:
+            floors[i] += 1
+        rows.append([f / units for f in floors])
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    probs=posterior_batches(min_rows=1, max_rows=24, max_classes=300, dtypes=(torch.float64,)),
+    decimals=st.integers(0, 10),
+)
+def test_topk_selection_equals_a_float_transcription(probs, decimals):
+    """The partial selection (topk on integer keys, tied rows apart) gives exactly the per-row sort's units."""
+    probs = probs / probs.sum(dim=1, keepdim=True)
+    assert torch.equal(round_on_simplex(probs, decimals), float_transcription(probs, decimals))
+
+
+@pytest.mark.parametrize("decimals", [1, 2, 3])
+def test_ties_at_the_cut_in_some_rows_only(decimals):
+    """Rows tied at the cut (uniform, repeated values) next to untied ones, and a row where every entry gains a unit."""
+    generator = torch.Generator().manual_seed(decimals)
+    untied = torch.softmax(3 * torch.randn(5, 12, generator=generator, dtype=torch.float64), dim=1)
+    uniform = torch.full((2, 12), 1 / 12, dtype=torch.float64)
+    repeated = torch.softmax(torch.randint(0, 3, (3, 12), generator=generator).to(torch.float64), dim=1)
+    probs = torch.cat((untied[:2], uniform[:1], untied[2:], repeated, uniform[1:]))
+    assert torch.equal(round_on_simplex(probs, decimals), float_transcription(probs, decimals))
+    every = torch.full((1, 7), 1 / 7, dtype=torch.float64)
+    assert torch.equal(round_on_simplex(every, 1), float_transcription(every, 1))

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stealguard.defenses as D
+from stealguard.defenses.topk import top_k_selection
 
 from .conftest import make_queries, posterior_batches
 
@@ -45,3 +46,32 @@ def test_k_at_least_k_classes_returns_input():
 def test_k_one_is_label_only(probs):
     x = make_queries(len(probs))
     assert torch.equal(D.create("topk", k=1)(x, probs), D.create("label_only")(x, probs))
+
+
+def stable_reference_support(row: list[float], k: int) -> set[int]:
+    return set(sorted(range(len(row)), key=lambda i: (-row[i], i))[:k])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.lists(st.sampled_from([0.0, -0.0, 0.1, 0.2, 0.25, 0.5, 1e-30]), min_size=3, max_size=12), min_size=1, max_size=8)
+    .filter(lambda rows: len({len(row) for row in rows}) == 1),
+    k=st.integers(1, 11),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_selection_breaks_ties_by_lower_index(values, k, dtype):
+    """Many exact ties, signed zeros: the positive entries kept are the first k in (-value, index) order."""
+    probs = torch.tensor(values, dtype=dtype)
+    k = min(k, probs.shape[1] - 1)
+    kept, indices = top_k_selection(probs, k)
+    for row, row_kept, row_indices in zip(values, kept.tolist(), indices.tolist(), strict=True):
+        expected = stable_reference_support(row, k)
+        assert {i for i in row_indices if row[i] > 0} == {i for i in expected if row[i] > 0}
+        assert sorted(row_kept, reverse=True) == sorted((torch.tensor(row, dtype=dtype)[sorted(expected)]).tolist(), reverse=True)
+
+
+def test_tie_at_the_cut_in_one_row_of_a_batch():
+    probs = torch.tensor([[0.1, 0.3, 0.3, 0.3], [0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    out = D.create("topk", k=2)(make_queries(3), probs)
+    expected = torch.tensor([[0.0, 0.5, 0.5, 0.0], [4 / 7, 3 / 7, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]])
+    torch.testing.assert_close(out, expected)
