@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from report import verdict
 from report.doc_tables import marked_block, replace_marked
 
@@ -62,8 +61,8 @@ def block_section(frame: pd.DataFrame, block: str) -> str:
     return "\n".join([
         verdict.baseline_line(frame, block),
         "",
-        "Headline (each defense's setting that leaves the best attacker the least, among those costing the defender "
-        "at most one point of accuracy plus the tolerance):",
+        ("Headline (each defense's setting that leaves the best attacker the least, among those costing the defender "
+        "at most one point of accuracy plus the tolerance):"),
         "",
         verdict.headline_table(frame, block),
         "",

@@ -21,20 +21,15 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
+from recovery import BATCH, DEFENDER_SEED, DOC, EXACT, VICTIM
 from report.doc_tables import replace_marked
+
 from stealguard import data as sgdata
 from stealguard.attacks.inversion import inverter_from_spec
 from stealguard.harness.experiment import build_defense, load_victim
 
-ROOT = Path(__file__).resolve().parent
-VICTIM = ROOT / "victims" / "mnist-lenet"
-CSV = ROOT / "results" / "adaptive" / "branches.csv"
-DOC = ROOT.parent / "docs" / "adaptive.md"
+CSV = Path(__file__).resolve().parent / "results" / "adaptive" / "branches.csv"
 BEGIN, END = "<!-- branches-table:begin -->", "<!-- branches-table:end -->"
-DEFENDER_SEED = 1009
-EXACT = 1e-3
-BATCH = 1000
 QUERY_SETS = ("mnist", "fashionmnist")
 BRANCHES = ("outer", "inner", "auto")
 SPECS = (

@@ -277,8 +277,8 @@ def baseline_line(cells: pd.DataFrame, block: str) -> str:
 def headline_table(cells: pd.DataFrame, block: str) -> str:
     """Markdown: :func:`headline` of ``block``, accuracies and protections in % (95% intervals over seeds)."""
     lines = [
-        "| defense | setting (≤ 1 pt defender loss) | defender loss (pts) | naive attacker | best attacker | "
-        "protection vs naive | protection left vs best |",
+        ("| defense | setting (≤ 1 pt defender loss) | defender loss (pts) | naive attacker | best attacker | "
+        "protection vs naive | protection left vs best |"),
         "|---|---|---|---|---|---|---|",
     ]
     for row in headline(cells, block):

@@ -31,3 +31,10 @@ def test_steal_table_is_generated_from_the_csv() -> None:
     steal = script("adaptive_steal")
     frame = pd.read_csv(steal.CSV)
     assert f"{steal.BEGIN}\n{steal.doc_table(frame)}\n{steal.END}" in DOC.read_text()
+
+
+def test_branches_table_is_generated_from_the_csv() -> None:
+    branches = script("inversion_branches")
+    frame = pd.read_csv(branches.CSV)
+    assert set(frame["spec"]) == set(branches.SPECS)
+    assert f"{branches.BEGIN}\n{branches.table(frame)}\n{branches.END}" in DOC.read_text()

@@ -36,7 +36,12 @@ from stealguard.attacks.inversion.reverse_sigmoid import (
     MonotonePieces,
     invert_renormalised_map,
 )
-from stealguard.defenses.dcp import AUTHORS_RATIO_CLAMP, VARIANTS, authors_minus_noise, low_confidence_weight
+from stealguard.defenses.dcp import (
+    AUTHORS_RATIO_CLAMP,
+    VARIANTS,
+    authors_minus_noise,
+    low_confidence_weight,
+)
 from stealguard.defenses.reverse_sigmoid import (
     reverse_sigmoid_noise,
     subtract_and_renormalise,
