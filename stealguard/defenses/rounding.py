@@ -24,30 +24,117 @@ def _positions(length: int, like: Tensor) -> Tensor:
     return _cached_positions(length, like.dtype, like.device)
 
 
-def _granted_units(remainders: Tensor, missing: Tensor, most: int) -> Tensor:
-    """0/1 ``(N, K)``: the ``missing`` ``(N, 1)`` largest ``remainders`` of each row, ties to the lower index.
+def last_ties(mask: Tensor, count: Tensor) -> Tensor:
+    """Keep, in each row of the boolean ``(N, K)`` ``mask``, only its last ``count`` (``(N, 1)``) True entries."""
+    after = mask.sum(dim=1, keepdim=True) - mask.cumsum(dim=1)
+    return mask & (after < count)
 
-    One ``torch.topk`` of ``most + 1`` (``most`` the largest ``missing``, capped at K) on
-    :func:`~stealguard.defenses.topk.order_keys`; untied rows take the first ``missing`` of its
-    indices. Rows whose ``missing``-th and next largest remainders are equal (a tie at the cut; one
-    host read to find out) take the entries above the cut and, among those equal to it, the first
-    in class order.
+
+def _tied_corrections(keys: Tensor, cuts: Tensor, count: Tensor, sign: Tensor) -> Tensor:
+    """The ``+-1`` corrections ``(n, K)`` of rows tied at their cut, by the class-order rule.
+
+    Each row takes its entries with ``keys`` above its cut ``(n, 1)`` and, among those equal to it,
+    the first in class order where ``sign`` is +1 (units granted: ties to the lower index) and
+    the last where it is -1 (units taken back: the higher index loses first), ``count`` in all.
+
+    Shape:
+        keys: ``(n, K)`` int; cuts, count: ``(n, 1)`` int; sign: ``(n, 1)`` in {-1, 1}; returns
+        ``(n, K)`` in {-1, 0, 1} in ``sign``'s dtype.
     """
-    num_classes = remainders.shape[1]
-    top = order_keys(remainders).topk(min(most + 1, num_classes), dim=1)
-    first = (_positions(top.indices.shape[1], missing) < missing).to(remainders.dtype)
-    grant = torch.zeros_like(remainders).scatter_(1, top.indices, first)
+    above = keys > cuts
+    at = keys == cuts
+    need = count - above.sum(dim=1, keepdim=True)
+    chosen = torch.where(sign > 0, first_ties(at, need), last_ties(at, need))
+    return (above | chosen).to(sign.dtype) * sign
+
+
+def _correct_nearest(nearest: Tensor, keys: Tensor, discrepancy: Tensor, most: int) -> Tensor:
+    """Turn each row's nearest rounding ``nearest`` into largest-remainder apportionment, in place.
+
+    ``keys`` are the correction keys of :func:`_apportion`: in a row short of ``d = discrepancy > 0``
+    units, the remainders of the entries rounded down (the others negative); in a row over by
+    ``-d > 0``, one minus the remainders of the entries rounded up (the others ``<= 0``). The row
+    changes by ``sign(d)`` at its ``|d|`` largest keys, ties to the lower index when short and to the
+    higher index when over. One ``torch.topk`` of ``most + 1`` (``most = max |d|``) on
+    :func:`~stealguard.defenses.topk.order_keys` (negative and ``-0.0`` keys rank below every other);
+    rows tied at their cut (one host read) are redone by :func:`_tied_corrections`.
+
+    Shape:
+        nearest, keys: ``(N, K)`` float; discrepancy: ``(N, 1)`` integers in [-K, K] in ``nearest``'s
+        dtype; returns ``nearest``.
+    """
+    num_classes = keys.shape[1]
+    sign = discrepancy.sign()
+    count = discrepancy.abs().long()
+    ordered = order_keys(keys)
+    top = ordered.topk(min(most + 1, num_classes), dim=1)
     # column j of ``equal``: the j-th largest equals the (j+1)-th (j = 1 .. k-1); columns 0 and k: False
     equal = F.pad(top.values[:, 1:] == top.values[:, :-1], (1, 1))
-    tied = equal.gather(1, missing.long()).squeeze(1)
+    tied = equal.gather(1, count)
+    selected = _positions(top.indices.shape[1], sign) < count.masked_fill(tied, 0)
+    nearest.scatter_add_(1, top.indices, selected.to(nearest.dtype).mul_(sign))
     if bool(tied.any()):
-        rows = tied.nonzero().squeeze(1)
-        values = remainders[rows]
-        cuts = top.values[rows].gather(1, missing[rows].long() - 1).view(remainders.dtype)
-        above = values > cuts
-        count = missing[rows] - above.sum(dim=1, keepdim=True)
-        grant[rows] = (above | first_ties(values == cuts, count)).to(remainders.dtype)
-    return grant
+        rows = tied.squeeze(1).nonzero().squeeze(1)
+        cuts = top.values[rows].gather(1, count[rows] - 1)
+        nearest.index_add_(0, rows, _tied_corrections(ordered[rows], cuts, count[rows], sign[rows]))
+    return nearest
+
+
+SORT_BELOW = 8192
+"""Inputs with fewer entries are apportioned with one stable sort (:func:`_apportion_by_sort`): fewer
+operations, and each one's fixed cost dominates there; larger ones from the nearest rounding
+(:func:`_apportion`, a partial selection; both measured on the CPU with torch 2.13)."""
+
+
+def _apportion_by_sort(scaled: Tensor, units: Tensor) -> Tensor:
+    """Largest-remainder rounding of rows ``scaled`` by one stable sort of the remainders (few operations).
+
+    The row's missing units ``D = units - sum floor`` go to the first ``D`` entries of the stable
+    descending order of the remainders (ties to the lower index): entry at rank ``j`` gains
+    ``clamp(D - j, 0, 1)``, which also clamps ``D`` to [0, K]. ``scaled`` is overwritten.
+
+    Shape:
+        scaled: ``(N, K)`` finite, ``>= 0``; units: 0-dim; returns the integers ``(N, K)`` in ``scaled``'s dtype.
+    """
+    floors = scaled.floor()
+    remainders = scaled.sub_(floors)
+    order = order_keys(remainders).sort(dim=1, descending=True, stable=True).indices
+    missing = torch.sub(units, floors.sum(dim=1, keepdim=True))
+    granted = missing.sub(_positions(scaled.shape[1], scaled)).clamp_(0, 1)
+    return floors.scatter_add_(1, order, granted)
+
+
+def _apportion(scaled: Tensor, units: Tensor) -> Tensor:
+    """Largest-remainder rounding of rows ``scaled`` (each summing to about ``units``) to integers summing to ``units``.
+
+    Every entry is rounded to the nearest integer first (remainder ``r >= 1/2`` up, as
+    ``floor(2 r)``, exact); only the row's discrepancy ``d`` from the largest-remainder result is
+    then fixed (:func:`_correct_nearest`), which gives exactly that result: sorted by (remainder
+    descending, index), the entries rounded up are a prefix of the order, so the ``D`` entries
+    granted a unit by largest remainders are those rounded up and the next ``d = D - (number
+    rounded up)`` in the order when ``d >= 0`` (the largest remainders among those rounded down,
+    ties to the lower index), and all those rounded up but the last ``-d`` in the order when
+    ``d < 0`` (the smallest remainders among them, ties to the higher index). The correction keys
+    are ``sign(d) (r - floor(2 r))``: ``r`` or ``1 - r`` for candidates, ``<= 0`` for the others, all
+    exact (Sterbenz), so the order is exactly the remainders'. ``|d| <= max(D, K - D)`` and is usually
+    much smaller than ``D``. ``scaled`` is overwritten (with the keys).
+
+    Shape:
+        scaled: ``(N, K)`` finite, ``>= 0``; units: 0-dim; returns the integers ``(N, K)`` in ``scaled``'s dtype.
+    """
+    num_classes = scaled.shape[1]
+    floors = scaled.floor()
+    remainders = scaled.sub_(floors)
+    floor_totals = floors.sum(dim=1, keepdim=True)
+    up = remainders.mul(2).floor_()
+    nearest = floors.add_(up)
+    missing = floor_totals.neg().add_(units).clamp_(0, num_classes)
+    discrepancy = missing.add_(floor_totals).sub_(nearest.sum(dim=1, keepdim=True))
+    most = int(discrepancy.abs().amax())
+    if most > 0:
+        keys = remainders.sub_(up).mul_(discrepancy.sign())
+        _correct_nearest(nearest, keys, discrepancy, most)
+    return nearest
 
 
 def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
@@ -62,21 +149,27 @@ def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
     (``y_a > y_b`` implies ``y~_a >= y~_b``), so the argmax is kept ties aside.
     ``decimals = 0`` gives the one-hot of the argmax.
 
-    Only the largest remainders are selected (:func:`_granted_units`: ``torch.topk`` up to the
-    batch's largest ``D``, no full sort).
+    Inputs under ``SORT_BELOW`` entries: one stable sort (:func:`_apportion_by_sort`); larger ones
+    from the nearest rounding, corrected at the few entries where it differs (:func:`_apportion`:
+    one ``torch.topk`` of the batch's largest discrepancy, no sort).
 
     Shape:
         probs: ``(N, K)`` float64 on the simplex; returns ``(N, K)``.
     """
     units = constant(10**decimals, probs)
-    scaled = probs * units
-    floors = scaled.floor()
-    remainders = scaled.sub_(floors)
-    missing = floors.sum(dim=1, keepdim=True).neg_().add_(units).clamp_(0, probs.shape[1])
-    most = int(missing) if missing.shape[0] == 1 else int(missing.amax())
-    if most > 0:
-        floors += _granted_units(remainders, missing, most)
-    return floors.div_(units)
+    apportion = _apportion_by_sort if probs.numel() < SORT_BELOW else _apportion
+    return apportion(probs * units, units).div_(units)
+
+
+def _normalised_round(probs: Tensor, decimals: int) -> Tensor:
+    """:func:`round_on_simplex` of ``probs / rowsum(probs)`` (division then scaling, as the boundary would renormalise).
+
+    Shape:
+        probs: ``(N, K)`` float64, ``>= 0``, positive row sums; returns ``(N, K)``.
+    """
+    units = constant(10**decimals, probs)
+    apportion = _apportion_by_sort if probs.numel() < SORT_BELOW else _apportion
+    return apportion(torch.div(probs, probs.sum(dim=1, keepdim=True)).mul_(units), units).div_(units)
 
 
 class Rounding(Defense):
@@ -112,13 +205,14 @@ class Rounding(Defense):
     """
 
     name = "rounding"
+    scale_invariant = True
     output_on_simplex = True
 
     def __init__(self, *, decimals: int = 2) -> None:
         self.decimals = check_int("decimals", decimals, low=0, high=10)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
-        return round_on_simplex(probs, self.decimals)
+        return _normalised_round(probs, self.decimals)
 
     def params(self) -> dict[str, Any]:
         return {"decimals": self.decimals}

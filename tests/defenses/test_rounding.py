@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stealguard.defenses as D
+from stealguard.defenses import rounding
 from stealguard.defenses.rounding import round_on_simplex
 
 from .conftest import make_queries, posterior_batches
@@ -118,3 +119,53 @@ def test_ties_at_the_cut_in_some_rows_only(decimals):
     assert torch.equal(round_on_simplex(probs, decimals), float_transcription(probs, decimals))
     every = torch.full((1, 7), 1 / 7, dtype=torch.float64)
     assert torch.equal(round_on_simplex(every, 1), float_transcription(every, 1))
+
+
+def half_remainder_rows(generator: torch.Generator, rows: int, num_classes: int, decimals: int) -> torch.Tensor:
+    """Rows on the half-grid ``q / 2`` (many remainders exactly 0.5, many equal entries), summing to 1 in float64."""
+    halves = 2 * 10**decimals
+    counts = torch.randint(0, 3, (rows, num_classes), generator=generator).to(torch.float64)
+    counts[:, 0] += halves - counts.sum(dim=1).clamp_max(halves)
+    return counts / counts.sum(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("decimals", [1, 2, 3, 5])
+def test_nearest_path_on_large_rows_equals_a_float_transcription(decimals):
+    """Above ``SORT_BELOW`` entries (nearest rounding, then |d| corrections), rows short and over, tied and untied."""
+    generator = torch.Generator().manual_seed(10 + decimals)
+    num_classes = 2000
+    peaked = torch.softmax(3 * torch.randn(4, num_classes, generator=generator, dtype=torch.float64), dim=1)
+    flat = torch.softmax(0.01 * torch.randn(3, num_classes, generator=generator, dtype=torch.float64), dim=1)
+    halves = half_remainder_rows(generator, 4, num_classes, decimals)
+    uniform = torch.full((2, num_classes), 1 / num_classes, dtype=torch.float64)
+    quarters = torch.full((1, num_classes), 0.0, dtype=torch.float64)
+    quarters[0, :4] = 0.25
+    probs = torch.cat((peaked[:2], halves[:2], uniform[:1], flat, peaked[2:], halves[2:], uniform[1:], quarters))
+    assert probs.numel() >= rounding.SORT_BELOW
+    expected = float_transcription(probs, decimals)
+    assert torch.equal(round_on_simplex(probs, decimals), expected)
+    units = torch.tensor(10.0**decimals, dtype=torch.float64)
+    scaled = probs * units
+    assert torch.equal(rounding._apportion(scaled.clone(), units), rounding._apportion_by_sort(scaled.clone(), units))
+
+
+def test_remainders_of_one_half_over_and_short():
+    """d < 0 with ties at 0.5 (the higher index loses), d > 0 with ties (the lower index gains), on both paths."""
+    over = torch.tensor([[0.25, 0.25, 0.25, 0.25]], dtype=torch.float64)
+    short = torch.tensor([[0.15, 0.15, 0.35, 0.35]], dtype=torch.float64)
+    units = torch.tensor(10.0, dtype=torch.float64)
+    for probs in (over, short, torch.full((1, 3), 1 / 3, dtype=torch.float64)):
+        expected = float_transcription(probs, 1) * 10
+        assert torch.equal(rounding._apportion(probs * units, units), expected)
+        assert torch.equal(rounding._apportion_by_sort(probs * units, units), expected)
+    assert torch.equal(round_on_simplex(over, 1), torch.tensor([[0.3, 0.3, 0.2, 0.2]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_defense_renormalises_like_the_boundary(dtype):
+    """The defense divides by the row sums itself (scale_invariant): equal to round_on_simplex of the renormalised rows."""
+    generator = torch.Generator().manual_seed(3)
+    probs = torch.softmax(3 * torch.randn(40, 300, generator=generator), dim=1).to(dtype)
+    wide = probs.to(torch.float64)
+    out = D.create("rounding", decimals=3)(make_queries(len(probs)), probs)
+    assert torch.equal(out, round_on_simplex(wide / wide.sum(dim=1, keepdim=True), 3).to(dtype))
