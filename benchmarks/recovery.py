@@ -75,9 +75,23 @@ def l1_stats(estimate: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
     return {"l1_mean": float(l1.mean()), "l1_median": float(l1.median()), "frac_exact": float((l1 < EXACT).double().mean())}
 
 
-def measure(data_root: str, cache: Path, families: list[str]) -> pd.DataFrame:
+QUERY_OPTIONS: dict[str, dict[str, str]] = {
+    "fashionmnist": {"reverse_sigmoid": "branch=auto", "reverse_sigmoid_keyed": "branch=auto", "dcp": "branch=inner"},
+}
+"""The attacker's own inverter options for a query set far from the victim's data (the verdict grid's choices)."""
+
+
+def with_options(spec: str, options: str | None) -> str:
+    """``spec`` with the attacker's ``options`` appended (``name:options`` when the spec has no parameters)."""
+    if not options:
+        return spec
+    return f"{spec},{options}" if ":" in spec else f"{spec}:{options}"
+
+
+def measure(data_root: str, cache: Path, families: list[str], queries: str | None = None) -> pd.DataFrame:
+    """Rows of the recovery table; ``queries``: the test images of this data set instead of the victim's own."""
     model, card = load_victim(VICTIM)
-    images, _ = sgdata.load_dataset(card.dataset, root=data_root, split="test").tensors()
+    images, _ = sgdata.load_dataset(queries or card.dataset, root=data_root, split="test").tensors()
     with torch.no_grad():
         clean = torch.cat([torch.softmax(model(chunk), dim=1) for chunk in images.split(BATCH)])
     rows = []
@@ -86,7 +100,9 @@ def measure(data_root: str, cache: Path, families: list[str]) -> pd.DataFrame:
             defense, _ = build_defense(spec, card=card, seed=DEFENDER_SEED, victim_dir=cache, data_root=data_root)
             answers = torch.cat([defense(x, y) for x, y in zip(images.split(BATCH), clean.split(BATCH))])
             naive = l1_stats(answers, clean)
+            options = QUERY_OPTIONS.get(queries or "", {}).get(family)
             for parameters, inverter_spec in (("known", attacker_spec(spec)), ("estimated", family)):
+                inverter_spec = with_options(inverter_spec, options)
                 inverter = inverter_from_spec(inverter_spec)
                 start = time.perf_counter()
                 recovered = inverter(answers)
@@ -123,11 +139,6 @@ def table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def sync_doc(frame: pd.DataFrame, doc: Path = DOC) -> None:
-    """Replace the text between the markers of ``doc`` with :func:`table` of ``frame``."""
-    replace_marked(doc, BEGIN, END, table(frame))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="../shared/data")
@@ -136,24 +147,31 @@ def main() -> int:
     parser.add_argument("--table-only", action="store_true", help="regenerate the doc table from the committed CSV")
     parser.add_argument("--families", nargs="+", choices=list(DEFENSES), default=None,
                         help="re-measure only these defenses, replacing their rows in the existing CSV (default: all)")
+    parser.add_argument("--queries", choices=sorted(QUERY_OPTIONS), default=None,
+                        help="measure on this data set's test images (the Knockoff attacker's queries) instead of the "
+                             "victim's own: rows in recovery-QUERIES.csv, table under its own marker")
     args = parser.parse_args()
+    csv_path, begin, end = CSV, BEGIN, END
+    if args.queries:
+        csv_path = CSV.with_name(f"recovery-{args.queries}.csv")
+        begin, end = (marker.replace("recovery-table", f"recovery-{args.queries}-table") for marker in (BEGIN, END))
     if args.table_only:
-        frame = pd.read_csv(CSV)
+        frame = pd.read_csv(csv_path)
     else:
         args.cache.mkdir(parents=True, exist_ok=True)
         families = args.families or list(DEFENSES)
-        fresh = measure(args.data_root, args.cache, families)
-        if args.families and CSV.exists():
-            kept = pd.read_csv(CSV)
+        fresh = measure(args.data_root, args.cache, families, args.queries)
+        if args.families and csv_path.exists():
+            kept = pd.read_csv(csv_path)
             frame = pd.concat([kept[~kept["defense"].isin(families)], fresh])
             order = {name: i for i, name in enumerate(DEFENSES)}
             frame = frame.sort_values("defense", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
         else:
             frame = fresh
-        CSV.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(CSV, index=False)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(csv_path, index=False)
     if DOC.exists():
-        sync_doc(frame)
+        replace_marked(DOC, begin, end, table(frame))
     print(table(frame))
     return 0
 

@@ -38,3 +38,11 @@ def test_branches_table_is_generated_from_the_csv() -> None:
     frame = pd.read_csv(branches.CSV)
     assert set(frame["spec"]) == set(branches.SPECS)
     assert f"{branches.BEGIN}\n{branches.table(frame)}\n{branches.END}" in DOC.read_text()
+
+
+def test_fashionmnist_recovery_table_is_generated_from_its_csv() -> None:
+    recovery = script("recovery")
+    frame = pd.read_csv(recovery.CSV.with_name("recovery-fashionmnist.csv"))
+    assert set(frame["defense"]) >= set(recovery.DEFENSES)
+    begin, end = (marker.replace("recovery-table", "recovery-fashionmnist-table") for marker in (recovery.BEGIN, recovery.END))
+    assert f"{begin}\n{recovery.table(frame)}\n{end}" in DOC.read_text()
