@@ -55,6 +55,8 @@ GRID_POINTS = 4096
 Z_GRID = 48
 """Candidate normalisers scanned per row."""
 BISECTION_STEPS = 30
+SCAN_MARGIN = 1e-9
+"""Relative widening of each row's feasible range of normalisers before the scan."""
 NEWTON_STEPS = 3
 
 
@@ -175,8 +177,10 @@ def _solve(answers: Tensor, pieces: MonotonePieces, branch: str) -> Tensor:
     n, _ = answers.shape
     tiny = torch.finfo(answers.dtype).tiny
     # Every entry's Z y~_j must be a value of f: Z in [max_j low / y~_j, min_j high / y~_j].
-    z_low = (pieces.low / answers.amin(dim=1).clamp_min(tiny)).clamp_min(tiny)
-    z_high = torch.maximum(pieces.high / answers.amax(dim=1), z_low * (1 + 1e-12))
+    # Widened by SCAN_MARGIN: a row whose smallest entries sit at f's minimum (clean entries below the clamp) has
+    # its root at the edge of the feasible range, which rounding can put just outside it.
+    z_low = (pieces.low / answers.amin(dim=1).clamp_min(tiny) * (1 - SCAN_MARGIN)).clamp_min(tiny)
+    z_high = torch.maximum(pieces.high / answers.amax(dim=1) * (1 + SCAN_MARGIN), z_low * (1 + 1e-12))
     steps = torch.linspace(0, 1, Z_GRID, dtype=answers.dtype, device=answers.device)
     zs = torch.exp(torch.log(z_low).unsqueeze(1) + steps * (torch.log(z_high) - torch.log(z_low)).unsqueeze(1))
 
