@@ -20,7 +20,9 @@ the 1.1x targets hold only from 1 ms up. MAD's last-layer mode is also compared 
 ``--vs-art`` times each cheap defense against its IBM ART 1.20.1 counterpart (the ``bench``
 extra: ``pip install -e .[bench]``) on the posterior alone: reverse_sigmoid / ReverseSigmoid,
 rounding / Rounded, topk / HighConfidence, label_only / ClassLabels, random_noise /
-GaussianNoise, and dcp against a transcription of the DCP authors' ``method_dcp`` (one value
+GaussianNoise (the default probability-space variant, which walks the projected path to spend
+exactly its L1 budget, and ``random_noise_logit``, the Prediction Poisoning baseline in logit
+space, closer to GaussianNoise's job), and dcp against a transcription of the DCP authors' ``method_dcp`` (one value
 ``beta`` as both detector threshold and noise scale, the logit as ``log(clamp(y / (1 - y),
 1e-12, 1 - 1e-12))``, no clamp at 0). Batch 1 and 256, K 10 and 1000, float32 posteriors
 ``softmax(3 z)``, interleaved rounds in one process; the ratio is the median over rounds of
@@ -63,8 +65,8 @@ TARGETED_FROM_S = 1e-3
 """The 1.1x targets apply to victims whose undefended call takes at least this long."""
 MAD_FLOOR_TARGETS = {1: 1.5, 64: 1.2}
 """MAD last-layer / its floor: <= 1.5x at batch 1, <= 1.2x from batch 64 on."""
-ART_TARGETS_BATCH = {1: {name: 2.0 for name in CHEAP}, 256: {"reverse_sigmoid": 1.0, "label_only": 1.0,
-                     "random_noise": 1.0, "topk": 1.5, "rounding": 3.0, "dcp": 1.0}}
+ART_TARGETS_BATCH = {1: {name: 2.0 for name in (*CHEAP, "random_noise_logit")}, 256: {"reverse_sigmoid": 1.0, "label_only": 1.0,
+                     "random_noise": 1.0, "random_noise_logit": 1.0, "topk": 1.5, "rounding": 3.0, "dcp": 1.0}}
 """Targets of stealguard / ART (dcp: / the authors' function), per batch size."""
 
 
@@ -176,6 +178,7 @@ def art_pairs() -> dict[str, tuple[D.Defense, Callable[[np.ndarray], np.ndarray]
         "topk": (D.create("topk", k=3), HighConfidence(cutoff=0.1)),
         "label_only": (D.create("label_only"), ClassLabels()),
         "random_noise": (D.create("random_noise", epsilon=0.1), GaussianNoise(scale=0.2)),
+        "random_noise_logit": (D.create("random_noise", epsilon=8.0, space="logit"), GaussianNoise(scale=0.2)),
         "dcp": (D.create("dcp", tau=0.5, beta=0.5, gamma=0.2, nu=1000.0), None),
     }
 
@@ -220,7 +223,7 @@ def run_vs_art(*, rounds: int, budget_s: float) -> list[dict[str, object]]:
 
 ART_NAMES = {
     "reverse_sigmoid": "ReverseSigmoid", "rounding": "Rounded", "topk": "HighConfidence",
-    "label_only": "ClassLabels", "random_noise": "GaussianNoise",
+    "label_only": "ClassLabels", "random_noise": "GaussianNoise", "random_noise_logit": "GaussianNoise",
 }
 
 

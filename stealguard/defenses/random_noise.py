@@ -370,6 +370,7 @@ class RandomNoise(Defense):
     """
 
     name = "random_noise"
+    compute_dtype = None
 
     def __init__(
         self,
@@ -389,8 +390,10 @@ class RandomNoise(Defense):
         self._generator = torch.Generator(device="cpu").manual_seed(self.seed)
 
     def _perturb(self, x: Tensor, probs: Tensor) -> Tensor:
+        """In the input's dtype for ``space="logit"``; in float64 for the path of ``space="prob"``."""
         if self.space == "logit":
             return self._perturb_logits(x, probs)
+        probs = probs.double()
         rows, num_classes = probs.shape
         if self.consistent:
             gaussian = hashed_normal(input_keys(x, self.seed), num_classes).to(probs.device)
@@ -403,13 +406,13 @@ class RandomNoise(Defense):
         return along_projected_path(probs, noise, epsilon=self.epsilon, norm=self.norm)
 
     def _perturb_logits(self, x: Tensor, probs: Tensor) -> Tensor:
-        """``S(S^-1(y) + delta)`` unnormalised (the base class divides by the row sums: ``N``)."""
+        """``S(S^-1(y) + delta)`` unnormalised (the base class divides by the row sums: ``N``), in ``probs``' dtype."""
         rows, num_classes = probs.shape
         if self.consistent:
-            uniform = hashed_uniform(input_keys(x, self.seed), num_classes).to(probs.device)
+            uniform = hashed_uniform(input_keys(x, self.seed), num_classes).to(probs.device, probs.dtype)
         else:
             uniform = torch.rand(rows, num_classes, generator=self._generator, dtype=torch.float32)
-            uniform = uniform.to(probs.device, torch.float64)
+            uniform = uniform.to(probs.device, probs.dtype)
         power = 1 if self.norm == "l1" else 2
         shift = uniform.mul_(2 * self.epsilon / num_classes ** (1 / power))
         shift = project_to_ball(shift, epsilon=self.epsilon, norm=self.norm)
