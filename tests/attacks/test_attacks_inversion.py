@@ -210,6 +210,19 @@ def test_dcp_authors_inversion_refuses_tau() -> None:
         inverter_from_spec("dcp:variant=authors,tau=0.8")
 
 
+def test_mad_argmax_inverter_assumes_the_defenses_default_top_weight() -> None:
+    from stealguard.attacks.inversion.mad_argmax import default_top_weight
+    from stealguard.defenses.mad import REFERENCE_TOP_CLASS_WEIGHT, TOP_CLASS_WEIGHT
+
+    assert default_top_weight(10) == REFERENCE_TOP_CLASS_WEIGHT  # K <= 10: the reference's exhaustive search
+    assert default_top_weight(11) == TOP_CLASS_WEIGHT
+    y = peaked_posteriors(300, seed=16)
+    answers = defenses.create("mad_argmax", epsilon=0.5, surrogate=lenet_surrogate(17))(queries(300, seed=18), y)
+    assumed, wrong = invert(answers, "mad_argmax:epsilon=0.5"), invert(answers, "mad_argmax:epsilon=0.5,top_weight=0.001")
+    # rows whose set is identified come back to float64 round-off with the right weight, not with the wrong one
+    assert float(l1(assumed, y).median()) < 1e-12 < float(l1(wrong, y).median())
+
+
 @pytest.mark.parametrize("spec", ["rounding:decimals=1", "topk:k=2", "label_only", "random_noise:epsilon=0.3",
                                   "random_noise:space=logit,epsilon=17.5", "adaptive_misinformation:tau=0.9", "none"])
 def test_information_destroying_defenses_return_the_answer(spec: str) -> None:

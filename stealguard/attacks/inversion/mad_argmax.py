@@ -1,6 +1,7 @@
 """Inverting MAD-argmax (Orekondy et al., ICLR 2020, Sec. 4.3).
 
-MAD-argmax targets ``t_S = (1_S + w e_c) / (|S| + w)`` (``w = 1e-3``, ``c`` the top class, kept
+MAD-argmax targets ``t_S = (1_S + w e_c) / (|S| + w)`` (``w`` 1e-5 for K <= 10, where the defense's
+default search is the reference code's exhaustive one, else 1e-3; ``c`` the top class, kept
 by the answer) for a class set ``S`` containing ``c``, and answers
 ``y~ = (1 - alpha) y + alpha t_S`` with ``alpha = epsilon / ||t_S - y||_p``. As for MAD::
 
@@ -31,15 +32,28 @@ from torch import Tensor
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.attacks.inversion.base import Inverter
 from stealguard.attacks.inversion.estimate import densest_cluster
-from stealguard.defenses.mad import TOP_CLASS_WEIGHT
+from stealguard.defenses.mad import (
+    EXHAUSTIVE_MAX_CLASSES,
+    REFERENCE_TOP_CLASS_WEIGHT,
+    TOP_CLASS_WEIGHT,
+)
 from stealguard.defenses.simplex import MAX_DISTANCE, NORMS, distance
 
 CHUNK_ELEMENTS = 4_000_000
 """Most entries of the (rows, K, K) candidate tensor built at once."""
 
 
-def set_targets(answers: Tensor) -> tuple[Tensor, Tensor]:
-    """Candidate targets ``(N, K, K)`` (candidate m: ``S_m``) and, per candidate, the boosted-class mask ``(N, K, K)``."""
+def default_top_weight(num_classes: int) -> float:
+    """The top class's extra weight ``w`` ``mad_argmax`` uses by default for K classes: the reference code's
+    1e-5 where its default search is exhaustive (K <= 10), this project's 1e-3 where it is greedy."""
+    return REFERENCE_TOP_CLASS_WEIGHT if num_classes <= EXHAUSTIVE_MAX_CLASSES else TOP_CLASS_WEIGHT
+
+
+def set_targets(answers: Tensor, top_weight: float | None = None) -> tuple[Tensor, Tensor]:
+    """Candidate targets ``(N, K, K)`` (candidate m: ``S_m``) and, per candidate, the boosted-class mask ``(N, K, K)``.
+
+    ``top_weight``: the top class's extra weight ``w`` (default :func:`default_top_weight`).
+    """
     n, k = answers.shape
     top = answers.argmax(dim=1, keepdim=True)
     others = answers.scatter(1, top, -1.0).argsort(dim=1, descending=True)[:, : k - 1]
@@ -47,7 +61,8 @@ def set_targets(answers: Tensor) -> tuple[Tensor, Tensor]:
     rank_of.scatter_(1, others, torch.arange(1, k, device=answers.device).expand(n, k - 1).clone())
     sizes = torch.arange(k, device=answers.device)
     boosted = rank_of.unsqueeze(1) <= sizes.view(1, k, 1)
-    members = boosted.to(answers.dtype).scatter(2, top.unsqueeze(1).expand(n, k, 1), 1.0 + TOP_CLASS_WEIGHT)
+    weight = default_top_weight(k) if top_weight is None else top_weight
+    members = boosted.to(answers.dtype).scatter(2, top.unsqueeze(1).expand(n, k, 1), 1.0 + weight)
     return members / members.sum(dim=2, keepdim=True), boosted
 
 
@@ -65,6 +80,8 @@ class MADArgmaxInversion(Inverter):
         norm: ``"l1"`` (default) or ``"l2"``.
         tol: slack on recovered entries, in (0, 0.1] (default 1e-3).
         memory: answer rows pooled for the estimate, >= 1 (default 50000).
+        top_weight: the defense's ``top_weight``, in (0, 1], or None (default) for its default for
+            K classes (:func:`default_top_weight`).
 
     Exact when ``epsilon`` is known and ``S`` is a candidate set that is selected; rows the
     defense answered with ``y`` itself (its argmax fallback) are then usually misread.
@@ -73,18 +90,22 @@ class MADArgmaxInversion(Inverter):
     name = "mad_argmax"
     exact = True
 
-    def __init__(self, *, epsilon: float | None = None, norm: str = "l1", tol: float = 1e-3, memory: int = 50_000) -> None:
+    def __init__(
+        self, *, epsilon: float | None = None, norm: str = "l1", tol: float = 1e-3, memory: int = 50_000,
+        top_weight: float | None = None,
+    ) -> None:
         self.norm = check_choice("norm", norm, NORMS)
         self.epsilon = None if epsilon is None else check_number(
             "epsilon", epsilon, low=0, high=MAX_DISTANCE[self.norm], low_inclusive=False
         )
         self.tol = check_number("tol", tol, low=0, high=0.1, low_inclusive=False)
         self.memory = check_int("memory", memory, low=1)
+        self.top_weight = None if top_weight is None else check_number("top_weight", top_weight, low=0, high=1, low_inclusive=False)
         self._seen: Tensor | None = None
         self.estimated_epsilon: float | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "norm": self.norm}
+        return {"epsilon": self.epsilon, "norm": self.norm, "top_weight": self.top_weight}
 
     def _invert(self, answers: Tensor) -> Tensor:
         epsilon = self.epsilon if self.epsilon is not None else self._estimate(answers)
@@ -94,7 +115,7 @@ class MADArgmaxInversion(Inverter):
 
     def _invert_chunk(self, answers: Tensor, epsilon: float) -> Tensor:
         n, k = answers.shape
-        targets, _ = set_targets(answers)
+        targets, _ = set_targets(answers, self.top_weight)
         spread = answers.unsqueeze(1).expand_as(targets)
         d = distance(spread.reshape(-1, k), targets.reshape(-1, k), self.norm).view(n, k, 1)
         alpha = (epsilon / (d + epsilon)).clamp(max=1 - 1e-15)
@@ -110,7 +131,7 @@ class MADArgmaxInversion(Inverter):
         self._seen = pooled[-self.memory :].cpu()
         implied = []
         for chunk in _chunks(pooled):
-            targets, boosted = set_targets(chunk)
+            targets, boosted = set_targets(chunk, self.top_weight)
             boosted = boosted & (chunk.unsqueeze(1) < chunk.amax(dim=1).view(-1, 1, 1))
             spread = chunk.unsqueeze(1).expand_as(targets)
             rows, k = chunk.shape
