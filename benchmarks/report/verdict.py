@@ -5,6 +5,7 @@ row per cell and seed. Every attacker is one of :data:`ATTACKERS`, read from the
 
 * ``naive``: trains on the answers as served;
 * ``argmax``: trains on the answers' top-1 labels only (``train_on=argmax``);
+* ``repeat``: sends each input several times and trains on the mean answer (``repeat=n``, same budget);
 * ``invert-estimated``: inverts each answer knowing the defense's name only, its parameters
   estimated from the answers (``invert=<name>``);
 * ``invert-known``: inverts knowing the defense's full spec (``invert=<name>:<params>``).
@@ -35,7 +36,7 @@ from report.names import DP_SGD, Names, dp_label
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant, RunResult, VictimSpec
 
-ATTACKERS = ("naive", "argmax", "invert-estimated", "invert-known")
+ATTACKERS = ("naive", "argmax", "repeat", "invert-estimated", "invert-known")
 """Attacker kinds, the naive one first."""
 DEFENDER_LOSS = 0.01
 """The defender-accuracy budget of the headline table: one point."""
@@ -68,6 +69,8 @@ def attacker_of(params: dict[str, Any]) -> tuple[str, str]:
         return ("invert-known" if keys - ATTACKER_OPTIONS else "invert-estimated"), str(invert)
     if params.get("train_on") == "argmax":
         return "argmax", ""
+    if int(params.get("repeat", 1)) > 1:
+        return "repeat", ""
     return "naive", ""
 
 

@@ -21,6 +21,8 @@ from stealguard.runspec import DPVariant
     [
         ({"epochs": 10}, ("naive", "")),
         ({"epochs": 10, "train_on": "argmax"}, ("argmax", "")),
+        ({"epochs": 10, "repeat": 4}, ("repeat", "")),
+        ({"epochs": 10, "repeat": 1}, ("naive", "")),
         ({"invert": "mad"}, ("invert-estimated", "mad")),
         ({"invert": "mad:epsilon=0.5"}, ("invert-known", "mad:epsilon=0.5")),
         ({"invert": "dcp:tau=0.8;beta=0.3"}, ("invert-known", "dcp:tau=0.8;beta=0.3")),
@@ -111,7 +113,7 @@ def test_tables_show_every_setting_and_say_when_nothing_qualifies(cells: pd.Data
     assert "| mad | `mad:epsilon=0.1` | 0.00 | 81.00 ± 2.48 | invert-estimated: 82.00 ± 2.48 | 5.00 ± 2.27 | 4.00 ± 2.27 |" in headline
     assert "| adaptive_misinformation | none qualifies (cheapest: `adaptive_misinformation:tau=0.5`) | 2.00 |" in headline
     table = verdict.settings_table(cells, "b")
-    assert "| `mad:epsilon=0.5` | 99.00 | 0.00 | 66.00 ± 2.48 | – | 85.00 ± 2.48 | – | invert-estimated | 1.00 ± 2.27 |" in table
+    assert "| `mad:epsilon=0.5` | 99.00 | 0.00 | 66.00 ± 2.48 | – | – | 85.00 ± 2.48 | – | invert-estimated | 1.00 ± 2.27 |" in table
     assert table.count("\n") == 1 + 1 + 5
 
 
