@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from report import verdict
 from report.doc_tables import marked_block, replace_marked
+from stealguard.harness.ray_grid import load_grid
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "adaptive"
@@ -52,11 +53,16 @@ def cells() -> pd.DataFrame:
     return verdict.cell_frame(tables())
 
 
+def planned() -> verdict.Planned:
+    """The attackers each block's committed config (``benchmarks/configs/adaptive-<block>.toml``) runs per setting."""
+    return verdict.planned_attackers({block: load_grid(ROOT / "configs" / f"adaptive-{block}.toml") for block in BLOCKS})
+
+
 def csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
-def block_section(frame: pd.DataFrame, block: str) -> str:
+def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned) -> str:
     """The generated section of ``docs/adaptive.md`` for one block."""
     return "\n".join([
         verdict.baseline_line(frame, block),
@@ -64,11 +70,12 @@ def block_section(frame: pd.DataFrame, block: str) -> str:
         ("Headline (each defense's setting that leaves the best attacker the least, among those costing the defender "
         "at most one point of accuracy plus the tolerance):"),
         "",
-        verdict.headline_table(frame, block),
+        verdict.headline_table(frame, block, plan),
         "",
-        "All settings (attacker accuracy %, 95% interval over seeds; '± ?' one seed, '(n=2)' two):",
+        "All settings (attacker accuracy %, 95% interval over seeds; '± ?' one seed, '(n=2)' two; 'pending': in the "
+        "config, not yet run):",
         "",
-        verdict.settings_table(frame, block),
+        verdict.settings_table(frame, block, plan),
         "",
         f"![{block}](img/adaptive-{block}.png)",
     ])
@@ -77,12 +84,13 @@ def block_section(frame: pd.DataFrame, block: str) -> str:
 def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
     """``{(page, marker name): generated text}`` for every block present and the README's headline."""
     out = {}
+    plan = planned()
     blocks = [block for block in BLOCKS if (frame["block"] == block).any()]
     for block in blocks:
-        out[(DOC, f"verdict-{block}")] = block_section(frame, block)
+        out[(DOC, f"verdict-{block}")] = block_section(frame, block, plan)
     if HEADLINE_BLOCK in blocks:
         out[(README, "adaptive-headline")] = "\n".join([
-            verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK),
+            verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
         ])
     return out
 

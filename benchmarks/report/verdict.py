@@ -32,7 +32,8 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from report.names import DP_SGD, Names, dp_label
+from report.names import DP_SGD, Names, defense_of, dp_label
+from stealguard.harness.ray_grid import GridConfig
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant, RunResult, VictimSpec
 
@@ -168,6 +169,28 @@ def welch_interval(a: Sequence[float], b: Sequence[float], confidence: float = C
     return diff, float(stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(vx + vy))
 
 
+Planned = dict[tuple[str, str], set[str]]
+"""``{(block, defense label): attacker kinds}`` a grid config runs (:func:`planned_attackers`)."""
+
+
+def planned_attackers(configs: dict[str, GridConfig]) -> Planned:
+    """The attacker kinds each block's config runs against each defense setting (``{block: config}``)."""
+    out: Planned = {}
+    for block, config in configs.items():
+        for spec in config.specs():
+            kind, _ = attacker_of(dict(spec.attack.params))
+            out.setdefault((block, defense_of(spec)[1]), set()).add(kind)
+    return out
+
+
+def _pending(planned: Planned | None, block: str, label: str, present: Iterable[str]) -> list[str]:
+    """Attacker kinds planned for a setting and not yet in the results, in :data:`ATTACKERS` order."""
+    if planned is None:
+        return []
+    wanted = planned.get((block, label), set())
+    return [kind for kind in ATTACKERS if kind in wanted and kind not in set(present)]
+
+
 SETTING = ["block", "victim", "attack", "family", "defense", "defense_label"]
 """Columns that name one defense setting of one block."""
 
@@ -277,8 +300,12 @@ def baseline_line(cells: pd.DataFrame, block: str) -> str:
     )
 
 
-def headline_table(cells: pd.DataFrame, block: str) -> str:
-    """Markdown: :func:`headline` of ``block``, accuracies and protections in % (95% intervals over seeds)."""
+def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
+    """Markdown: :func:`headline` of ``block``, accuracies and protections in % (95% intervals over seeds).
+
+    With ``planned`` (:func:`planned_attackers`), a best attacker chosen while some planned attackers
+    have no result yet says which.
+    """
     lines = [
         ("| defense | setting (≤ 1 pt defender loss) | defender loss (pts) | naive attacker | best attacker | "
         "protection vs naive | protection left vs best |"),
@@ -292,15 +319,18 @@ def headline_table(cells: pd.DataFrame, block: str) -> str:
                 "| – | – | – | – |"
             )
             continue
+        pending = _pending(planned, block, row["defense_label"], row["attackers"])
+        waiting = f" (not yet run: {', '.join(pending)})" if pending else ""
         lines.append(
             f"| {row['family']} | `{row['defense_label']}` | {100 * row['defender_loss']:.2f} | {pct(*naive)} "
-            f"| {row['best']}: {pct(*best)} | {pct(*row['naive_protection'])} | {pct(*row['best_protection'])} |"
+            f"| {row['best']}: {pct(*best)}{waiting} | {pct(*row['naive_protection'])} | {pct(*row['best_protection'])} |"
         )
     return "\n".join(lines)
 
 
-def settings_table(cells: pd.DataFrame, block: str) -> str:
-    """Markdown: every setting of ``block``, the attacker accuracy of each attacker kind (%, 95% intervals)."""
+def settings_table(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
+    """Markdown: every setting of ``block``, the attacker accuracy of each attacker kind (%, 95% intervals);
+    with ``planned``, "pending" marks an attacker the config runs there that has no result yet."""
     lines = [
         "| setting | defender acc. | loss (pts) | " + " | ".join(ATTACKERS) + " | best | protection left vs best |",
         "|---|---|---|" + "---|" * len(ATTACKERS) + "---|---|",
@@ -313,7 +343,10 @@ def settings_table(cells: pd.DataFrame, block: str) -> str:
     )
     for row in settings(cells, block):
         attackers = row["attackers"]
-        marks = " | ".join(pct(*attackers[kind]) if kind in attackers else "–" for kind in ATTACKERS)
+        pending = set(_pending(planned, block, row["defense_label"], attackers))
+        marks = " | ".join(
+            pct(*attackers[kind]) if kind in attackers else ("pending" if kind in pending else "–") for kind in ATTACKERS
+        )
         lines.append(
             f"| `{row['defense_label']}` | {100 * row['defender_accuracy']:.2f} | {100 * row['defender_loss']:.2f} | {marks} "
             f"| {row['best']} | {pct(*row['best_protection'])} |"

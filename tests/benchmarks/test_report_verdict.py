@@ -141,3 +141,25 @@ def test_cell_frame_reads_grid_tables(tmp_path) -> None:
     assert frame.loc[2, "attacker"] == "invert-estimated"
     assert json.loads(frame.loc[3, "defense_params"]) == {"max_grad_norm": 1.0, "noise_multiplier": 1.0}
     assert frame.loc[3, "victim"] == frame.loc[0, "victim"]
+
+
+def test_planned_attackers_without_results_are_marked_pending(cells: pd.DataFrame) -> None:
+    planned = {("b", "mad:epsilon=0.1"): {"naive", "invert-estimated", "invert-known"}, ("b", "mad:epsilon=0.5"): {"naive", "argmax"}}
+    assert "invert-estimated: 82.00 ± 2.48 (not yet run: invert-known)" in verdict.headline_table(cells, "b", planned)
+    table = verdict.settings_table(cells, "b", planned)
+    assert "| `mad:epsilon=0.5` | 99.00 | 0.00 | 66.00 ± 2.48 | pending | – | 85.00 ± 2.48 | – |" in table
+    assert "pending" not in verdict.settings_table(cells, "b")
+
+
+def test_planned_attackers_are_read_from_a_grid_config() -> None:
+    from stealguard.harness.ray_grid import GridConfig
+
+    config = GridConfig.model_validate({
+        "name": "t", "budget": 100, "defenses": ["none", "mad:epsilon=0.5"],
+        "victim": [{"name": "v", "dataset": "digits", "arch": "mlp"}],
+        "attack": [
+            {"name": "naive", "attack": "knockoff", "params": {"epochs": 1}},
+            {"name": "inv", "attack": "knockoff", "params": {"epochs": 1, "invert": "mad"}, "defenses": ["mad:epsilon=0.5"]},
+        ],
+    })
+    assert verdict.planned_attackers({"b": config}) == {("b", "none"): {"naive"}, ("b", "mad:epsilon=0.5"): {"naive", "invert-estimated"}}
