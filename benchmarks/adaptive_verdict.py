@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from report import verdict
 from report.doc_tables import marked_block, replace_marked
+
 from stealguard.harness.ray_grid import load_grid
 
 ROOT = Path(__file__).resolve().parent
@@ -72,8 +73,8 @@ def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned) -> str
         "",
         verdict.headline_table(frame, block, plan),
         "",
-        "All settings (attacker accuracy %, 95% interval over seeds; '± ?' one seed, '(n=2)' two; 'pending': in the "
-        "config, not yet run):",
+        ("All settings (attacker accuracy %, 95% interval over seeds; '± ?' one seed, '(n=2)' two; 'pending': in the "
+        "config, not yet run):"),
         "",
         verdict.settings_table(frame, block, plan),
         "",
