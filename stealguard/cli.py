@@ -73,9 +73,17 @@ def _fail(message: object) -> int:
 
 
 def _key_values(items: Sequence[str]) -> dict[str, Any]:
-    """``["epochs=5", "train_on=argmax"]`` -> ``{"epochs": 5, "train_on": "argmax"}`` (values typed like specs)."""
+    """``["epochs=5", "train_on=argmax"]`` -> ``{"epochs": 5, "train_on": "argmax"}`` (values typed like specs).
+
+    An item may hold several ``key=value`` pairs separated by commas, except when its value is a
+    spec (contains ``:``): ``invert=dcp:tau=0.8,beta=0.3`` is the one parameter ``invert``.
+    """
     params: dict[str, Any] = {}
     for item in items:
+        key, sep, value = item.partition("=")
+        if sep and key.strip().isidentifier() and ":" in value:
+            params[key.strip()] = value.strip()
+            continue
         _, parsed = parse_defense_spec("param:" + item)
         if not parsed:
             raise ValueError(f"--attack-param {item!r} must look like key=value")
@@ -536,7 +544,8 @@ def _attack_options(parser: argparse.ArgumentParser, *, victim_required: bool = 
     parser.add_argument("--optimizer", default=None, help="replica optimizer, sgd or adam (default: the attack's)")
     parser.add_argument("--lr", type=float, default=None, help="replica learning rate (default: the attack's)")
     parser.add_argument(
-        "--attack-param", action="append", default=[], metavar="KEY=VALUE", help="extra attack parameter (repeatable)"
+        "--attack-param", action="append", default=[], metavar="KEY=VALUE",
+        help="extra attack parameter (repeatable); a spec value keeps its commas: invert=dcp:tau=0.8,beta=0.3"
     )
 
 

@@ -259,3 +259,12 @@ def test_demo_help_says_what_the_readme_says(capsys: pytest.CaptureFixture[str])
     assert "under a minute on 2 cores" in " ".join(capsys.readouterr().out.split())
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "takes well under a minute on 2 CPU cores" in readme
+
+
+def test_attack_param_with_a_spec_value_keeps_its_commas() -> None:
+    from stealguard.cli import _key_values
+
+    assert _key_values(["invert=dcp:tau=0.8,beta=0.3", "epochs=2,train_on=argmax"]) == {
+        "invert": "dcp:tau=0.8,beta=0.3", "epochs": 2, "train_on": "argmax",
+    }
+    assert _key_values(["invert=mad"]) == {"invert": "mad"}
