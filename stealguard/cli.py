@@ -428,7 +428,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    from stealguard.harness.ray_grid import grid_outcome_line, load_grid, run_grid
+    from stealguard.harness.ray_grid import (
+        grid_outcome_line,
+        grid_progress,
+        load_grid,
+        run_grid,
+    )
     from stealguard.runspec import Env
 
     config = load_grid(args.config)
@@ -437,6 +442,9 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("runs") / "grid" / (config.results or config.name)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for results.csv")
+    if args.status:
+        print("\n".join(grid_progress(config, out).lines()))
+        return 0
     env = Env(
         data_root=None if args.data_root is None else str(args.data_root), download=args.download, device=args.device,
         progress=not args.quiet, victim_cache=str(args.victim_cache),
@@ -672,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--address", default=None, help="a running Ray cluster (auto, HOST:PORT); default: Ray embedded on this machine")
     grid.add_argument("--resume", action="store_true", help="run only the cells not yet in the results folder")
     grid.add_argument("--retry-failed", action="store_true", help="with --resume: run the cells stored as failed again")
+    grid.add_argument("--status", action="store_true", help="only say how many cells of each attack the results folder holds")
     grid.add_argument("--victim-cache", type=Path, default=Path("runs/victims"), help="where victims are trained once and kept (default runs/victims)")
     _common(grid)
     _threads_option(grid, default_help="torch intra-op threads of every cell, set by each worker per cell "

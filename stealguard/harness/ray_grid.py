@@ -54,11 +54,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from tqdm.auto import tqdm
 
 from stealguard.defenses.spec import parse_defense_spec
-from stealguard.runspec import AttackSpec, DefenseSpec, DPVariant, Env, Int8Variant, RunResult, RunSpec, Scalar, VictimSpec
+from stealguard.runspec import (
+    AttackSpec,
+    DefenseSpec,
+    DPVariant,
+    Env,
+    Int8Variant,
+    RunResult,
+    RunSpec,
+    Scalar,
+    VictimSpec,
+)
 
 DP_SGD = "dp_sgd"
 """Pseudo-defense of a grid: the victim's DP-SGD-trained twin, attacked undefended."""
@@ -211,14 +230,19 @@ class GridConfig(_Strict):
         Raises:
             ValueError: a spec that does not validate (unknown defense, attack or parameter).
         """
-        for victim_name, spec, _ in self._cells():
+        for victim_name, _, spec, _ in self._cells():
             yield victim_name, spec
+
+    def named_cells(self) -> Iterator[tuple[str, str, RunSpec]]:
+        """``(victim name, attack name, spec)`` of every cell, in run order."""
+        for victim_name, attack_name, spec, _ in self._cells():
+            yield victim_name, attack_name, spec
 
     def curve_budgets(self) -> dict[str, tuple[int, ...]]:
         """``{cell key: budgets}`` of the cells of attacks with ``budgets`` (their spec's budget is the largest)."""
-        return {spec.key(): budgets for _, spec, budgets in self._cells() if budgets is not None}
+        return {spec.key(): budgets for _, _, spec, budgets in self._cells() if budgets is not None}
 
-    def _cells(self) -> Iterator[tuple[str, RunSpec, tuple[int, ...] | None]]:
+    def _cells(self) -> Iterator[tuple[str, str, RunSpec, tuple[int, ...] | None]]:
         victims = self.victim_specs()
         for victim_name, victim in victims.items():
             for attack in self.attacks:
@@ -227,7 +251,7 @@ class GridConfig(_Strict):
                 budget = budgets[-1] if budgets is not None else attack.budget or self.budget
                 for seed in attack.seeds or self.seeds:
                     for defense in attack.defenses or self.defenses:
-                        yield victim_name, _cell(victim, attack, attack_spec, defense, seed, budget), budgets
+                        yield victim_name, attack.name, _cell(victim, attack, attack_spec, defense, seed, budget), budgets
 
     def specs(self) -> list[RunSpec]:
         """Every cell's spec."""
@@ -432,6 +456,53 @@ def run_grid(
 def _cause(err: BaseException) -> BaseException:
     """The exception a Ray task raised (``RayTaskError.cause``), or the error itself."""
     return getattr(err, "cause", None) or err
+
+
+@dataclass(frozen=True)
+class GridProgress:
+    """How much of a grid a results folder holds, per attack name of the config (no cell is run)."""
+
+    stored: dict[str, int]
+    failed: dict[str, int]
+    planned: dict[str, int]
+
+    def lines(self) -> list[str]:
+        """One line per attack name, then a total: ``name: stored of planned (failed)``."""
+        def line(name: str, stored: int, planned: int, failed: int) -> str:
+            return f"{name}: {stored} of {planned} cells stored" + (f", {failed} failed" if failed else "")
+
+        rows = [line(name, self.stored.get(name, 0), planned, self.failed.get(name, 0)) for name, planned in self.planned.items()]
+        total = line("total", sum(self.stored.values()), sum(self.planned.values()), sum(self.failed.values()))
+        return [*rows, total]
+
+
+def grid_progress(config: GridConfig, out_dir: Path | str) -> GridProgress:
+    """Cells of ``config`` stored in ``out_dir``'s ``results.csv`` and ``failed.csv``, per attack name.
+
+    A cell counts as stored once, however often it was run; a failed cell that later succeeded
+    counts as stored only.
+    """
+    from stealguard.harness.run_table import RunTable
+
+    out_dir = Path(out_dir)
+    results, failures = RunTable(out_dir / RESULTS_FILE), RunTable(out_dir / FAILED_FILE)
+    stored_keys = results.keys() if results.exists() else set()
+    failed_keys = (failures.keys() if failures.exists() else set()) - stored_keys
+    stored: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    planned: dict[str, int] = {}
+    seen: set[str] = set()
+    for victim_name, attack, spec in config.named_cells():
+        key = spec.key()
+        if key in seen:
+            continue
+        seen.add(key)
+        planned[attack] = planned.get(attack, 0) + 1
+        if key in stored_keys:
+            stored[attack] = stored.get(attack, 0) + 1
+        elif key in failed_keys:
+            failed[attack] = failed.get(attack, 0) + 1
+    return GridProgress(stored=stored, failed=failed, planned=planned)
 
 
 def grid_outcome_line(outcome: GridOutcome, out_dir: Path) -> str:

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from stealguard import cli
-from stealguard.harness.ray_grid import FAILED_FILE, RESULTS_FILE, GridConfig, grid_outcome_line, load_grid, run_grid
+from stealguard.harness.ray_grid import (
+    FAILED_FILE,
+    RESULTS_FILE,
+    GridConfig,
+    grid_outcome_line,
+    load_grid,
+    run_grid,
+)
 from stealguard.harness.run import run
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant, Env, RunResult
@@ -55,6 +62,26 @@ def test_a_grid_expands_to_run_specs(tmp_path: Path) -> None:
     assert {str(spec.defense) for spec in specs} == {"none", "mad:epsilon=0.5"}
     assert {spec.victim.variant.kind for spec in specs} == {"float", "int8"}
     assert len({spec.key() for spec in specs}) == len(specs)
+
+
+def test_status_counts_stored_and_failed_cells_per_attack(tmp_path: Path, capsys) -> None:
+    from dataclasses import replace
+
+    from stealguard.harness.run import failed_result
+
+    path = _write(tmp_path, GRID + BROKEN_ATTACK)
+    config = load_grid(path)
+    specs = config.specs()
+    out = tmp_path / "out"
+    stored = RunTable(out / RESULTS_FILE)
+    ok = replace(failed_result(specs[0], "x"), status="ok", error="")
+    stored.append(ok)
+    stored.append(ok)
+    RunTable(out / FAILED_FILE).append(failed_result(specs[-1], "ValueError: epochs"))
+    assert cli.main(["grid", str(path), "--out", str(out), "--status"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "knockoff: 1 of 4 cells stored", "broken: 0 of 1 cells stored, 1 failed", "total: 1 of 5 cells stored, 1 failed",
+    ]
 
 
 def test_dp_sgd_in_the_defenses_is_a_victim_variant(tmp_path: Path) -> None:
