@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from report.names import DP_SGD, Names, defense_of, dp_label
+from report.names import Names, defense_of
 from stealguard.harness.ray_grid import GridConfig
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant, RunResult, VictimSpec
@@ -91,9 +91,9 @@ def cell_row(result: RunResult, block: str, names: Names) -> dict[str, Any]:
     """One :data:`CELL_COLUMNS` row of a successful grid result."""
     spec = result.run_spec()
     attacker, inverter = attacker_of(dict(spec.attack.params))
-    defense, label, params = result.defense, result.defense_label, json.loads(result.defense_params)
+    defense, label = defense_of(spec)
+    params = json.loads(result.defense_params)
     if isinstance(spec.victim, VictimSpec) and isinstance(spec.victim.variant, DPVariant):
-        defense, label = DP_SGD, dp_label(spec.victim.variant)
         params = spec.victim.variant.model_dump(exclude={"kind"})
     return {
         "block": block, "victim": names.victim(spec.victim), "attack": spec.attack.name, "family": family_of(defense, params),
