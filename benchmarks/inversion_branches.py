@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from recovery import BATCH, DEFENDER_SEED, DOC, EXACT, VICTIM
+from recovery import BATCH, DEFENDER_SEED, DOC, EXACT, VICTIM, l1_stats
 from report.doc_tables import replace_marked
 
 from stealguard import data as sgdata
@@ -49,15 +49,14 @@ def measure(data_root: str) -> pd.DataFrame:
         for spec in SPECS:
             defense, _ = build_defense(spec, card=card, seed=DEFENDER_SEED)
             answers = torch.cat([defense(x, y) for x, y in zip(images.split(BATCH), clean.split(BATCH))])
-            changed = (answers.double() - clean.double()).abs().sum(dim=1) > 1e-6
             naive = (answers.double() - clean.double()).abs().sum(dim=1)
             for branch in BRANCHES:
-                recovered = inverter_from_spec(f"{spec},branch={branch}")(answers)
-                l1 = (recovered.double() - clean.double()).abs().sum(dim=1)
+                recovered = l1_stats(inverter_from_spec(f"{spec},branch={branch}")(answers), clean)
                 rows.append({
                     "queries": query_set, "spec": spec, "branch": branch, "rows": int(clean.shape[0]),
-                    "perturbed_rows": int(changed.sum()), "naive_l1_mean": float(naive.mean()), "l1_mean": float(l1.mean()),
-                    "naive_frac_exact": float((naive < EXACT).double().mean()), "frac_exact": float((l1 < EXACT).double().mean()),
+                    "perturbed_rows": int((naive > 1e-6).sum()), "naive_l1_mean": float(naive.mean()),
+                    "l1_mean": recovered["l1_mean"], "naive_frac_exact": float((naive < EXACT).double().mean()),
+                    "frac_exact": recovered["frac_exact"],
                 })
     return pd.DataFrame(rows)
 

@@ -11,7 +11,7 @@ class NoDefense(Defense):
     """Identity defense: ``defense(x, y) == y``. The reference point of every comparison.
 
     Returns the boundary's checked rows (``y`` renormalised in its own dtype; a copy of ``y``
-    when every row sums to exactly 1).
+    when every row sums to 1 within ``ON_SIMPLEX``, as a float32 softmax does).
     """
 
     name = "none"

@@ -157,8 +157,7 @@ def round_on_simplex(probs: Tensor, decimals: int) -> Tensor:
         probs: ``(N, K)`` float64 on the simplex; returns ``(N, K)``.
     """
     units = constant(10**decimals, probs)
-    apportion = _apportion_by_sort if probs.numel() < SORT_BELOW else _apportion
-    return apportion(probs * units, units).div_(units)
+    return _rounded(probs * units, units)
 
 
 def _normalised_round(probs: Tensor, decimals: int) -> Tensor:
@@ -168,8 +167,14 @@ def _normalised_round(probs: Tensor, decimals: int) -> Tensor:
         probs: ``(N, K)`` float64, ``>= 0``, positive row sums; returns ``(N, K)``.
     """
     units = constant(10**decimals, probs)
-    apportion = _apportion_by_sort if probs.numel() < SORT_BELOW else _apportion
-    return apportion(torch.div(probs, probs.sum(dim=1, keepdim=True)).mul_(units), units).div_(units)
+    return _rounded(torch.div(probs, probs.sum(dim=1, keepdim=True)).mul_(units), units)
+
+
+def _rounded(scaled: Tensor, units: Tensor) -> Tensor:
+    """``scaled`` (rows summing to about ``units``) apportioned to integers, divided by ``units``; the apportionment
+    by one sort under :data:`SORT_BELOW` entries, else from the nearest rounding. ``scaled`` is overwritten."""
+    apportion = _apportion_by_sort if scaled.numel() < SORT_BELOW else _apportion
+    return apportion(scaled, units).div_(units)
 
 
 class Rounding(Defense):

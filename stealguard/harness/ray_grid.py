@@ -486,8 +486,8 @@ def grid_progress(config: GridConfig, out_dir: Path | str) -> GridProgress:
 
     out_dir = Path(out_dir)
     results, failures = RunTable(out_dir / RESULTS_FILE), RunTable(out_dir / FAILED_FILE)
-    stored_keys = results.keys() if results.exists() else set()
-    failed_keys = (failures.keys() if failures.exists() else set()) - stored_keys
+    stored_keys = results.keys()
+    failed_keys = failures.keys() - stored_keys
     stored: dict[str, int] = {}
     failed: dict[str, int] = {}
     planned: dict[str, int] = {}

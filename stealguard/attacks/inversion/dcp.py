@@ -56,7 +56,7 @@ def dcp_forward(
 ) -> Tensor:
     """DCP's answer to clean rows ``probs`` ``(N, K)`` (the defense's equations, for verification)."""
     if variant == "authors":
-        grown = authors_minus_noise(probs.clone(), beta=beta, gamma=gamma, nu=nu)
+        grown = authors_minus_noise(probs, beta=beta, gamma=gamma, nu=nu)
         perturbed = grown / grown.sum(dim=1, keepdim=True)
     else:
         weight = low_confidence_weight(probs, tau=tau, nu=nu)
