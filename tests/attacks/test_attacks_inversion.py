@@ -12,6 +12,11 @@ from stealguard import defenses, models
 from stealguard.attacks import invert
 from stealguard.attacks.inversion import inverter_from_spec, names
 from stealguard.attacks.inversion.estimate import densest_cluster
+from stealguard.attacks.inversion.mad_argmax import (
+    CONSISTENCY_MARGIN,
+    sets_with_top,
+    uniform_surrogate_choice,
+)
 
 K = 10
 EXACT = 1e-3
@@ -221,6 +226,80 @@ def test_mad_argmax_inverter_assumes_the_defenses_default_top_weight() -> None:
     assumed, wrong = invert(answers, "mad_argmax:epsilon=0.5"), invert(answers, "mad_argmax:epsilon=0.5,top_weight=0.001")
     # rows whose set is identified come back to float64 round-off with the right weight, not with the wrong one
     assert float(l1(assumed, y).median()) < 1e-12 < float(l1(wrong, y).median())
+
+
+def uniform_posterior_surrogate(seed: int) -> models.Classifier:
+    """A LeNet whose last layer is zero: its posterior is exactly uniform at every input (features stay nonzero)."""
+    surrogate = lenet_surrogate(seed)
+    last = [module for module in surrogate.modules() if isinstance(module, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    return surrogate
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), k=st.integers(3, 7))
+def test_uniform_surrogate_choice_matches_a_brute_force_over_every_set(seed: int, k: int) -> None:
+    """Transcription: cos(t_S - u, y^ - u) against every set with the top class, one by one."""
+    gen = torch.Generator().manual_seed(seed)
+    candidates = torch.softmax(3 * torch.randn(4, 2 ** (k - 1), k, generator=gen, dtype=torch.float64), dim=2)
+    top = torch.randint(k, (4,), generator=gen)
+    members = sets_with_top(top, k)
+    weight = 1e-3
+    fast = uniform_surrogate_choice(candidates, members, top, weight)
+
+    def cosine(mask: Tensor, row: int, candidate: Tensor) -> float:
+        target = mask.double() + weight * torch.nn.functional.one_hot(top[row], k).double()
+        target = target / target.sum() - 1 / k
+        v = candidate - 1 / k
+        return float(target @ v / (target.norm() * v.norm()))
+
+    for row in range(4):
+        for index in range(members.shape[1]):
+            candidate = candidates[row, index]
+            best = min(cosine(mask, row, candidate) for mask in members[row])
+            own = cosine(members[row, index], row, candidate)
+            if abs(own - best - CONSISTENCY_MARGIN) > 1e-9:  # away from the margin's edge
+                assert bool(fast[row, index]) == (own <= best + CONSISTENCY_MARGIN)
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 0.5, 1.0])
+def test_mad_argmax_consistent_selection_finds_a_uniform_surrogates_sets(epsilon: float) -> None:
+    """With a surrogate whose posterior is uniform, the consistent rule reads the sets the nested rule misses."""
+    y = peaked_posteriors(300, seed=4)
+    answers = defenses.create("mad_argmax", epsilon=epsilon, surrogate=uniform_posterior_surrogate(6))(queries(300), y)
+    consistent = (l1(invert(answers, f"mad_argmax:epsilon={epsilon},select=consistent"), y) < EXACT).double().mean()
+    largest = (l1(invert(answers, f"mad_argmax:epsilon={epsilon},select=largest"), y) < EXACT).double().mean()
+    assert float(consistent) >= 0.85 and float(consistent) > float(largest) + 0.1
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 0.5, 1.0])
+def test_mad_argmax_auto_selection_beats_the_nested_rule_with_a_random_surrogate(epsilon: float) -> None:
+    y = peaked_posteriors(300, seed=4)
+    answers = defenses.create("mad_argmax", epsilon=epsilon, surrogate=lenet_surrogate(6))(queries(300), y)
+    auto = l1(invert(answers, f"mad_argmax:epsilon={epsilon}"), y)
+    largest = l1(invert(answers, f"mad_argmax:epsilon={epsilon},select=largest"), y)
+    assert float((auto < EXACT).double().mean()) > float((largest < EXACT).double().mean())
+    assert float(auto.mean()) < float(largest.mean())
+
+
+def test_mad_argmax_consistent_selection_above_ten_classes_uses_the_nested_sets() -> None:
+    """K > 10: the defense searches greedily; the inverter checks the nested sets (no 2^(K-1) enumeration)."""
+    k = 12
+    gen = torch.Generator().manual_seed(21)
+    y = torch.softmax(3 * torch.randn(200, k, generator=gen, dtype=torch.float64), dim=1)
+    surrogate = models.create("lenet", input_shape=(1, 28, 28), num_classes=k).eval()
+    answers = defenses.create("mad_argmax", epsilon=0.5, surrogate=surrogate)(queries(200), y)
+    for select in ("auto", "consistent", "largest"):
+        recovered = invert(answers, f"mad_argmax:epsilon=0.5,select={select}")
+        assert recovered.shape == (200, k) and bool(torch.isfinite(recovered).all())
+        assert float(l1(recovered, y).mean()) < float(l1(answers, y).mean())
+
+
+def test_mad_argmax_inverter_refuses_an_unknown_selection() -> None:
+    with pytest.raises(ValueError, match="select"):
+        inverter_from_spec("mad_argmax:select=best")
 
 
 @pytest.mark.parametrize("spec", ["rounding:decimals=1", "topk:k=2", "label_only", "random_noise:epsilon=0.3",
