@@ -30,6 +30,12 @@ stealguard's time per call divided by the other's in the same round. ART receive
 view of the same memory (its native input), stealguard the tensor. The pairs do related,
 not identical jobs: ART's Rounded and HighConfidence leave rows off the simplex, ClassLabels
 gives each row the whole batch's argmax columns, GaussianNoise has no budget.
+Two floors are timed in the same rounds against each ART counterpart, rows ``floor: ... / <ART>``:
+``none`` (stealguard's boundary alone: input checks and the pass-through every defense pays
+before its own work) and ``numpy simplex check`` (the same check, row sums within 1e-3 of 1 and
+no entry below -1e-3, transcribed to numpy on ART's input: what any implementation that
+validates its input pays). A floor above a pair's target means no defense that checks its
+input can meet that target, whatever its own work costs.
 
 Weights are random: latency does not depend on them (DCP's detector fires on the near-uniform
 posteriors of an untrained net, which is its costlier branch).
@@ -183,6 +189,15 @@ def art_pairs() -> dict[str, tuple[D.Defense, Callable[[np.ndarray], np.ndarray]
     }
 
 
+def numpy_simplex_check(preds: np.ndarray, tolerance: float = 1e-3) -> bool:
+    """The boundary's validity check on a numpy array: every row sums to 1 within ``tolerance``, no entry below ``-tolerance``."""
+    return bool(np.abs(preds.sum(axis=1) - 1).max() <= tolerance and preds.min() >= -tolerance)
+
+
+FLOORS = ("none", "numpy simplex check")
+"""Paths timed beside the pairs as floors: stealguard's boundary alone, and the boundary's check in numpy."""
+
+
 def run_vs_art(*, rounds: int, budget_s: float) -> list[dict[str, object]]:
     """Rows ``pair, batch, K, ours_us, theirs_us, ratio, ratio_iqr, target, meets`` (per call, interleaved)."""
     rows = []
@@ -199,6 +214,9 @@ def run_vs_art(*, rounds: int, budget_s: float) -> list[dict[str, object]]:
                     paths[f"{name}:theirs"] = lambda probs=probs: authors_dcp(probs, beta=0.5, gamma=0.2)
                 else:
                     paths[f"{name}:theirs"] = lambda theirs=theirs, preds=preds: theirs(preds)
+            none = D.create("none")
+            paths["floor:none"] = lambda none=none, x=x, probs=probs: none(x, probs)
+            paths["floor:numpy simplex check"] = lambda preds=preds: numpy_simplex_check(preds)
             with np.errstate(invalid="ignore", divide="ignore"):
                 samples = time_rounds(paths, rounds=rounds, budget_s=budget_s)
             for name in art_pairs():
@@ -217,7 +235,30 @@ def run_vs_art(*, rounds: int, budget_s: float) -> list[dict[str, object]]:
                         "meets": "yes" if ratio <= target else "NO",
                     }
                 )
+            rows += floor_rows(samples, batch, num_classes)
             print(f"done: vs ART batch {batch} K {num_classes}", file=sys.stderr)
+    return rows
+
+
+def floor_rows(samples: dict[str, list[float]], batch: int, num_classes: int) -> list[dict[str, object]]:
+    """One row per floor and ART counterpart (each counterpart once, with the tightest target of its pairs)."""
+    rows = []
+    counterparts: dict[str, float] = {}
+    for name in art_pairs():
+        if name != "dcp":
+            art_name = ART_NAMES[name]
+            counterparts[art_name] = min(counterparts.get(art_name, float("inf")), ART_TARGETS_BATCH[batch][name])
+    first_of = {ART_NAMES[name]: name for name in reversed(list(art_pairs())) if name != "dcp"}
+    for floor in FLOORS:
+        for art_name, target in counterparts.items():
+            theirs = samples[f"{first_of[art_name]}:theirs"]
+            low, ratio, high = ratio_quartiles(samples[f"floor:{floor}"], theirs)
+            rows.append({
+                "pair": f"floor: {floor} / {art_name}", "batch": batch, "K": num_classes,
+                "ours_us": 1e6 * statistics.median(samples[f"floor:{floor}"]), "theirs_us": 1e6 * statistics.median(theirs),
+                "ratio": ratio, "ratio_iqr": f"{low:.3g}-{high:.3g}", "target": f"<= {target:g}x",
+                "meets": "yes" if ratio <= target else "NO",
+            })
     return rows
 
 
