@@ -34,7 +34,7 @@ QUERY_SETS = ("mnist", "fashionmnist")
 BRANCHES = ("outer", "inner", "auto")
 SPECS = (
     "reverse_sigmoid:beta=0.1", "reverse_sigmoid:beta=0.3", "reverse_sigmoid:beta=0.6",
-    "dcp:tau=0.8,beta=0.1", "dcp:tau=0.8,beta=0.3", "dcp:tau=0.8,beta=0.6",
+    "dcp:tau=0.8,beta=0.1", "dcp:tau=0.8,beta=0.3", "dcp:tau=0.8,beta=0.6", "dcp:tau=0.8,beta=1.0",
     "dcp:variant=authors,beta=0.2", "dcp:variant=authors,beta=0.5", "dcp:variant=authors,beta=1.0",
 )
 

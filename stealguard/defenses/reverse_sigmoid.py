@@ -69,6 +69,24 @@ def subtract_and_renormalise(probs: Tensor, noise: Tensor) -> Tensor:
     return torch.where(total > 0, values / total.clamp_min(torch.finfo(values.dtype).tiny), probs)
 
 
+def positive_map_beta_bound(gamma: float) -> float:
+    """A ``beta`` below which ``f(y) = y - beta (S(gamma S^-1(y)) - 1/2)`` stays positive on [0, 1] (exclusive).
+
+    Below 1/2, ``r(y) <= 0`` and ``f(y) >= y``. Above it, ``f(y) > 0`` exactly when ``beta <
+    y / (S(gamma S^-1(y)) - 1/2)``; the bound is the smallest such ratio over ``(1/2, 1 - delta]``
+    (entries above ``1 - delta`` share its logit), evaluated on a grid of 20,001 logits (log-spaced
+    from 1e-6 to the clamp) and lowered by 0.1% for the grid's resolution. For ``gamma <= 1`` the
+    ratio falls toward the clamp: 2.164 for ``gamma = 0.2`` (``(1 - delta) / (S(gamma logit(1 - delta))
+    - 1/2) = 2.166`` before the margin); larger ``gamma`` saturate the inner sigmoid early and the
+    minimum moves toward 1/2. Below this bound no entry is clamped at 0, so ``N`` loses nothing and
+    the map can be inverted entry by entry (``stealguard.attacks.inversion``).
+    """
+    top = math.log((1 - LOGIT_CLAMP) / LOGIT_CLAMP)
+    logits = torch.logspace(-6, math.log10(top), 20001, dtype=torch.float64)
+    ratio = torch.sigmoid(logits) / (torch.sigmoid(gamma * logits) - 0.5)
+    return float(ratio.min()) * (1 - 1e-3)
+
+
 def _max_slope_ratio(gamma: float) -> float:
     """``sup_y S'(gamma * logit y) / (y (1 - y))`` over ``y in [delta, 1 - delta]``.
 

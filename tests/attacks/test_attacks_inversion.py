@@ -176,6 +176,25 @@ def test_dcp_keeps_unchanged_rows_and_undoes_perturbed_ones() -> None:
     assert float(l1(recovered, y)[~confident].mean()) < 0.5 * float(l1(answers, y)[~confident].mean())
 
 
+@pytest.mark.parametrize(
+    "name, beta, branch, diffuse",
+    [("reverse_sigmoid", 1.0, "outer", False), ("reverse_sigmoid", 2.0, "outer", False), ("dcp", 1.0, "inner", True)],
+)
+def test_maps_with_beta_above_one_are_inverted_while_no_entry_is_clamped(name: str, beta: float, branch: str, diffuse: bool) -> None:
+    """Up to positive_map_beta_bound(gamma) (2.16 for gamma 0.2) the per-entry map clamps nothing and is undone
+    (DCP perturbs the uncertain rows, whose entries lie between the folds: the inner preimage)."""
+    y = diffuse_posteriors(300, seed=22) if diffuse else peaked_posteriors(300, seed=22)
+    answers = defenses.create(name, beta=beta)(torch.zeros(300, 1), y)
+    errors = l1(invert(answers, f"{name}:beta={beta},branch={branch}"), y)
+    assert float(errors.mean()) < 0.5 * float(l1(answers, y).mean())
+
+
+@pytest.mark.parametrize("spec", ["reverse_sigmoid:beta=2.2", "dcp:beta=2.2", "reverse_sigmoid_keyed:beta=2.2"])
+def test_inverters_refuse_a_beta_whose_map_clamps_entries(spec: str) -> None:
+    with pytest.raises(ValueError, match="beta"):
+        inverter_from_spec(spec)
+
+
 def diffuse_posteriors(n: int, seed: int) -> Tensor:
     """Uncertain clean posteriors (float64), as a victim gives queries far from its data."""
     gen = torch.Generator().manual_seed(seed)

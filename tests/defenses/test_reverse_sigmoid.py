@@ -14,6 +14,7 @@ from stealguard.defenses.reverse_sigmoid import (
     LOGIT_CLAMP,
     _max_slope_ratio,
     argmax_threshold,
+    positive_map_beta_bound,
     reverse_sigmoid_noise,
     subtract_and_renormalise,
 )
@@ -142,3 +143,17 @@ def test_subtract_and_renormalise_falls_back_to_input_when_nothing_is_left():
     out = subtract_and_renormalise(probs, noise)
     torch.testing.assert_close(out[0], probs[0])
     torch.testing.assert_close(out[1], torch.tensor([0.4 / 0.9, 0.5 / 0.9], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("gamma", [0.05, 0.2, 1.0, 5.0, 50.0])
+def test_positive_map_beta_bound_is_where_entries_start_to_clamp(gamma):
+    """Below the bound f stays positive on a dense grid of [0, 1]; 1% above it some entry goes negative."""
+    y = torch.cat([torch.linspace(0, 1, 200_001, dtype=torch.float64), 1 - torch.logspace(-7, -1, 2001, dtype=torch.float64)])
+    bound = positive_map_beta_bound(gamma)
+
+    def smallest(beta: float) -> float:
+        return float((y - beta * (torch.sigmoid(gamma * torch.logit(y, eps=LOGIT_CLAMP)) - 0.5)).min())
+
+    assert smallest(bound) > 0 > smallest(1.01 * bound)
+    if gamma == 0.2:
+        assert 2.16 < bound < 2.166  # (1 - delta) / (S(gamma logit(1 - delta)) - 1/2), lowered by 0.1%

@@ -34,6 +34,7 @@ from stealguard.attacks.inversion.base import Inverter
 from stealguard.attacks.inversion.reverse_sigmoid import (
     BRANCHES,
     MonotonePieces,
+    check_unclamped_beta,
     invert_renormalised_map,
 )
 from stealguard.defenses.dcp import (
@@ -83,7 +84,8 @@ class DCPInversion(Inverter):
     """Undo ``dcp`` with known parameters (defaults: the defense's). ``tol``: with a budget, the residual accepted, in (0, 0.1] (default 1e-6).
 
     Args as :class:`~stealguard.defenses.dcp.DCP` (``variant="paper"``: ``tau`` defaults to 0.8 and
-    ``beta`` must be in [0, 1); ``variant="authors"``: ``tau`` must be None, ``beta`` >= 0 is also
+    ``beta`` must be in ``[0, positive_map_beta_bound(gamma))``, 2.16 for ``gamma = 0.2``, where
+    the map clamps no entry at 0; ``variant="authors"``: ``tau`` must be None, ``beta`` >= 0 is also
     the detector threshold). The parameters are not estimated. ``branch``: the preimage rule of
     :func:`~stealguard.attacks.inversion.reverse_sigmoid.invert_renormalised_map` for the perturbed
     rows, ``"outer"`` (default), ``"inner"`` or ``"auto"``: DCP perturbs only rows it is unsure of,
@@ -108,6 +110,7 @@ class DCPInversion(Inverter):
     ) -> None:
         self.variant = check_choice("variant", variant, VARIANTS)
         self.branch = check_choice("branch", branch, BRANCHES)
+        self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
         if self.variant == "authors":
             if tau is not None:
                 raise ValueError(f"tau must be None for variant='authors' (beta is its detector threshold), got {tau!r}")
@@ -115,8 +118,7 @@ class DCPInversion(Inverter):
             self.beta = check_number("beta", beta, low=0)
         else:
             self.tau = check_number("tau", 0.8 if tau is None else tau, low=0, high=1, low_inclusive=False)
-            self.beta = check_number("beta", beta, low=0, high=1, high_inclusive=False)
-        self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
+            self.beta = check_unclamped_beta(beta, self.gamma)
         self.nu = check_number("nu", nu, low=0, low_inclusive=False)
         self.epsilon = None if epsilon is None else check_number("epsilon", epsilon, low=0, high=2, low_inclusive=False)
         self.tol = check_number("tol", tol, low=0, high=0.1, low_inclusive=False)

@@ -2,7 +2,8 @@
 
 The defense answers ``y~ = f(y) / Z`` with the per-entry map
 ``f(y) = y - beta (S(gamma S^-1(y)) - 1/2)`` (logit clamped to ``[1e-7, 1 - 1e-7]``) and
-``Z = sum_j f(y_j)`` (for ``beta < 1`` no entry is clamped at 0: ``f > 0`` on [0, 1]). So
+``Z = sum_j f(y_j)`` (for ``beta`` below :func:`~stealguard.defenses.reverse_sigmoid.positive_map_beta_bound`,
+2.16 for ``gamma = 0.2``, no entry is clamped at 0: ``f > 0`` on [0, 1]). So
 ``y_j = f^-1(Z y~_j)`` with the one unknown ``Z`` fixed by ``sum_j f^-1(Z y~_j) = 1``.
 
 ``f`` is monotone only when ``beta gamma S'(gamma T)/S'(T) <= 1``; with the defaults
@@ -46,7 +47,7 @@ from torch import Tensor
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.attacks.inversion.base import Inverter
 from stealguard.attacks.inversion.estimate import densest_cluster
-from stealguard.defenses.reverse_sigmoid import LOGIT_CLAMP
+from stealguard.defenses.reverse_sigmoid import LOGIT_CLAMP, positive_map_beta_bound
 
 DEFAULT_BETA = 0.3
 """The defense's default ``beta``, assumed when the answers give no estimate."""
@@ -58,6 +59,16 @@ BISECTION_STEPS = 30
 SCAN_MARGIN = 1e-9
 """Relative widening of each row's feasible range of normalisers before the scan."""
 NEWTON_STEPS = 3
+
+
+def check_unclamped_beta(beta: float, gamma: float) -> float:
+    """``beta`` checked to lie in ``[0, positive_map_beta_bound(gamma))``, where the map clamps no entry at 0.
+
+    Raises:
+        ValueError: ``beta`` outside that range (the map's clamped entries cannot be inverted).
+        TypeError: not a real number.
+    """
+    return check_number("beta", beta, low=0, high=positive_map_beta_bound(gamma), high_inclusive=False)
 
 
 def forward_map(y: Tensor, *, beta: float | Tensor, gamma: float) -> Tensor:
@@ -229,7 +240,10 @@ def implied_betas(answers: Tensor, *, gamma: float, dtype: torch.dtype | None = 
 
 
 class ReverseSigmoidInversion(Inverter):
-    """Undo ``reverse_sigmoid`` with ``beta`` in [0, 1) known or estimated, and ``gamma`` > 0 known (module docstring).
+    """Undo ``reverse_sigmoid`` with ``beta`` known or estimated, and ``gamma`` > 0 known (module docstring).
+
+    A known ``beta`` must lie in ``[0, positive_map_beta_bound(gamma))`` (2.16 for ``gamma = 0.2``),
+    where no entry is clamped at 0.
 
     Args:
         beta: the defense's ``beta``, or None (default) to estimate it from the answers seen so far.
@@ -254,8 +268,8 @@ class ReverseSigmoidInversion(Inverter):
         self, *, beta: float | None = None, gamma: float = 0.2, tol: float = 1e-5, memory: int = 50_000, support: int = 20,
         branch: str = "outer",
     ) -> None:
-        self.beta = None if beta is None else check_number("beta", beta, low=0, high=1, high_inclusive=False)
         self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
+        self.beta = None if beta is None else check_unclamped_beta(beta, self.gamma)
         self.tol = check_number("tol", tol, low=0, high=0.1, low_inclusive=False)
         self.memory = check_int("memory", memory, low=1)
         self.support = check_int("support", support, low=1)
@@ -314,7 +328,8 @@ class ReverseSigmoidKeyedInversion(ReverseSigmoidInversion):
     def __init__(self, *, beta: float = 0.3, gamma: float = 0.2, spread: float = 0.5, branch: str = "outer") -> None:
         self.spread = check_number("spread", spread, low=0, high=1)
         super().__init__(
-            beta=check_number("beta", beta, low=0, high=1, high_inclusive=False) * (1 - self.spread / 2), gamma=gamma, branch=branch
+            beta=check_unclamped_beta(beta, check_number("gamma", gamma, low=0, low_inclusive=False)) * (1 - self.spread / 2),
+            gamma=gamma, branch=branch
         )
         self.nominal_beta = beta
 
