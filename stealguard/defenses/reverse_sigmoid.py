@@ -19,6 +19,10 @@ from stealguard.defenses.base import Defense, constant, output_onto_simplex
 
 LOGIT_CLAMP = 1e-7
 """``delta``: probabilities are clamped to ``[delta, 1 - delta]`` before the logit."""
+DEFAULT_BETA = 0.3
+""":class:`ReverseSigmoid`'s default ``beta`` (the inverter assumes it when the answers give no estimate)."""
+DEFAULT_GAMMA = 0.2
+""":class:`ReverseSigmoid`'s default ``gamma``."""
 
 
 def reverse_sigmoid_noise(probs: Tensor, *, beta: float, gamma: float) -> Tensor:
@@ -175,7 +179,7 @@ class ReverseSigmoid(Defense):
     compute_dtype = None
     output_on_simplex = True
 
-    def __init__(self, *, beta: float = 0.3, gamma: float = 0.2) -> None:
+    def __init__(self, *, beta: float = DEFAULT_BETA, gamma: float = DEFAULT_GAMMA) -> None:
         self.beta = check_number("beta", beta, low=0)
         self.gamma = check_number("gamma", gamma, low=0, low_inclusive=False)
 

@@ -47,10 +47,12 @@ from torch import Tensor
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.attacks.inversion.base import Inverter
 from stealguard.attacks.inversion.estimate import densest_cluster
-from stealguard.defenses.reverse_sigmoid import LOGIT_CLAMP, positive_map_beta_bound
+from stealguard.defenses.reverse_sigmoid import (
+    DEFAULT_BETA,
+    LOGIT_CLAMP,
+    positive_map_beta_bound,
+)
 
-DEFAULT_BETA = 0.3
-"""The defense's default ``beta``, assumed when the answers give no estimate."""
 GRID_POINTS = 4096
 """Points of each half (log-spaced below 0.5, mirrored above) of the tabulated ``f``."""
 Z_GRID = 48
