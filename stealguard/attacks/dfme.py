@@ -3,8 +3,10 @@
 Disagreement and student loss are the l1 distance between logits (Sec. 3.3): the victim's
 logits are recovered from its probabilities as ``log p`` centred per row
 (:func:`~stealguard.attacks.zeroth_order.recover_logits`, clamped so a defense's zeros stay
-finite), and the student's logits are centred the same way (softmax is blind to the
-constant, so this only removes a degree of freedom the target cannot pin down).
+finite; the reference's ``logit_correction="mean"``) and compared with the student's raw logits,
+as the reference code does (``dfme/train.py``, ``approximate_gradients.py``). ``variant="stealguard"``
+(this project's earlier version) centres the student's logits the same way (softmax is blind to
+the constant, so the student need not learn the victim's centring).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from stealguard.attacks.zeroth_order import recover_logits
 
 
 def _centred(logits: Tensor) -> Tensor:
-    logits = logits.float()
     return logits - logits.mean(dim=1, keepdim=True)
 
 
@@ -32,6 +33,12 @@ class DFME(DataFreeAttack):
     """
 
     name = "dfme"
+    variant_settings: ClassVar[dict[str, dict[str, Any]]] = {
+        variant: {**settings, "centre_student_logits": variant == "stealguard"}
+        for variant, settings in DataFreeAttack.variant_settings.items()
+    }
+    """The base class's per-variant settings, plus whether the student's logits are centred per row
+    before the l1 distance (``"stealguard"`` only; the reference compares raw student logits)."""
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 256,
         "student_lr": 0.1,
@@ -46,7 +53,12 @@ class DFME(DataFreeAttack):
     }
 
     def disagreement(self, student_logits: Tensor, answers: Tensor) -> Tensor:
-        return (_centred(student_logits) - recover_logits(answers)).abs().mean(dim=1)
+        """``mean_k |s_k - t_k|`` per row ``(N,)``: ``s`` the student's logits (centred for ``variant="stealguard"``),
+        ``t`` the victim's recovered logits."""
+        student = student_logits.float()
+        if self.settings["centre_student_logits"]:
+            student = _centred(student)
+        return (student - recover_logits(answers)).abs().mean(dim=1)
 
     def student_loss(self, student_logits: Tensor, answers: Tensor) -> Tensor:
         return self.disagreement(student_logits, answers).mean()

@@ -9,9 +9,9 @@ unit directions on the pre-tanh output, a zero direction appended last, ``tanh``
 to the points, ``L = -mean_k |S(x)_k - (log_softmax(V(x)) - mean)_k|``, estimate
 ``dim * mean_i (L_i - L_0) / eps * u_i / (K * N)``.
 
-Two deliberate differences are pinned here rather than hidden (``docs/fidelity.md``): the
-library centres the student's logits as well (``stealguard/attacks/dfme.py``), so the
-transcription's student has centred logits by construction; and the library divides the
+The student's raw logits meet the victim's centred log-probabilities, as in the reference
+(``variant="stealguard"``, the earlier version, centres the student's too). One deliberate
+difference is pinned here rather than hidden (``docs/fidelity.md``): the library divides the
 estimate by N, not K * N, a constant factor the generator's Adam optimiser is invariant to
 (up to its epsilon).
 """
@@ -68,11 +68,6 @@ def test_generator_is_generator_a_with_final_batchnorm_without_affine():
     assert not ours.block2[-1].affine
 
 
-class Centred(nn.Module):
-    def forward(self, z):
-        return z - z.mean(dim=1, keepdim=True)
-
-
 def estimate_gradient_objective(victim_logits_fn, clone_model, x, u, epsilon, num_classes):
     """The reference estimator given its directions ``u`` (N, m, C, S, S)."""
     N, m = u.shape[0], u.shape[1]
@@ -97,7 +92,9 @@ def test_gradient_estimate_is_the_reference_on_pre_tanh_points():
     n, m, eps = 5, 4, 0.05
     victim = random_victim(3)
     torch.manual_seed(4)
-    student = nn.Sequential(nn.Flatten(), nn.Linear(64, K), Centred()).eval()
+    student = nn.Sequential(nn.Flatten(), nn.Linear(64, K)).eval()
+    with torch.no_grad():
+        student[1].bias.add_(0.5)  # raw logits with a row mean far from 0: the reference does not centre them
     attack = DFME(replica_arch="mlp", variant="reference", device="cpu", progress=False)
     x_pre = 1.5 * torch.randn(n, *SHAPE, generator=torch.Generator().manual_seed(5))
 
@@ -110,3 +107,13 @@ def test_gradient_estimate_is_the_reference_on_pre_tanh_points():
     u = random_unit_directions(m * n, SHAPE, torch.Generator().manual_seed(6)).view(m, n, *SHAPE).transpose(0, 1)
     theirs = estimate_gradient_objective(lambda t: victim((t + 1) / 2), lambda t: student((t + 1) / 2), x_pre, u, eps, K)
     torch.testing.assert_close(ours, K * theirs, atol=1e-5, rtol=1e-3)
+
+
+def test_only_the_earlier_variant_centres_the_students_logits():
+    logits = torch.randn(4, K, generator=torch.Generator().manual_seed(7))
+    answers = torch.softmax(torch.randn(4, K, generator=torch.Generator().manual_seed(8)), dim=1)
+    shifted = logits + 3.0
+    reference = DFME(replica_arch="mlp", variant="reference", device="cpu", progress=False)
+    earlier = DFME(replica_arch="mlp", variant="stealguard", device="cpu", progress=False)
+    torch.testing.assert_close(earlier.disagreement(shifted, answers), earlier.disagreement(logits, answers))
+    assert bool((reference.disagreement(shifted, answers) > reference.disagreement(logits, answers) + 1).all())
