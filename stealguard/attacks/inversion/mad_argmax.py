@@ -12,7 +12,7 @@ and there are many: the answer alone does not say which set the defense took. Th
 took the set maximising the angle between ``G^T t_S`` and ``G^T y``; with the last-layer
 Jacobian that is the angle between ``t_S - p`` and ``y - p`` (``p`` the surrogate's posterior),
 and a randomly initialised surrogate has ``p`` close to uniform ``u``. ``select="consistent"``
-(default) therefore keeps the valid candidates that a surrogate with ``p = u`` would have
+therefore keeps the valid candidates that a surrogate with ``p = u`` would have
 answered with their own set: ``S`` minimises ``cos(t_S - u, y^(S) - u)`` over all sets with
 the top class (within ``CONSISTENCY_MARGIN``). With ``p = u`` the best set of each size ``m`` is
 the top class and the ``m - 1`` smallest other entries of ``y^(S)`` (``|t_S - u|`` depends on
@@ -29,8 +29,8 @@ sets) and the nested ``S_m`` above (the defense's greedy search, which with ``p 
 exactly those). The uniform surrogate cannot tell apart the sets of a confident row (its
 ``y - u`` is nearly ``e_c - u``, whose angle to ``t_S - u`` depends on the sizes alone), where the
 nested rule is reliable: ``select="auto"`` (default) keeps the nested candidate on rows whose
-top entry is at least ``CONFIDENT_TOP`` and the consistent one elsewhere. Cost O(N 2^(K-1) K log K) for K <= 10, O(N K^2 log K) above (rows in chunks of
-bounded memory).
+top entry is at least ``CONFIDENT_TOP`` and the consistent one elsewhere. Cost O(N 2^(K-1) K log K)
+for K <= 10, O(N K^2 log K) above (rows in chunks of bounded memory).
 
 Unknown ``epsilon``: each (row, m >= 1) implies the budget under which the smallest boosted
 entry's clean mass is exactly 0; the estimate is the densest cluster of these values
