@@ -87,8 +87,7 @@ def set_targets(answers: Tensor, top_weight: float | None = None) -> tuple[Tenso
     sizes = torch.arange(k, device=answers.device)
     boosted = rank_of.unsqueeze(1) <= sizes.view(1, k, 1)
     weight = default_top_weight(k) if top_weight is None else top_weight
-    members = boosted.to(answers.dtype).scatter(2, top.unsqueeze(1).expand(n, k, 1), 1.0 + weight)
-    return members / members.sum(dim=2, keepdim=True), boosted
+    return set_targets_of(boosted, top.squeeze(1), weight, answers.dtype), boosted
 
 
 def sets_with_top(top: Tensor, num_classes: int) -> Tensor:
@@ -103,7 +102,8 @@ def sets_with_top(top: Tensor, num_classes: int) -> Tensor:
 
 
 def set_targets_of(members: Tensor, top: Tensor, top_weight: float, dtype: torch.dtype) -> Tensor:
-    """Targets ``(1_S + w e_c) / (|S| + w)`` ``(N, S, K)`` of the boolean sets ``members`` ``(N, S, K)`` (each holds ``c = top``)."""
+    """Targets ``(1_S + w e_c) / (|S| + w)`` ``(N, S, K)`` of the boolean sets ``members`` ``(N, S, K)``, ``c = top``
+    ``(N,)`` (added to every set whether ``members`` holds it or not)."""
     weights = members.to(dtype)
     index = top.view(-1, 1, 1).expand(members.shape[0], members.shape[1], 1)
     weights.scatter_(2, index, 1.0 + top_weight)
@@ -207,42 +207,40 @@ class MADArgmaxInversion(Inverter):
 
     def _invert_chunk(self, answers: Tensor, epsilon: float) -> Tensor:
         n, k = answers.shape
+        every_row = torch.arange(n, device=answers.device)
         targets, boosted = set_targets(answers, self.top_weight)
         candidates = recovered_candidates(answers, targets, epsilon, self.norm)
         valid = candidates.amin(dim=2) >= -self.tol
         # The largest valid set: adding a class outside S would subtract a boost it never got.
         best = (valid * torch.arange(1, k + 1, device=answers.device)).argmax(dim=1)
-        recovered = torch.where(valid.any(dim=1, keepdim=True), candidates[torch.arange(n, device=answers.device), best], answers)
+        recovered = torch.where(valid.any(dim=1, keepdim=True), candidates[every_row, best], answers)
         if self.select == "largest":
             return recovered
-        rows = torch.arange(n, device=answers.device)
-        if self.select == "auto":
-            rows = (recovered.amax(dim=1) < CONFIDENT_TOP).nonzero().squeeze(1)
+        rows = (recovered.amax(dim=1) < CONFIDENT_TOP).nonzero().squeeze(1) if self.select == "auto" else every_row
         if rows.numel() == 0:
             return recovered
-        members = boosted[rows] if k > EXHAUSTIVE_MAX_CLASSES else None
-        chosen = self._consistent(answers[rows], recovered[rows], epsilon, members)
+        answers, top = answers[rows], answers[rows].argmax(dim=1)
+        weight = default_top_weight(k) if self.top_weight is None else self.top_weight
+        if k <= EXHAUSTIVE_MAX_CLASSES:
+            members = sets_with_top(top, k)
+            candidates = recovered_candidates(answers, set_targets_of(members, top, weight, answers.dtype), epsilon, self.norm)
+        else:  # the nested sets S_m, whose candidates are computed above
+            members = boosted[rows].scatter(2, top.view(-1, 1, 1).expand(len(rows), k, 1), True)
+            candidates = candidates[rows]
+        chosen = self._consistent(candidates, members, top, weight, recovered[rows])
         return recovered.index_copy(0, rows, chosen)
 
-    def _consistent(self, answers: Tensor, fallback: Tensor, epsilon: float, boosted: Tensor | None) -> Tensor:
+    def _consistent(self, candidates: Tensor, members: Tensor, top: Tensor, weight: float, fallback: Tensor) -> Tensor:
         """The largest valid candidate a uniform-posterior surrogate would have answered with its own set, else ``fallback``.
 
-        ``boosted``: the nested sets' boosted classes ``(n, K, K)`` (K above ``EXHAUSTIVE_MAX_CLASSES``), or None
-        for every set with the top class.
+        Shapes: ``candidates (n, S, K)`` recovered for the boolean sets ``members (n, S, K)`` (each with the
+        top class ``top (n,)``); ``fallback (n, K)``; returns ``(n, K)``.
         """
-        n, k = answers.shape
-        top = answers.argmax(dim=1)
-        weight = default_top_weight(k) if self.top_weight is None else self.top_weight
-        if boosted is None:
-            members = sets_with_top(top, k)
-        else:
-            members = boosted.scatter(2, top.view(-1, 1, 1).expand(n, k, 1), True)
-        candidates = recovered_candidates(answers, set_targets_of(members, top, weight, answers.dtype), epsilon, self.norm)
         # valid, with the answer's top class on top (the defense keeps it), and the uniform surrogate's own choice
         chosen = (candidates.amin(dim=2) >= -self.tol) & (candidates.argmax(dim=2) == top.unsqueeze(1))
         chosen &= uniform_surrogate_choice(candidates, members, top, weight)
         largest = (chosen * (members.sum(dim=2) + 1)).argmax(dim=1)
-        picked = candidates[torch.arange(n, device=answers.device), largest]
+        picked = candidates[torch.arange(len(top), device=top.device), largest]
         return torch.where(chosen.any(dim=1, keepdim=True), picked, fallback)
 
     def _estimate(self, answers: Tensor) -> float | None:
