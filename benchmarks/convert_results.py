@@ -26,7 +26,7 @@ Usage::
 
     python benchmarks/convert_results.py benchmarks/results/paper/results.csv benchmarks/results/dcp-cpu/*.csv
 
-A file already in the ``RunResult`` layout is left alone; any row that does not convert stops the
+A file already in a ``RunResult`` layout (current or before ``device``) is left alone; any row that does not convert stops the
 script before a file is written.
 """
 
@@ -128,7 +128,7 @@ def convert_file(path: Path) -> int | None:
         reader = csv.DictReader(handle)
         header = tuple(reader.fieldnames or ())
         rows = list(reader)
-    if header == RunResult.columns():
+    if header in (RunResult.columns(), RunResult.earlier_columns()):
         return None
     if header != OLD_COLUMNS:
         raise ValueError(f"{path}: neither the earlier runner's header nor RunResult's ({list(header)[:4]}...)")

@@ -1,4 +1,4 @@
-"""Device resolution: ``auto`` picks CUDA when available, else the CPU."""
+"""Device resolution: ``auto`` picks CUDA when available, else the CPU; the label results record."""
 
 from __future__ import annotations
 
@@ -24,3 +24,20 @@ def resolve_device(device: DeviceLike = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu or auto")
     return resolved
+
+
+def device_label(device: DeviceLike = "auto") -> str:
+    """The device as a results row records it: ``"cpu"``, or ``"cuda:N (<GPU name>)"``.
+
+    Example:
+        >>> device_label("cpu")
+        'cpu'
+
+    Raises:
+        ValueError: as :func:`resolve_device`.
+    """
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return resolved.type
+    index = resolved.index if resolved.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"

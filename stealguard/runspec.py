@@ -293,6 +293,9 @@ class RunResult:
     the mean angle, in degrees [0, 180], between the attacker-model gradients under defended and
     clean posteriors on an independent surrogate; latencies are seconds per test-set call.
     ``status`` is ``ok`` or ``failed`` (then ``error`` says why and the metrics are NaN).
+    ``device`` is where the run computed (:func:`stealguard.device.device_label`: ``cpu`` or
+    ``cuda:N (<GPU name>)``; empty when not recorded), ``code_version`` the package version and
+    git commit that ran it.
     """
 
     key: str
@@ -329,6 +332,7 @@ class RunResult:
     test_size: int = 0
     attack_report: str = "{}"
     elapsed_s: float = math.nan
+    device: str = ""
     code_version: str = ""
     finished_at: str = ""
 
@@ -338,10 +342,19 @@ class RunResult:
     )
     """The measured columns that the same spec reproduces exactly on the CPU (latencies and times aside)."""
 
+    ADDED_COLUMNS: ClassVar[dict[str, str]] = {"device": ""}
+    """Columns added after results tables were first written, with the value a row of an earlier table
+    reads as: ``device`` ``""`` means not recorded."""
+
     @classmethod
     def columns(cls) -> tuple[str, ...]:
         """Every column, in file order."""
         return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def earlier_columns(cls) -> tuple[str, ...]:
+        """The columns of a table written before :attr:`ADDED_COLUMNS` existed, in file order."""
+        return tuple(name for name in cls.columns() if name not in cls.ADDED_COLUMNS)
 
     @classmethod
     def identity(cls, spec: RunSpec, *, victim_card: Any) -> dict[str, Any]:
@@ -375,15 +388,17 @@ class RunResult:
     def from_row(cls, row: dict[str, Any]) -> RunResult:
         """Inverse of :meth:`to_row`; accepts the strings a CSV reader gives back.
 
+        A row of an earlier table may lack the :attr:`ADDED_COLUMNS`; it reads as their defaults.
+
         Raises:
             ValueError: a missing column, or a value that does not convert to its column's type.
         """
-        missing = [name for name in cls.columns() if name not in row]
+        missing = [name for name in cls.earlier_columns() if name not in row]
         if missing:
             raise ValueError(f"result row lacks column(s) {', '.join(missing)}")
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            raw = row[field.name]
+            raw = row.get(field.name, cls.ADDED_COLUMNS.get(field.name))
             kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
             values[field.name] = _convert(raw, kind, field.name)
         return cls(**values)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from stealguard import defenses, models
+from stealguard.device import device_label
 from stealguard.harness.experiment import default_queryset, run_attack
 from stealguard.harness.train import quantize_saved_victim, train_victim
 from stealguard.models.io import CARD_FILE
@@ -249,6 +250,7 @@ def run(
         test_size=outcome["test_size"],
         attack_report=json.dumps(outcome["attack_report"], sort_keys=True, default=str),
         elapsed_s=outcome["elapsed_s"],
+        device=device_label(outcome["device"]),
         code_version=code_version(),
         finished_at=_now(),
     )

@@ -4,6 +4,12 @@ The header is :meth:`RunResult.columns`; each row is appended and flushed to dis
 its run ends, under an exclusive ``flock``, so an interrupted grid loses at most the runs in
 flight and a reader never sees half a row. :meth:`RunTable.frame` reads the table with pandas
 for aggregation.
+
+A table written before a column of :attr:`RunResult.ADDED_COLUMNS` existed (the layout
+:meth:`RunResult.earlier_columns`) is read as it is, its rows taking the added columns'
+defaults; the first append rewrites it in the current layout (every stored value kept as
+written, the added columns empty) by an atomic replace under the lock, so the rows keep
+one header.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import csv
 import fcntl
 import math
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from stealguard.runspec import RunResult
 
@@ -30,7 +37,8 @@ class RunTable:
     """Results of runs, one row per run, in ``path``.
 
     Raises:
-        ValueError (on reading or appending): the file exists with another header.
+        ValueError (on reading or appending): the file exists with a header that is neither the
+            current layout nor the earlier one.
     """
 
     def __init__(self, path: Path | str) -> None:
@@ -41,24 +49,32 @@ class RunTable:
         return self.path.is_file() and bool(self.results())
 
     def append(self, result: RunResult) -> None:
-        """Append ``result`` (creating the file and its folder with the header first)."""
+        """Append ``result`` (creating the file and its folder with the header first).
+
+        A table in the earlier layout is first rewritten in the current one.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+", newline="") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                handle.seek(0)
-                first = handle.readline()
-                writer = csv.writer(handle, lineterminator="\n")
-                if not first:
-                    writer.writerow(RunResult.columns())
-                elif next(csv.reader([first])) != list(RunResult.columns()):
-                    raise ValueError(f"{self.path} is not a results table of this version (its header differs)")
-                handle.seek(0, os.SEEK_END)
-                writer.writerow([_cell(value) for value in result.to_row().values()])
-                handle.flush()
-                os.fsync(handle.fileno())
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        while True:
+            with open(self.path, "a+", newline="") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    if not self._still_the_file(handle):
+                        continue
+                    handle.seek(0)
+                    first = handle.readline()
+                    writer = csv.writer(handle, lineterminator="\n")
+                    if not first:
+                        writer.writerow(RunResult.columns())
+                    elif not self._is_current(next(csv.reader([first]))):
+                        self._rewrite_current(handle)
+                        continue
+                    handle.seek(0, os.SEEK_END)
+                    writer.writerow([_cell(value) for value in result.to_row().values()])
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    return
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     def results(self) -> list[RunResult]:
         """Every stored result, in file order."""
@@ -66,9 +82,8 @@ class RunTable:
             return []
         with open(self.path, newline="") as handle:
             rows = list(csv.DictReader(handle))
-            header = rows and list(rows[0])
-        if header and header != list(RunResult.columns()):
-            raise ValueError(f"{self.path} is not a results table of this version (its header differs)")
+        if rows:
+            self._is_current(list(rows[0]))
         return [RunResult.from_row(row) for row in rows]
 
     def keys(self) -> set[str]:
@@ -80,3 +95,36 @@ class RunTable:
         import pandas as pd
 
         return pd.DataFrame([result.to_row() for result in self.results()], columns=list(RunResult.columns()))
+
+    def _is_current(self, header: list[str]) -> bool:
+        """True for the current layout, False for the earlier one; ValueError for anything else."""
+        if header == list(RunResult.columns()):
+            return True
+        if header == list(RunResult.earlier_columns()):
+            return False
+        raise ValueError(f"{self.path} is not a results table of this version (its header differs)")
+
+    def _still_the_file(self, handle: IO[str]) -> bool:
+        """Whether ``handle`` (locked) is still the file at ``path``: another appender may have replaced it."""
+        try:
+            return os.fstat(handle.fileno()).st_ino == self.path.stat().st_ino
+        except FileNotFoundError:
+            return False
+
+    def _rewrite_current(self, handle: IO[str]) -> None:
+        """Replace the (locked) earlier-layout table by the same rows in the current layout."""
+        handle.seek(0)
+        rows = list(csv.DictReader(handle))
+        defaults = RunResult.ADDED_COLUMNS
+        staging = Path(tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)[1])
+        try:
+            with open(staging, "w", newline="") as out:
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow(RunResult.columns())
+                for row in rows:
+                    writer.writerow([row[name] if name in row else defaults[name] for name in RunResult.columns()])
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(staging, self.path)
+        finally:
+            staging.unlink(missing_ok=True)

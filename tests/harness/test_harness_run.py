@@ -36,7 +36,7 @@ def test_run_matches_run_attack_on_the_same_settings(result: RunResult, env: Env
     assert result.attacker_accuracy == direct["attacker_accuracy"] and result.l1_mean == direct["l1_mean"]
     assert result.angular_deviation_deg == direct["angular_deviation_mean"]
     assert result.queries_used == 120 and result.defense_seed == SPEC.defense_seed and result.victim == VICTIM.label()
-    assert result.victim_variant == "float" and 0 < result.victim_accuracy <= 1
+    assert result.victim_variant == "float" and 0 < result.victim_accuracy <= 1 and result.device == "cpu"
 
 
 def test_the_victim_is_trained_once(result: RunResult, env: Env, monkeypatch) -> None:
