@@ -290,13 +290,25 @@ def pct(mean: float, half: float = math.nan, n: int | None = None) -> str:
 
 
 def baseline_line(cells: pd.DataFrame, block: str) -> str:
-    """One sentence: the block's victim, attack, undefended defender and attacker accuracy."""
+    """One sentence: the block's victim, attack, undefended defender and attacker accuracy.
+
+    When the argmax-only attacker met the undefended victim, the sentence gives its accuracy too:
+    it reaches the same against any defense that keeps the top class of every answer.
+    """
     base = _undefended(cells, block)
     mean, half = t_interval(base["attacker_accuracy"].tolist())
-    return (
+    text = (
         f"Block `{block}`: victim `{base['victim'].iloc[0]}` ({100 * float(base['defender_accuracy'].mean()):.2f}% test accuracy), "
         f"attack `{base['attack'].iloc[0]}`; undefended, the naive attacker reaches {pct(mean, half)}% "
-        f"({len(base)} seed{'s' if len(base) > 1 else ''})."
+        f"({len(base)} seed{'s' if len(base) > 1 else ''})"
+    )
+    labels = cells[(cells["block"] == block) & (cells["defense"] == "none") & (cells["attacker"] == "argmax")]
+    if labels.empty:
+        return text + "."
+    label_mean, label_half = t_interval(labels["attacker_accuracy"].tolist())
+    return (
+        f"{text}, the argmax-only attacker {pct(label_mean, label_half)}% ({len(labels)} seed{'s' if len(labels) > 1 else ''}; "
+        "as much as it reaches against any defense that keeps the top class of every answer)."
     )
 
 

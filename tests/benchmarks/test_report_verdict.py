@@ -117,6 +117,14 @@ def test_tables_show_every_setting_and_say_when_nothing_qualifies(cells: pd.Data
     assert table.count("\n") == 1 + 1 + 5
 
 
+def test_the_baseline_gives_the_argmax_attacker_against_the_undefended_victim_when_run(cells: pd.DataFrame) -> None:
+    assert verdict.baseline_line(cells, "b").endswith("reaches 86.00 ± 2.48% (3 seeds).")
+    labels = pd.DataFrame([cell("none", "none", "argmax", seed, 0.99, acc) for seed, acc in enumerate([0.70, 0.72])])
+    line = verdict.baseline_line(pd.concat([cells, labels]), "b")
+    assert "reaches 86.00 ± 2.48% (3 seeds), the argmax-only attacker 71.00 ± 12.71% (2 seeds; as much as" in line
+    assert verdict.headline(pd.concat([cells, labels]), "b") == verdict.headline(cells, "b")
+
+
 def test_one_seed_is_marked_and_a_missing_baseline_is_an_error(cells: pd.DataFrame) -> None:
     one = cells[cells["seed"] == 0]
     assert "(n=1)" in verdict.headline_table(one, "b")
