@@ -314,7 +314,7 @@ def greedy_argmax_preserving_set(geometry: LastLayerGeometry | GramGeometry, pro
     minimises ``cos(G^T 1_S, G^T y)``; returns the best set seen. Shapes: ``probs (N, K)``,
     ``top (N,)`` -> boolean ``(N, K)``.
     """
-    n, k = probs.shape
+    k = probs.shape[1]
     search = geometry.subset_state(probs)
     best_cos = search.candidate_cosines().gather(1, top.unsqueeze(1)).squeeze(1)
     search.add(top)

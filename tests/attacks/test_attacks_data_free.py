@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stealguard import attacks, data, defenses, models
-from stealguard.attacks import DFME, MAZE
+from stealguard.attacks import MAZE
 from stealguard.attacks.data_free import schedule_factor
 from stealguard.attacks.generator import ImageGenerator
 from stealguard.attacks.maze import kl_divergence

@@ -14,7 +14,6 @@ import json
 import pickle
 import re
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 

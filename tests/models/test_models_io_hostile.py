@@ -13,7 +13,6 @@ import json
 import os
 import re
 import struct
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
