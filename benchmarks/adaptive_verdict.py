@@ -25,7 +25,7 @@ import pandas as pd
 from report import verdict
 from report.doc_tables import marked_block, replace_marked
 
-from stealguard.harness.ray_grid import load_grid
+from stealguard.harness.ray_grid import GridConfig, load_grid
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "adaptive"
@@ -54,18 +54,25 @@ def cells() -> pd.DataFrame:
     return verdict.cell_frame(tables())
 
 
+def configs() -> dict[str, GridConfig]:
+    """Each block's committed config (``benchmarks/configs/adaptive-<block>.toml``), in :data:`BLOCKS` order."""
+    return {block: load_grid(ROOT / "configs" / f"adaptive-{block}.toml") for block in BLOCKS}
+
+
 def planned() -> verdict.Planned:
-    """The attackers each block's committed config (``benchmarks/configs/adaptive-<block>.toml``) runs per setting."""
-    return verdict.planned_attackers({block: load_grid(ROOT / "configs" / f"adaptive-{block}.toml") for block in BLOCKS})
+    """The attackers each block's committed config runs per setting."""
+    return verdict.planned_attackers(configs())
 
 
 def csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
-def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned) -> str:
-    """The generated section of ``docs/adaptive.md`` for one block."""
+def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned, progress: str) -> str:
+    """The generated section of ``docs/adaptive.md`` for one block (``progress``: :func:`report.verdict.grid_progress`)."""
     return "\n".join([
+        progress,
+        "",
         verdict.baseline_line(frame, block),
         "",
         ("Headline (each defense's setting that leaves the best attacker the least, among those costing the defender "
@@ -85,13 +92,14 @@ def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned) -> str
 def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
     """``{(page, marker name): generated text}`` for every block present and the README's headline."""
     out = {}
-    plan = planned()
+    grids = configs()
+    plan, progress = verdict.planned_attackers(grids), verdict.grid_progress(grids, frame)
     blocks = [block for block in BLOCKS if (frame["block"] == block).any()]
     for block in blocks:
-        out[(DOC, f"verdict-{block}")] = block_section(frame, block, plan)
+        out[(DOC, f"verdict-{block}")] = block_section(frame, block, plan, progress)
     if HEADLINE_BLOCK in blocks:
         out[(README, "adaptive-headline")] = "\n".join([
-            verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
+            progress, "", verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
         ])
     return out
 

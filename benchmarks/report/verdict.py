@@ -183,6 +183,19 @@ def planned_attackers(configs: dict[str, GridConfig]) -> Planned:
     return out
 
 
+def grid_progress(configs: dict[str, GridConfig], cells: pd.DataFrame) -> str:
+    """One sentence: how many of each block's planned cells (``{block: config}``) have a successful
+    result in ``cells`` (:func:`cell_frame`), and whether the grid is complete."""
+    parts, complete = [], True
+    for block, config in configs.items():
+        wanted = {spec.key() for spec in config.specs()}
+        stored = len(wanted & set(cells.loc[cells["block"] == block, "key"]))
+        complete = complete and stored == len(wanted)
+        parts.append(f"`{block}` {stored} of {len(wanted)}")
+    state = "complete" if complete else "not complete: until it is, these tables are not a verdict"
+    return f"Grid cells with a result: {', '.join(parts)} ({state})."
+
+
 def _pending(planned: Planned | None, block: str, label: str, present: Iterable[str]) -> list[str]:
     """Attacker kinds planned for a setting and not yet in the results, in :data:`ATTACKERS` order."""
     if planned is None:

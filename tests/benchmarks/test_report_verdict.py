@@ -171,3 +171,21 @@ def test_planned_attackers_are_read_from_a_grid_config() -> None:
         ],
     })
     assert verdict.planned_attackers({"b": config}) == {("b", "none"): {"naive"}, ("b", "mad:epsilon=0.5"): {"naive", "invert-estimated"}}
+
+
+def test_grid_progress_counts_each_blocks_planned_cells_with_a_result() -> None:
+    from stealguard.harness.ray_grid import GridConfig
+
+    config = GridConfig.model_validate({
+        "name": "t", "budget": 100, "seeds": [0, 1], "defenses": ["none", "mad:epsilon=0.5"],
+        "victim": [{"name": "v", "dataset": "digits", "arch": "mlp"}],
+        "attack": [{"name": "naive", "attack": "knockoff", "params": {"epochs": 1}}],
+    })
+    keys = [spec.key() for spec in config.specs()]
+    some = pd.DataFrame({"block": ["b", "b", "other"], "key": [keys[0], "not-planned", keys[1]]})
+    assert verdict.grid_progress({"b": config}, some) == (
+        "Grid cells with a result: `b` 1 of 4 (not complete: until it is, these tables are not a verdict)."
+    )
+    every = pd.DataFrame({"block": ["b"] * 4, "key": keys})
+    assert verdict.grid_progress({"b": config, "c": config}, every) == "Grid cells with a result: `b` 4 of 4, `c` 0 of 4 (not complete: until it is, these tables are not a verdict)."
+    assert verdict.grid_progress({"b": config}, every) == "Grid cells with a result: `b` 4 of 4 (complete)."
