@@ -25,7 +25,8 @@ import pandas as pd
 from report import verdict
 from report.doc_tables import marked_block, replace_marked
 
-from stealguard.harness.ray_grid import GridConfig, load_grid
+from stealguard.harness.ray_grid import SUPERSEDED_FILE, GridConfig, load_grid
+from stealguard.harness.run_table import RunTable
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "adaptive"
@@ -68,10 +69,23 @@ def csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
+def superseded_line(block: str) -> str:
+    """A sentence on the block's superseded rows (cells run again after their attacker was improved), or ''."""
+    table = RunTable(RESULTS / f"grid-{block}" / SUPERSEDED_FILE)
+    rows = table.results()
+    if not rows:
+        return ""
+    attackers = sorted({verdict.attacker_of(dict(result.run_spec().attack.params))[0] for result in rows})
+    return (
+        f" {len(rows)} earlier row(s) of cells run again ({', '.join(attackers)}) are kept in "
+        f"`grid-{block}/{SUPERSEDED_FILE}`, not in these tables."
+    )
+
+
 def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned, progress: str) -> str:
     """The generated section of ``docs/adaptive.md`` for one block (``progress``: :func:`report.verdict.grid_progress`)."""
     return "\n".join([
-        progress,
+        progress + superseded_line(block),
         "",
         verdict.baseline_line(frame, block),
         "",

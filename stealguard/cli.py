@@ -429,10 +429,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_grid(args: argparse.Namespace) -> int:
     from stealguard.harness.ray_grid import (
+        SUPERSEDED_FILE,
         grid_outcome_line,
         grid_progress,
         load_grid,
         run_grid,
+        supersede_cells,
     )
     from stealguard.runspec import Env
 
@@ -444,6 +446,10 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {str(out)!r} is a file; give a folder for results.csv")
     if args.status:
         print("\n".join(grid_progress(config, out).lines()))
+        return 0
+    if args.supersede:
+        moved = supersede_cells(config, out, args.supersede)
+        print(f"moved {moved} row(s) of {', '.join(args.supersede)} to {out / SUPERSEDED_FILE}; --resume runs those cells again")
         return 0
     env = Env(
         data_root=None if args.data_root is None else str(args.data_root), download=args.download, device=args.device,
@@ -681,6 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--resume", action="store_true", help="run only the cells not yet in the results folder")
     grid.add_argument("--retry-failed", action="store_true", help="with --resume: run the cells stored as failed again")
     grid.add_argument("--status", action="store_true", help="only say how many cells of each attack the results folder holds")
+    grid.add_argument("--supersede", action="append", metavar="ATTACK", default=None,
+                      help="only move the stored rows of this attack name's cells to superseded.csv, so that --resume "
+                      "runs them again (repeatable; stop a grid writing there first)")
     grid.add_argument("--victim-cache", type=Path, default=Path("runs/victims"), help="where victims are trained once and kept (default runs/victims)")
     _common(grid)
     _threads_option(grid, default_help="torch intra-op threads of every cell, set by each worker per cell "

@@ -9,7 +9,8 @@ A table written before a column of :attr:`RunResult.ADDED_COLUMNS` existed (the 
 :meth:`RunResult.earlier_columns`) is read as it is, its rows taking the added columns'
 defaults; the first append rewrites it in the current layout (every stored value kept as
 written, the added columns empty) by an atomic replace under the lock, so the rows keep
-one header.
+one header. :meth:`RunTable.take` removes rows the same way (to move them elsewhere, e.g. the
+rows of cells to run again).
 """
 
 from __future__ import annotations
@@ -76,6 +77,31 @@ class RunTable:
                 finally:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def take(self, keys: set[str]) -> list[RunResult]:
+        """Remove the rows whose key is in ``keys`` and return them, in file order.
+
+        The other rows are kept as written (a table of the earlier layout is rewritten in the
+        current one); an atomic replace under the lock, so a concurrent appender loses nothing.
+        """
+        if not self.path.is_file():
+            return []
+        while True:
+            with open(self.path, "a+", newline="") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    if not self._still_the_file(handle):
+                        continue
+                    handle.seek(0)
+                    rows = list(csv.DictReader(handle))
+                    if rows:
+                        self._is_current(list(rows[0]))
+                    taken = [row for row in rows if row["key"] in keys]
+                    if taken:
+                        self._write_rows([row for row in rows if row["key"] not in keys])
+                    return [RunResult.from_row(row) for row in taken]
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
     def results(self) -> list[RunResult]:
         """Every stored result, in file order."""
         if not self.path.is_file():
@@ -114,7 +140,10 @@ class RunTable:
     def _rewrite_current(self, handle: IO[str]) -> None:
         """Replace the (locked) earlier-layout table by the same rows in the current layout."""
         handle.seek(0)
-        rows = list(csv.DictReader(handle))
+        self._write_rows(list(csv.DictReader(handle)))
+
+    def _write_rows(self, rows: list[dict[str, str]]) -> None:
+        """Replace the (locked) table by ``rows`` (as read, either layout) in the current layout."""
         defaults = RunResult.ADDED_COLUMNS
         staging = Path(tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)[1])
         try:

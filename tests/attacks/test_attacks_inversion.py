@@ -11,7 +11,8 @@ from torch import Tensor
 from stealguard import defenses, models
 from stealguard.attacks import invert
 from stealguard.attacks.inversion import inverter_from_spec, names
-from stealguard.attacks.inversion.estimate import densest_cluster
+from stealguard.attacks.inversion.estimate import densest_cluster, lowest_cluster
+from stealguard.attacks.inversion.mad import MADKeyedInversion, invert_vertex_mixture
 from stealguard.attacks.inversion.mad_argmax import (
     CONSISTENCY_MARGIN,
     sets_with_top,
@@ -99,6 +100,38 @@ def test_keyed_mad_resists_the_inversion_that_undoes_mad() -> None:
     for spec in ("mad_keyed:epsilon=0.5,mix=0.5", "mad:epsilon=0.5"):
         keyed_exact = (l1(invert(keyed, spec), y) < EXACT).double().mean()
         assert keyed_exact < 0.5 * plain_exact
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 1.0])
+def test_keyed_mad_projection_fallback_recovers_most_of_the_answer_the_mean_alone_cannot(epsilon: float) -> None:
+    """No candidate is valid once the keyed point replaces the mean: the least inconsistent one, projected, is close."""
+    y, x = peaked_posteriors(300, seed=8), queries(300)
+    keyed = defenses.create("mad_keyed", epsilon=epsilon, mix=0.5, seed=123, surrogate=lenet_surrogate(9))(x, y)
+    naive = float(l1(keyed, y).mean())
+    kept = invert(keyed, f"mad_keyed:epsilon={epsilon},fallback=keep")
+    projected = invert(keyed, f"mad_keyed:epsilon={epsilon}")
+    assert float(l1(kept, y).mean()) > 0.8 * naive
+    assert float(l1(projected, y).mean()) < 0.4 * naive
+    agree = lambda estimate: float((estimate.argmax(dim=1) == y.argmax(dim=1)).double().mean())
+    assert agree(projected) >= agree(keyed) - 0.01
+
+
+def test_keyed_mad_budget_is_read_from_the_top_entries_of_confident_rows() -> None:
+    y, x = peaked_posteriors(400, seed=3), queries(400)
+    for epsilon in (0.1, 0.5, 1.0):
+        keyed = defenses.create("mad_keyed", epsilon=epsilon, seed=7, surrogate=lenet_surrogate(2))(x, y)
+        inverter = MADKeyedInversion()
+        inverter(keyed)
+        assert inverter.estimated_epsilon == pytest.approx(epsilon, rel=1e-2)
+
+
+def test_projection_fallback_leaves_valid_and_one_hot_rows_alone() -> None:
+    y = peaked_posteriors(200, seed=5)
+    answers = defenses.create("mad", epsilon=0.5, surrogate=lenet_surrogate(4))(queries(200), y).double()
+    answers = torch.cat([answers, torch.eye(K, dtype=torch.float64)[:3]])
+    options = {"epsilon": 0.5, "mix": 0.0, "norm": "l1", "select": "angle", "tol": 1e-3}
+    torch.testing.assert_close(invert_vertex_mixture(answers, fallback="project", **options), invert_vertex_mixture(answers, **options))
+    torch.testing.assert_close(invert_vertex_mixture(answers, fallback="project", **options)[-3:], answers[-3:])
 
 
 def test_keyed_mad_answers_depend_only_on_the_query_and_the_key() -> None:
@@ -354,6 +387,19 @@ def test_densest_cluster_finds_the_spike_not_the_crowd_near_zero() -> None:
     spike = 0.5 * (1 + 1e-5 * torch.rand(300, generator=gen, dtype=torch.float64))
     assert densest_cluster(torch.cat([background, spike]), width=1e-3) == pytest.approx(0.5, rel=2e-5)
     assert densest_cluster(torch.tensor([0.0, -1.0, float("nan")]), width=1e-3) is None
+
+
+def test_lowest_cluster_finds_the_lower_edge_spike_below_a_denser_crowd() -> None:
+    gen = torch.Generator().manual_seed(0)
+    crowd = 1.2 + 0.1 * torch.rand(5000, generator=gen, dtype=torch.float64)
+    spike = 0.5 * (1 + 1e-3 * torch.rand(30, generator=gen, dtype=torch.float64))
+    stray = torch.tensor([0.1, 0.3], dtype=torch.float64)
+    values = torch.cat([crowd, spike, stray])
+    assert lowest_cluster(values, width=1e-2, support=10) == pytest.approx(0.5, rel=1e-3)
+    assert densest_cluster(values, width=1e-2) > 1.2
+    assert lowest_cluster(values, width=1e-2, support=40) > 1.2
+    assert lowest_cluster(stray, width=1e-2, support=3) is None
+    assert lowest_cluster(torch.tensor([0.0, -1.0, float("nan")]), width=1e-2, support=1) is None
 
 
 def test_bad_specs_and_answers_are_refused() -> None:

@@ -84,6 +84,30 @@ def test_status_counts_stored_and_failed_cells_per_attack(tmp_path: Path, capsys
     ]
 
 
+def test_supersede_moves_one_attacks_rows_aside_so_resume_runs_them_again(tmp_path: Path, capsys) -> None:
+    from dataclasses import replace
+
+    from stealguard.harness.ray_grid import SUPERSEDED_FILE
+    from stealguard.harness.run import failed_result
+
+    path = _write(tmp_path, GRID + BROKEN_ATTACK)
+    config = load_grid(path)
+    out = tmp_path / "out"
+    stored = RunTable(out / RESULTS_FILE)
+    named = list(config.named_cells())
+    for _, _, spec in named:
+        stored.append(replace(failed_result(spec, "x"), status="ok", error=""))
+    broken = {spec.key() for _, attack, spec in named if attack == "broken"}
+    assert cli.main(["grid", str(path), "--out", str(out), "--supersede", "broken"]) == 0
+    assert capsys.readouterr().out.strip() == f"moved 1 row(s) of broken to {out / SUPERSEDED_FILE}; --resume runs those cells again"
+    assert {result.key for result in RunTable(out / SUPERSEDED_FILE).results()} == broken
+    assert stored.keys() == {spec.key() for _, _, spec in named} - broken
+    assert cli.main(["grid", str(path), "--out", str(out), "--status"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == ["broken: 0 of 1 cells stored", "total: 4 of 5 cells stored"]
+    assert cli.main(["grid", str(path), "--out", str(out), "--supersede", "nope"]) == 2
+    assert "--supersede nope: not an attack of" in capsys.readouterr().err
+
+
 def test_dp_sgd_in_the_defenses_is_a_victim_variant(tmp_path: Path) -> None:
     config = load_grid(_write(tmp_path, GRID.replace('"mad:epsilon=0.5"', '"dp_sgd:noise_multiplier=1.0"')))
     dp = [spec for spec in config.specs() if spec.victim.variant.kind == "dp"]

@@ -104,3 +104,15 @@ def test_appenders_in_several_processes_lose_no_row_while_the_table_is_rewritten
         worker.join(timeout=120)
     assert [worker.exitcode for worker in workers] == [0, 0, 0]
     assert sorted(result.seed for result in RunTable(path).results()) == [*range(60), 100]
+
+
+def test_take_removes_the_rows_with_those_keys_and_returns_them(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    write_earlier(path, [make_result(seed) for seed in range(4)])
+    table = RunTable(path)
+    wanted = {make_result(1).key, make_result(3).key, "absent"}
+    assert [result.seed for result in table.take(wanted)] == [1, 3]
+    assert [result.seed for result in table.results()] == [0, 2]
+    assert table.take(wanted) == [] and RunTable(tmp_path / "none.csv").take(wanted) == []
+    with open(path, newline="") as handle:
+        assert tuple(next(csv.reader(handle))) == RunResult.columns()

@@ -6,6 +6,8 @@ and whose hidden entry is nearly 0 (MAD targets the classes the clean posterior 
 all imply nearly the true value, a sharp spike; wrong hypotheses spread smoothly.
 :func:`densest_cluster` finds the window ``[v, v (1 + width)]`` holding the most implied
 values (sorted values, one ``searchsorted``) and returns the median of that window.
+:func:`lowest_cluster` returns the lowest window holding at least a given number of values,
+for parameters that every row bounds from below and the most informative rows attain.
 """
 
 from __future__ import annotations
@@ -36,4 +38,33 @@ def densest_cluster(values: Tensor, *, width: float, floor: float = 0.0, support
     start = int(torch.argmax(counts))
     if int(counts[start]) < support:
         return None
+    return float(ordered[start : int(ends[start])].median())
+
+
+def lowest_cluster(values: Tensor, *, width: float, support: int, floor: float = 0.0) -> float | None:
+    """Median of the lowest relative window ``[v, v (1 + width)]`` holding at least ``support`` of ``values``.
+
+    For a parameter that rows imply from above and the most informative rows imply exactly
+    (their spike is the lower edge of the distribution), where the spike may be far smaller
+    than the rest's density elsewhere.
+
+    Args:
+        values: ``(M,)`` implied values; non-finite ones and those ``<= floor`` are ignored.
+        width: relative window width, > 0.
+        support: the fewest values the window must hold, >= 1.
+        floor: values at or below it are ignored (default 0).
+
+    Returns:
+        The estimate, or ``None`` when no window holds ``support`` values.
+    """
+    values = values[torch.isfinite(values) & (values > floor)]
+    if values.numel() < support:
+        return None
+    ordered = values.sort().values
+    ends = torch.searchsorted(ordered, ordered * (1 + width), right=True)
+    counts = ends - torch.arange(ordered.numel(), device=ordered.device)
+    enough = torch.nonzero(counts >= support)
+    if enough.numel() == 0:
+        return None
+    start = int(enough[0])
     return float(ordered[start : int(ends[start])].median())

@@ -21,7 +21,13 @@ has a slightly negative target entry (for ``epsilon >= 1`` a confident row's top
 target are otherwise symmetric). ``select="average"`` averages the valid candidates instead.
 ``mad_keyed`` mixes a keyed random
 point ``r(x)`` into the target, ``t = (1 - mix) e_k + mix r(x)``; the attacker cannot compute
-``r`` and substitutes its mean ``u``, which is exact only where ``r = u``.
+``r`` and substitutes its mean ``u``, which is exact only where ``r = u``. The candidate of the
+true target is then off by ``alpha mix (r(x) - u) / (1 - alpha)`` and has negative entries, so
+usually no candidate is valid; ``fallback="project"`` (the keyed inverter's default) then takes
+the least inconsistent candidate (the smallest negative mass: a wrong target's candidate has a
+target entry near ``-alpha (1 - mix) / (1 - alpha)``) and projects it onto the simplex
+(:func:`~stealguard.defenses.simplex.project_to_simplex`); ``fallback="keep"`` (MAD's default,
+where a row without a valid candidate contradicts the model) returns the answer.
 
 Unknown ``epsilon`` (``epsilon=None``): if class ``k`` was the target and its clean entry is 0,
 ``alpha = y~_k`` (for ``mix = 0``) and ``epsilon = alpha d_k / (1 - alpha)`` (``d_k = ||y~ - t_k||``).
@@ -31,6 +37,15 @@ the smooth spread of wrong hypotheses; the estimate is the median of the densest
 window of width ``tol`` (:func:`~stealguard.attacks.inversion.estimate.densest_cluster`). On
 confident rows the top class implies about ``2 - epsilon`` (L1; target and top class swap
 roles), a broader peak. The answers seen so far (up to ``memory`` rows) are pooled.
+For ``mad_keyed`` the target's keyed entry blurs that spike; with the L1 budget the keyed
+inverter reads the budget from the top entry instead: a one-hot clean row ``e_c`` moves
+``alpha (1 - t_c)`` of its mass off ``c`` at L1 cost ``2 alpha (1 - t_c) = epsilon``, so its
+answer's top entry is exactly ``1 - epsilon / 2`` whatever ``r`` and ``k``; less confident rows
+imply more (their answers are further from a vertex), so the estimate is the lowest window
+holding at least :data:`KEYED_SUPPORT` of the values ``2 (1 - max y~)``
+(:func:`~stealguard.attacks.inversion.estimate.lowest_cluster`). Queries far from the victim's
+data give few confident rows; rows whose answer is the target itself (``alpha = 1``, diffuse
+rows at a large budget) imply less, and the estimate comes out low there.
 
 A one-hot answer (``alpha = 1``: the budget reached the vertex) cannot be undone; it is kept.
 """
@@ -44,10 +59,15 @@ from torch import Tensor
 
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.attacks.inversion.base import Inverter
-from stealguard.attacks.inversion.estimate import densest_cluster
-from stealguard.defenses.simplex import MAX_DISTANCE, NORMS
+from stealguard.attacks.inversion.estimate import densest_cluster, lowest_cluster
+from stealguard.defenses.simplex import MAX_DISTANCE, NORMS, project_to_simplex
 
 SELECTIONS = ("angle", "average")
+FALLBACKS = ("keep", "project")
+"""What to return for a row with no valid candidate: the answer, or the least inconsistent candidate projected."""
+KEYED_SUPPORT = 10
+"""Fewest answers whose top entries must agree (relative window :data:`KEYED_WIDTH`) for the keyed budget estimate."""
+KEYED_WIDTH = 1e-2
 ONE_HOT = 1e-12
 """Rows within this of a vertex (``1 - max``) are one-hot answers and are returned as they are."""
 
@@ -90,8 +110,14 @@ def vertex_candidates(answers: Tensor, *, epsilon: float, mix: float, norm: str,
     return alpha, valid, (target_entry.abs() - 1 / k) / spread
 
 
-def invert_vertex_mixture(answers: Tensor, *, epsilon: float, mix: float, norm: str, select: str, tol: float) -> Tensor:
-    """Recovered posteriors ``(N, K)`` for targets ``t_k = (1 - mix) e_k + mix u`` (module docstring)."""
+def invert_vertex_mixture(
+    answers: Tensor, *, epsilon: float, mix: float, norm: str, select: str, tol: float, fallback: str = "keep"
+) -> Tensor:
+    """Recovered posteriors ``(N, K)`` for targets ``t_k = (1 - mix) e_k + mix u`` (module docstring).
+
+    ``fallback``: rows with no valid candidate keep their answer (``"keep"``) or take the candidate
+    with the smallest negative mass, projected onto the simplex (``"project"``).
+    """
     n, k = answers.shape
     alpha, valid, score = vertex_candidates(answers, epsilon=epsilon, mix=mix, norm=norm, tol=tol)
     keep = (1 - alpha).unsqueeze(2)
@@ -105,8 +131,18 @@ def invert_vertex_mixture(answers: Tensor, *, epsilon: float, mix: float, norm: 
     else:
         best = score.masked_fill(~valid, torch.inf).argmin(dim=1)
         recovered = candidates[torch.arange(n, device=answers.device), best]
-    usable = valid.any(dim=1, keepdim=True) & (answers.amax(dim=1, keepdim=True) < 1 - ONE_HOT)
+    one_hot = answers.amax(dim=1, keepdim=True) >= 1 - ONE_HOT
+    usable = valid.any(dim=1, keepdim=True) & ~one_hot
+    if fallback == "project":
+        least_inconsistent = candidates.clamp(max=0).sum(dim=2).argmax(dim=1)
+        projected = project_to_simplex(candidates[torch.arange(n, device=answers.device), least_inconsistent])
+        return torch.where(usable, recovered, torch.where(one_hot, answers, projected))
     return torch.where(usable, recovered, answers)
+
+
+def top_implied_epsilons(answers: Tensor) -> Tensor:
+    """The L1 budget each row implies if its clean posterior is one-hot: ``2 (1 - max y~)``, ``(N,)``."""
+    return 2 * (1 - answers.amax(dim=1))
 
 
 def vertex_implied_epsilons(answers: Tensor, *, mix: float, norm: str, tol: float) -> Tensor:
@@ -135,6 +171,8 @@ class MADInversion(Inverter):
         tol: slack on the recovered entries' sign and on the hidden entry in the estimate, in
             (0, 0.1] (default 1e-3).
         memory: answer rows pooled for the estimate, >= 1 (default 50000).
+        fallback: a row with no valid candidate keeps its answer (``"keep"``, default) or takes
+            the least inconsistent candidate projected onto the simplex (``"project"``).
 
     MAD's other parameters (``jacobian``, ``oracle``, ``seed``, ``chunk_size``) do not change
     the inversion and are not accepted. Exact (floating point) when ``epsilon`` is known and
@@ -153,6 +191,7 @@ class MADInversion(Inverter):
         select: str = "angle",
         tol: float = 1e-3,
         memory: int = 50_000,
+        fallback: str = "keep",
     ) -> None:
         self.norm = check_choice("norm", norm, NORMS)
         self.epsilon = None if epsilon is None else check_number(
@@ -161,11 +200,17 @@ class MADInversion(Inverter):
         self.select = check_choice("select", select, SELECTIONS)
         self.tol = check_number("tol", tol, low=0, high=0.1, low_inclusive=False)
         self.memory = check_int("memory", memory, low=1)
+        self.fallback = check_choice("fallback", fallback, FALLBACKS)
         self._seen: Tensor | None = None
         self.estimated_epsilon: float | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "norm": self.norm, "select": self.select, "mix": self.mix}
+        return {"epsilon": self.epsilon, "norm": self.norm, "select": self.select, "mix": self.mix, "fallback": self.fallback}
+
+    def _estimate(self, pooled: Tensor) -> float | None:
+        """The budget estimate from the pooled answers (module docstring)."""
+        implied = vertex_implied_epsilons(pooled, mix=self.mix, norm=self.norm, tol=self.tol)
+        return densest_cluster(implied, width=self.tol, floor=self.tol)
 
     def current_epsilon(self, answers: Tensor) -> float | None:
         """The known budget, or the estimate from the answers seen so far plus ``answers``."""
@@ -173,8 +218,7 @@ class MADInversion(Inverter):
             return self.epsilon
         pooled = answers if self._seen is None else torch.cat([self._seen.to(answers), answers])
         self._seen = pooled[-self.memory :].cpu()
-        implied = vertex_implied_epsilons(pooled, mix=self.mix, norm=self.norm, tol=self.tol)
-        estimate = densest_cluster(implied, width=self.tol, floor=self.tol)
+        estimate = self._estimate(pooled)
         self.estimated_epsilon = None if estimate is None else min(estimate, MAX_DISTANCE[self.norm])
         return self.estimated_epsilon
 
@@ -182,15 +226,19 @@ class MADInversion(Inverter):
         epsilon = self.current_epsilon(answers)
         if epsilon is None:
             return answers
-        return invert_vertex_mixture(answers, epsilon=epsilon, mix=self.mix, norm=self.norm, select=self.select, tol=self.tol)
+        return invert_vertex_mixture(
+            answers, epsilon=epsilon, mix=self.mix, norm=self.norm, select=self.select, tol=self.tol, fallback=self.fallback
+        )
 
 
 class MADKeyedInversion(MADInversion):
     """The attacker's best inversion of ``mad_keyed``: MAD's inversion with the keyed point replaced by its mean.
 
     ``t_k = (1 - mix) e_k + mix u``; the part ``alpha mix (r(x) - u)`` of each answer stays in the
-    estimate (not exact). Args as :class:`MADInversion`, plus ``mix`` in [0, 1] (default 0.5,
-    the defense's default; it must be known, it is not estimated).
+    estimate (not exact), and rows without a valid candidate take the least inconsistent one,
+    projected onto the simplex (``fallback="project"``, the default here). An unknown L1 budget
+    is read from the answers' top entries (module docstring). Args as :class:`MADInversion`, plus
+    ``mix`` in [0, 1] (default 0.5, the defense's default; it must be known, it is not estimated).
     """
 
     name = "mad_keyed"
@@ -205,6 +253,12 @@ class MADKeyedInversion(MADInversion):
         select: str = "angle",
         tol: float = 1e-3,
         memory: int = 50_000,
+        fallback: str = "project",
     ) -> None:
-        super().__init__(epsilon=epsilon, norm=norm, select=select, tol=tol, memory=memory)
+        super().__init__(epsilon=epsilon, norm=norm, select=select, tol=tol, memory=memory, fallback=fallback)
         self.mix = check_number("mix", mix, low=0, high=1)
+
+    def _estimate(self, pooled: Tensor) -> float | None:
+        if self.norm != "l1":
+            return super()._estimate(pooled)
+        return lowest_cluster(top_implied_epsilons(pooled), width=KEYED_WIDTH, support=KEYED_SUPPORT, floor=self.tol)
