@@ -20,6 +20,8 @@ import fcntl
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,26 +58,20 @@ class RunTable:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            with open(self.path, "a+", newline="") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    if not self._still_the_file(handle):
-                        continue
-                    handle.seek(0)
-                    first = handle.readline()
-                    writer = csv.writer(handle, lineterminator="\n")
-                    if not first:
-                        writer.writerow(RunResult.columns())
-                    elif not self._is_current(next(csv.reader([first]))):
-                        self._rewrite_current(handle)
-                        continue
-                    handle.seek(0, os.SEEK_END)
-                    writer.writerow([_cell(value) for value in result.to_row().values()])
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                    return
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            with self._locked() as handle:
+                handle.seek(0)
+                first = handle.readline()
+                writer = csv.writer(handle, lineterminator="\n")
+                if not first:
+                    writer.writerow(RunResult.columns())
+                elif not self._is_current(next(csv.reader([first]))):
+                    self._rewrite_current(handle)
+                    continue
+                handle.seek(0, os.SEEK_END)
+                writer.writerow([_cell(value) for value in result.to_row().values()])
+                handle.flush()
+                os.fsync(handle.fileno())
+                return
 
     def take(self, keys: set[str]) -> list[RunResult]:
         """Remove the rows whose key is in ``keys`` and return them, in file order.
@@ -85,22 +81,15 @@ class RunTable:
         """
         if not self.path.is_file():
             return []
-        while True:
-            with open(self.path, "a+", newline="") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    if not self._still_the_file(handle):
-                        continue
-                    handle.seek(0)
-                    rows = list(csv.DictReader(handle))
-                    if rows:
-                        self._is_current(list(rows[0]))
-                    taken = [row for row in rows if row["key"] in keys]
-                    if taken:
-                        self._write_rows([row for row in rows if row["key"] not in keys])
-                    return [RunResult.from_row(row) for row in taken]
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+        with self._locked() as handle:
+            handle.seek(0)
+            rows = list(csv.DictReader(handle))
+            if rows:
+                self._is_current(list(rows[0]))
+            taken = [row for row in rows if row["key"] in keys]
+            if taken:
+                self._write_rows([row for row in rows if row["key"] not in keys])
+            return [RunResult.from_row(row) for row in taken]
 
     def results(self) -> list[RunResult]:
         """Every stored result, in file order."""
@@ -129,6 +118,22 @@ class RunTable:
         if header == list(RunResult.earlier_columns()):
             return False
         raise ValueError(f"{self.path} is not a results table of this version (its header differs)")
+
+    @contextmanager
+    def _locked(self) -> Iterator[IO[str]]:
+        """The table opened for reading and appending under an exclusive lock (opened again while
+        another writer had replaced the file)."""
+        while True:
+            handle = open(self.path, "a+", newline="")  # noqa: SIM115 (closed below or by the context)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if self._still_the_file(handle):
+                break
+            handle.close()
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
     def _still_the_file(self, handle: IO[str]) -> bool:
         """Whether ``handle`` (locked) is still the file at ``path``: another appender may have replaced it."""
