@@ -235,19 +235,43 @@ def _undefended(cells: pd.DataFrame, block: str) -> pd.DataFrame:
     return members
 
 
+def undefended_attackers(cells: pd.DataFrame, block: str) -> dict[str, list[float]]:
+    """Attacker accuracies against ``block``'s undefended victim, per attacker kind run there (naive first).
+
+    Raises:
+        ValueError: no naive cell against the undefended victim.
+    """
+    _undefended(cells, block)
+    members = cells[(cells["block"] == block) & (cells["defense"] == "none")]
+    return {
+        kind: members.loc[members["attacker"] == kind, "attacker_accuracy"].tolist()
+        for kind in ATTACKERS if (members["attacker"] == kind).any()
+    }
+
+
+def strongest(accuracies: dict[str, list[float]]) -> str:
+    """The attacker kind with the highest mean accuracy (the naive one on ties)."""
+    return max(accuracies, key=lambda kind: (sum(accuracies[kind]) / len(accuracies[kind]), kind == "naive"))
+
+
 def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
     """Every defense setting of ``block`` against the undefended victim and the naive attacker.
 
     Each dict: the setting's :data:`SETTING` names, ``defender_loss`` (points of accuracy, undefended
     minus defended, means over seeds), ``tolerance`` (see the module doc), ``qualifies`` (loss within
     :data:`DEFENDER_LOSS` + tolerance), ``attackers`` (``{kind: (mean, half-width, n)}``), ``best``
-    (the kind with the highest mean attacker accuracy; the naive one on ties), the protection against
-    the naive and the best attacker as ``(undefended naive mean - attacker mean, Welch half-width)``,
-    ``naive_protection`` and ``best_protection``.
+    (the kind with the highest mean attacker accuracy; the naive one on ties), and the protections as
+    ``(mean drop, Welch half-width)``: ``naive_protection``, the naive attacker's accuracy against the
+    undefended victim minus its accuracy here; ``best_protection``, the best attacker's accuracy
+    against the undefended victim (the strongest kind run there, :func:`undefended_attackers`) minus
+    the best attacker's here. An attacker that beats the naive one without any defense (training
+    on labels can) is the undefended baseline too, so a defense is not credited with its margin.
     """
     base = _undefended(cells, block)
     base_defender = float(base["defender_accuracy"].mean())
     base_attacker = base["attacker_accuracy"].tolist()
+    undefended = undefended_attackers(cells, block)
+    base_best = undefended[strongest(undefended)]
     out = []
     block_cells = cells[(cells["block"] == block) & (cells["defense"] != "none")]
     for key, group in block_cells.groupby(SETTING, sort=False):
@@ -268,7 +292,7 @@ def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
             **dict(zip(SETTING, key)), "defender_accuracy": defended, "defender_loss": loss, "tolerance": tolerance,
             "qualifies": loss <= DEFENDER_LOSS + tolerance, "attackers": attackers, "best": best,
             "naive_protection": welch_interval(base_attacker, naive["attacker_accuracy"].tolist()),
-            "best_protection": welch_interval(base_attacker, group[group["attacker"] == best]["attacker_accuracy"].tolist()),
+            "best_protection": welch_interval(base_best, group[group["attacker"] == best]["attacker_accuracy"].tolist()),
         })
     return out
 
@@ -303,25 +327,31 @@ def pct(mean: float, half: float = math.nan, n: int | None = None) -> str:
 
 
 def baseline_line(cells: pd.DataFrame, block: str) -> str:
-    """One sentence: the block's victim, attack, undefended defender and attacker accuracy.
+    """One sentence: the block's victim, attack, undefended defender accuracy and each attacker's accuracy there.
 
-    When the argmax-only attacker met the undefended victim, the sentence gives its accuracy too:
-    it reaches the same against any defense that keeps the top class of every answer.
+    With more than one attacker run against the undefended victim, the sentence names the
+    strongest: the protection left against the best attacker is measured from it. The
+    argmax-only attacker reaches against any defense that keeps every answer's top class what it
+    reaches against the undefended victim.
     """
     base = _undefended(cells, block)
-    mean, half = t_interval(base["attacker_accuracy"].tolist())
+    undefended = undefended_attackers(cells, block)
+
+    def reach(kind: str) -> str:
+        values = undefended[kind]
+        return f"{pct(*t_interval(values))}% ({len(values)} seed{'s' if len(values) > 1 else ''})"
+
     text = (
         f"Block `{block}`: victim `{base['victim'].iloc[0]}` ({100 * float(base['defender_accuracy'].mean()):.2f}% test accuracy), "
-        f"attack `{base['attack'].iloc[0]}`; undefended, the naive attacker reaches {pct(mean, half)}% "
-        f"({len(base)} seed{'s' if len(base) > 1 else ''})"
+        f"attack `{base['attack'].iloc[0]}`; undefended, the naive attacker reaches {reach('naive')}"
     )
-    labels = cells[(cells["block"] == block) & (cells["defense"] == "none") & (cells["attacker"] == "argmax")]
-    if labels.empty:
+    others = [kind for kind in undefended if kind != "naive"]
+    if not others:
         return text + "."
-    label_mean, label_half = t_interval(labels["attacker_accuracy"].tolist())
+    named = ", ".join(f"the {'argmax-only' if kind == 'argmax' else kind} attacker {reach(kind)}" for kind in others)
     return (
-        f"{text}, the argmax-only attacker {pct(label_mean, label_half)}% ({len(labels)} seed{'s' if len(labels) > 1 else ''}; "
-        "as much as it reaches against any defense that keeps the top class of every answer)."
+        f"{text}, {named}; protection left is measured from the strongest of them, {strongest(undefended)} "
+        "(the argmax-only attacker reaches as much against any defense that keeps the top class of every answer)."
     )
 
 
@@ -361,10 +391,10 @@ def settings_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
         "|---|---|---|" + "---|" * len(ATTACKERS) + "---|---|",
     ]
     base = _undefended(cells, block)
-    mean, half = t_interval(base["attacker_accuracy"].tolist())
+    undefended = undefended_attackers(cells, block)
+    marks = " | ".join(pct(*t_interval(undefended[kind]), len(undefended[kind])) if kind in undefended else "–" for kind in ATTACKERS)
     lines.append(
-        f"| `none` | {100 * float(base['defender_accuracy'].mean()):.2f} | 0.00 | {pct(mean, half, len(base))} |"
-        + " – |" * (len(ATTACKERS) - 1) + " naive | 0 |"
+        f"| `none` | {100 * float(base['defender_accuracy'].mean()):.2f} | 0.00 | {marks} | {strongest(undefended)} | 0 |"
     )
     for row in settings(cells, block):
         attackers = row["attackers"]
@@ -401,7 +431,7 @@ def plot_block(cells: pd.DataFrame, block: str, path: Path) -> Path:
     Left: attacker accuracy against defender accuracy for every setting that costs the defender at
     most :data:`PLOT_LOSS`: the naive attacker (filled circle) and the best adaptive attacker (open
     triangle, where one was run), 95% interval bars, one colour per defense family, the undefended
-    victim as a black star. Right: the same attacker accuracies per setting (every setting), since
+    victim as a black star (hollow: its best attacker, when that is not the naive one). Right: the same attacker accuracies per setting (every setting), since
     most settings keep the defender's accuracy and overlap on the left.
     """
     import matplotlib
@@ -418,6 +448,12 @@ def plot_block(cells: pd.DataFrame, block: str, path: Path) -> Path:
     base_mean, base_half = t_interval(base["attacker_accuracy"].tolist())
     ax.errorbar([100 * base["defender_accuracy"].mean()], [100 * base_mean], yerr=_bar(base_half), fmt="*", color="black",
                 markersize=14, capsize=3, label="none (undefended)")
+    undefended = undefended_attackers(cells, block)
+    top = strongest(undefended)
+    top_mean, top_half = t_interval(undefended[top])
+    if top != "naive":
+        ax.errorbar([100 * base["defender_accuracy"].mean()], [100 * top_mean], yerr=_bar(top_half), fmt="*", color="black",
+                    markersize=14, capsize=3, markerfacecolor="none", label=f"none, best attacker ({top})")
     families: dict[str, str] = {}
     shown = [row for row in rows if row["defender_loss"] <= PLOT_LOSS]
     for row in rows:
@@ -453,6 +489,9 @@ def plot_block(cells: pd.DataFrame, block: str, path: Path) -> Path:
             dots.errorbar([100 * mean], [y], xerr=_bar(half), fmt="^", color=color, capsize=3, markersize=6, markerfacecolor="none")
         labels.append(f"{row['defense_label']}  (−{100 * row['defender_loss']:.2f} pts)")
     dots.axvline(100 * base_mean, color="black", linewidth=0.6, linestyle=":")
+    if top != "naive":
+        dots.errorbar([100 * top_mean], [0], xerr=_bar(top_half), fmt="*", color="black", markersize=12, capsize=3, markerfacecolor="none")
+        dots.axvline(100 * top_mean, color="black", linewidth=0.6, linestyle="--")
     dots.set_yticks(range(len(labels)), labels, fontsize=7)
     dots.invert_yaxis()
     dots.set_xlabel("attacker (replica) accuracy on the test set (%)")

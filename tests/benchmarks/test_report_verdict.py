@@ -117,12 +117,22 @@ def test_tables_show_every_setting_and_say_when_nothing_qualifies(cells: pd.Data
     assert table.count("\n") == 1 + 1 + 5
 
 
-def test_the_baseline_gives_the_argmax_attacker_against_the_undefended_victim_when_run(cells: pd.DataFrame) -> None:
+def test_protection_left_is_measured_from_the_best_attacker_against_the_undefended_victim(cells: pd.DataFrame) -> None:
     assert verdict.baseline_line(cells, "b").endswith("reaches 86.00 ± 2.48% (3 seeds).")
-    labels = pd.DataFrame([cell("none", "none", "argmax", seed, 0.99, acc) for seed, acc in enumerate([0.70, 0.72])])
-    line = verdict.baseline_line(pd.concat([cells, labels]), "b")
-    assert "reaches 86.00 ± 2.48% (3 seeds), the argmax-only attacker 71.00 ± 12.71% (2 seeds; as much as" in line
-    assert verdict.headline(pd.concat([cells, labels]), "b") == verdict.headline(cells, "b")
+    labels = pd.DataFrame(
+        [cell("none", "none", "argmax", seed, 0.99, acc) for seed, acc in enumerate([0.90, 0.92])]
+        + [cell("mad", "mad:epsilon=0.5", "argmax", seed, 0.99, acc) for seed, acc in enumerate([0.60, 0.62, 0.61])]
+    )
+    both = pd.concat([cells, labels])
+    line = verdict.baseline_line(both, "b")
+    assert "reaches 86.00 ± 2.48% (3 seeds), the argmax-only attacker 91.00 ± 12.71% (2 seeds); protection left is measured" in line
+    assert "from the strongest of them, argmax (" in line
+    setting = next(s for s in verdict.settings(both, "b") if s["defense_label"] == "mad:epsilon=0.5")
+    assert setting["best"] == "invert-estimated"
+    assert setting["best_protection"][0] == pytest.approx(0.91 - 0.85)
+    assert setting["naive_protection"][0] == pytest.approx(0.20)
+    table = verdict.settings_table(both, "b")
+    assert "| `none` | 99.00 | 0.00 | 86.00 ± 2.48 | 91.00 ± 12.71 (n=2) | – | – | – | argmax | 0 |" in table
 
 
 def test_one_seed_is_marked_and_a_missing_baseline_is_an_error(cells: pd.DataFrame) -> None:
