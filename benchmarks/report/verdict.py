@@ -8,7 +8,9 @@ row per cell and seed. Every attacker is one of :data:`ATTACKERS`, read from the
 * ``repeat``: sends each input several times and trains on the mean answer (``repeat=n``, same budget);
 * ``invert-estimated``: inverts each answer knowing the defense's name only, its parameters
   estimated from the answers (``invert=<name>``);
-* ``invert-known``: inverts knowing the defense's full spec (``invert=<name>:<params>``).
+* ``invert-known``: inverts knowing the defense's full spec (``invert=<name>:<params>``);
+* ``invert-estimated-argmax``, ``invert-known-argmax``: inverts as above, then trains on the
+  recovered posteriors' top-1 labels only (``invert=...`` with ``train_on=argmax``).
 
 Intervals: a 95% Student-t interval over seeds for a mean (``mean ± t(0.975, n-1) · s / sqrt(n)``),
 and Welch's interval for a difference of two means (Welch-Satterthwaite degrees of freedom). Seeds
@@ -37,7 +39,7 @@ from stealguard.harness.ray_grid import GridConfig
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant, RunResult, VictimSpec
 
-ATTACKERS = ("naive", "argmax", "repeat", "invert-estimated", "invert-known")
+ATTACKERS = ("naive", "argmax", "repeat", "invert-estimated", "invert-known", "invert-estimated-argmax", "invert-known-argmax")
 """Attacker kinds, the naive one first."""
 DEFENDER_LOSS = 0.01
 """The defender-accuracy budget of the headline table: one point."""
@@ -67,7 +69,8 @@ def attacker_of(params: dict[str, Any]) -> tuple[str, str]:
     if invert:
         _, _, rest = str(invert).partition(":")
         keys = {item.split("=", 1)[0].strip() for item in rest.replace(";", ",").split(",") if item.strip()}
-        return ("invert-known" if keys - ATTACKER_OPTIONS else "invert-estimated"), str(invert)
+        kind = "invert-known" if keys - ATTACKER_OPTIONS else "invert-estimated"
+        return (f"{kind}-argmax" if params.get("train_on") == "argmax" else kind), str(invert)
     if params.get("train_on") == "argmax":
         return "argmax", ""
     if int(params.get("repeat", 1)) > 1:

@@ -28,6 +28,8 @@ from stealguard.runspec import DPVariant
         ({"invert": "dcp:tau=0.8;beta=0.3"}, ("invert-known", "dcp:tau=0.8;beta=0.3")),
         ({"invert": "reverse_sigmoid:branch=auto"}, ("invert-estimated", "reverse_sigmoid:branch=auto")),
         ({"invert": "dcp:branch=inner;beta=0.3"}, ("invert-known", "dcp:branch=inner;beta=0.3")),
+        ({"invert": "mad", "train_on": "argmax"}, ("invert-estimated-argmax", "mad")),
+        ({"invert": "mad_keyed:epsilon=1.0", "train_on": "argmax"}, ("invert-known-argmax", "mad_keyed:epsilon=1.0")),
     ],
 )
 def test_attacker_kind_is_read_from_the_attack_parameters(params: dict, expected: tuple[str, str]) -> None:
@@ -113,7 +115,7 @@ def test_tables_show_every_setting_and_say_when_nothing_qualifies(cells: pd.Data
     assert "| mad | `mad:epsilon=0.1` | 0.00 | 81.00 ± 2.48 | invert-estimated: 82.00 ± 2.48 | 5.00 ± 2.27 | 4.00 ± 2.27 |" in headline
     assert "| adaptive_misinformation | none qualifies (cheapest: `adaptive_misinformation:tau=0.5`) | 2.00 |" in headline
     table = verdict.settings_table(cells, "b")
-    assert "| `mad:epsilon=0.5` | 99.00 | 0.00 | 66.00 ± 2.48 | – | – | 85.00 ± 2.48 | – | invert-estimated | 1.00 ± 2.27 |" in table
+    assert "| `mad:epsilon=0.5` | 99.00 | 0.00 | 66.00 ± 2.48 | – | – | 85.00 ± 2.48 | – | – | – | invert-estimated | 1.00 ± 2.27 |" in table
     assert table.count("\n") == 1 + 1 + 5
 
 
@@ -132,7 +134,7 @@ def test_protection_left_is_measured_from_the_best_attacker_against_the_undefend
     assert setting["best_protection"][0] == pytest.approx(0.91 - 0.85)
     assert setting["naive_protection"][0] == pytest.approx(0.20)
     table = verdict.settings_table(both, "b")
-    assert "| `none` | 99.00 | 0.00 | 86.00 ± 2.48 | 91.00 ± 12.71 (n=2) | – | – | – | argmax | 0 |" in table
+    assert "| `none` | 99.00 | 0.00 | 86.00 ± 2.48 | 91.00 ± 12.71 (n=2) | – | – | – | – | – | argmax | 0 |" in table
 
 
 def test_one_seed_is_marked_and_a_missing_baseline_is_an_error(cells: pd.DataFrame) -> None:
