@@ -252,6 +252,15 @@ def undefended_attackers(cells: pd.DataFrame, block: str) -> dict[str, list[floa
     }
 
 
+LABEL_ATTACKERS = frozenset({"argmax", "invert-estimated-argmax", "invert-known-argmax"})
+"""Attacker kinds that train on top-1 labels; the others train on posteriors."""
+
+
+def trains_on(kind: str) -> str:
+    """``"labels"`` or ``"posteriors"``: what an attacker kind trains its replica on."""
+    return "labels" if kind in LABEL_ATTACKERS else "posteriors"
+
+
 def strongest(accuracies: dict[str, list[float]]) -> str:
     """The attacker kind with the highest mean accuracy (the naive one on ties)."""
     return max(accuracies, key=lambda kind: (sum(accuracies[kind]) / len(accuracies[kind]), kind == "naive"))
@@ -268,13 +277,15 @@ def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
     undefended victim minus its accuracy here; ``best_protection``, the best attacker's accuracy
     against the undefended victim (the strongest kind run there, :func:`undefended_attackers`) minus
     the best attacker's here. An attacker that beats the naive one without any defense (training
-    on labels can) is the undefended baseline too, so a defense is not credited with its margin.
+    on labels can) is the undefended baseline too, so a defense is not credited with its margin;
+    but only where an attacker that trains the same way (labels or posteriors, :func:`trains_on`)
+    met the setting, since a setting is not credited with an attacker it never met either.
+    ``baseline`` names the undefended attacker kind the protection left is measured from.
     """
     base = _undefended(cells, block)
     base_defender = float(base["defender_accuracy"].mean())
     base_attacker = base["attacker_accuracy"].tolist()
     undefended = undefended_attackers(cells, block)
-    base_best = undefended[strongest(undefended)]
     out = []
     block_cells = cells[(cells["block"] == block) & (cells["defense"] != "none")]
     for key, group in block_cells.groupby(SETTING, sort=False):
@@ -291,11 +302,14 @@ def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
                 mean, half = t_interval(rows["attacker_accuracy"].tolist())
                 attackers[kind] = (mean, half, len(rows))
         best = max(attackers, key=lambda kind: (attackers[kind][0], kind == "naive"))
+        met = {trains_on(kind) for kind in attackers}
+        baseline = strongest({kind: values for kind, values in undefended.items() if trains_on(kind) in met})
         out.append({
             **dict(zip(SETTING, key)), "defender_accuracy": defended, "defender_loss": loss, "tolerance": tolerance,
             "qualifies": loss <= DEFENDER_LOSS + tolerance, "attackers": attackers, "best": best,
             "naive_protection": welch_interval(base_attacker, naive["attacker_accuracy"].tolist()),
-            "best_protection": welch_interval(base_best, group[group["attacker"] == best]["attacker_accuracy"].tolist()),
+            "best_protection": welch_interval(undefended[baseline], group[group["attacker"] == best]["attacker_accuracy"].tolist()),
+            "baseline": baseline,
         })
     return out
 
@@ -358,6 +372,13 @@ def baseline_line(cells: pd.DataFrame, block: str) -> str:
     )
 
 
+def _baseline_note(row: dict[str, Any], strongest_kind: str) -> str:
+    """A remark when a setting's protection left is measured from a weaker undefended attacker than the block's strongest."""
+    if row["baseline"] == strongest_kind:
+        return ""
+    return f" (from undefended {row['baseline']}: no attacker training on {trains_on(strongest_kind)} met it)"
+
+
 def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
     """Markdown: :func:`headline` of ``block``, accuracies and protections in % (95% intervals over seeds).
 
@@ -369,6 +390,7 @@ def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
         "protection vs naive | protection left vs best |"),
         "|---|---|---|---|---|---|---|",
     ]
+    top = strongest(undefended_attackers(cells, block))
     for row in headline(cells, block):
         naive, best = row["attackers"]["naive"], row["attackers"][row["best"]]
         if not row["qualifies"]:
@@ -381,7 +403,8 @@ def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
         waiting = f" (not yet run: {', '.join(pending)})" if pending else ""
         lines.append(
             f"| {row['family']} | `{row['defense_label']}` | {100 * row['defender_loss']:.2f} | {pct(*naive)} "
-            f"| {row['best']}: {pct(*best)}{waiting} | {pct(*row['naive_protection'])} | {pct(*row['best_protection'])} |"
+            f"| {row['best']}: {pct(*best)}{waiting} | {pct(*row['naive_protection'])} | {pct(*row['best_protection'])}"
+            f"{_baseline_note(row, top)} |"
         )
     return "\n".join(lines)
 
@@ -407,7 +430,7 @@ def settings_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
         )
         lines.append(
             f"| `{row['defense_label']}` | {100 * row['defender_accuracy']:.2f} | {100 * row['defender_loss']:.2f} | {marks} "
-            f"| {row['best']} | {pct(*row['best_protection'])} |"
+            f"| {row['best']} | {pct(*row['best_protection'])}{_baseline_note(row, strongest(undefended))} |"
         )
     return "\n".join(lines)
 

@@ -510,11 +510,13 @@ SUPERSEDED_FILE = "superseded.csv"
 
 def supersede_cells(config: GridConfig, out_dir: Path | str, attacks: list[str]) -> int:
     """Move the stored rows of the cells of ``config``'s attacks named ``attacks`` from ``out_dir``'s
-    ``results.csv`` to its ``superseded.csv``; return how many rows moved. No cell is run:
-    ``run_grid(..., resume=True)`` then runs those cells again (after the attack was improved).
+    ``results.csv`` and ``failed.csv`` to its ``superseded.csv``; return how many rows moved. No
+    cell is run: ``run_grid(..., resume=True)`` then runs those cells again (after the attack was
+    improved). The rows of a budget-curve cell (one per budget, each under its budget's key) move
+    together.
 
-    The rows are appended to ``superseded.csv`` before they are removed from ``results.csv``, so an
-    interruption can leave a row in both, never in neither. Stop a grid writing to ``out_dir`` first.
+    The rows are appended to ``superseded.csv`` before they are removed from the other tables, so
+    an interruption can leave a row in both, never in neither. Stop a grid writing to ``out_dir`` first.
 
     Raises:
         ValueError: a name that is none of the config's attack names.
@@ -526,12 +528,18 @@ def supersede_cells(config: GridConfig, out_dir: Path | str, attacks: list[str])
     if unknown:
         raise ValueError(f"--supersede {', '.join(unknown)}: not an attack of {config.name!r}; its attacks: {', '.join(dict.fromkeys(names))}")
     out_dir = Path(out_dir)
-    keys = {spec.key() for _, attack, spec in config.named_cells() if attack in attacks}
-    results, superseded = RunTable(out_dir / RESULTS_FILE), RunTable(out_dir / SUPERSEDED_FILE)
-    moving = [result for result in results.results() if result.key in keys]
-    for result in moving:
-        superseded.append(result)
-    return len(results.take({result.key for result in moving}))
+    curves = config.curve_budgets()
+    keys = set()
+    for _, attack, spec in config.named_cells():
+        if attack in attacks:
+            keys |= {spec.model_copy(update={"budget": budget}).key() for budget in curves.get(spec.key(), (spec.budget,))}
+    superseded, moved = RunTable(out_dir / SUPERSEDED_FILE), 0
+    for table in (RunTable(out_dir / RESULTS_FILE), RunTable(out_dir / FAILED_FILE)):
+        moving = [result for result in table.results() if result.key in keys]
+        for result in moving:
+            superseded.append(result)
+        moved += len(table.take({result.key for result in moving}))
+    return moved
 
 
 def grid_outcome_line(outcome: GridOutcome, out_dir: Path) -> str:

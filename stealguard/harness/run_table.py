@@ -19,6 +19,7 @@ import csv
 import fcntl
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,8 +77,9 @@ class RunTable:
     def take(self, keys: set[str]) -> list[RunResult]:
         """Remove the rows whose key is in ``keys`` and return them, in file order.
 
-        The other rows are kept as written (a table of the earlier layout is rewritten in the
-        current one); an atomic replace under the lock, so a concurrent appender loses nothing.
+        When any row is taken, the table is replaced atomically under the lock by the other rows,
+        as written (in the current layout, when it was of the earlier one), so a concurrent appender
+        loses nothing; otherwise the file is left alone.
         """
         if not self.path.is_file():
             return []
@@ -150,15 +152,17 @@ class RunTable:
     def _write_rows(self, rows: list[dict[str, str]]) -> None:
         """Replace the (locked) table by ``rows`` (as read, either layout) in the current layout."""
         defaults = RunResult.ADDED_COLUMNS
-        staging = Path(tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)[1])
+        descriptor, name = tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)
+        staging = Path(name)
         try:
-            with open(staging, "w", newline="") as out:
+            with os.fdopen(descriptor, "w", newline="") as out:
                 writer = csv.writer(out, lineterminator="\n")
                 writer.writerow(RunResult.columns())
                 for row in rows:
                     writer.writerow([row[name] if name in row else defaults[name] for name in RunResult.columns()])
                 out.flush()
                 os.fsync(out.fileno())
+            os.chmod(staging, stat.S_IMODE(self.path.stat().st_mode))
             os.replace(staging, self.path)
         finally:
             staging.unlink(missing_ok=True)

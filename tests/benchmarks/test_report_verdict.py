@@ -135,6 +135,11 @@ def test_protection_left_is_measured_from_the_best_attacker_against_the_undefend
     assert setting["naive_protection"][0] == pytest.approx(0.20)
     table = verdict.settings_table(both, "b")
     assert "| `none` | 99.00 | 0.00 | 86.00 ± 2.48 | 91.00 ± 12.71 (n=2) | – | – | – | – | – | argmax | 0 |" in table
+    # A setting no label-trained attacker met is measured from the undefended naive attacker, and says so.
+    noise = next(s for s in verdict.settings(both, "b") if s["defense_label"] == "random_noise:epsilon=1.0")
+    assert noise["baseline"] == "naive" and noise["best_protection"][0] == pytest.approx(0.10)
+    assert "| naive | 10.00 ± 2.27 (from undefended naive: no attacker training on labels met it) |" in table
+    assert setting["baseline"] == "argmax"
 
 
 def test_one_seed_is_marked_and_a_missing_baseline_is_an_error(cells: pd.DataFrame) -> None:

@@ -98,14 +98,35 @@ def test_supersede_moves_one_attacks_rows_aside_so_resume_runs_them_again(tmp_pa
     for _, _, spec in named:
         stored.append(replace(failed_result(spec, "x"), status="ok", error=""))
     broken = {spec.key() for _, attack, spec in named if attack == "broken"}
+    failed = RunTable(out / FAILED_FILE)
+    failed.append(failed_result(next(spec for _, attack, spec in named if attack == "broken"), "ValueError: once"))
+    failed.append(failed_result(named[0][2], "ValueError: kept"))
     assert cli.main(["grid", str(path), "--out", str(out), "--supersede", "broken"]) == 0
-    assert capsys.readouterr().out.strip() == f"moved 1 row(s) of broken to {out / SUPERSEDED_FILE}; --resume runs those cells again"
-    assert {result.key for result in RunTable(out / SUPERSEDED_FILE).results()} == broken
+    assert capsys.readouterr().out.strip() == f"moved 2 row(s) of broken to {out / SUPERSEDED_FILE}; --resume runs those cells again"
+    assert [result.key for result in RunTable(out / SUPERSEDED_FILE).results()] == [*broken, *broken]
+    assert [result.error for result in failed.results()] == ["ValueError: kept"]
     assert stored.keys() == {spec.key() for _, _, spec in named} - broken
     assert cli.main(["grid", str(path), "--out", str(out), "--status"]) == 0
     assert capsys.readouterr().out.splitlines()[-2:] == ["broken: 0 of 1 cells stored", "total: 4 of 5 cells stored"]
     assert cli.main(["grid", str(path), "--out", str(out), "--supersede", "nope"]) == 2
     assert "--supersede nope: not an attack of" in capsys.readouterr().err
+
+
+def test_supersede_moves_every_budget_row_of_a_curve_cell(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from stealguard.harness.ray_grid import SUPERSEDED_FILE, supersede_cells
+    from stealguard.harness.run import failed_result
+
+    curve = GRID.replace('params = { epochs = 1, batch_size = 32 }', 'params = { epochs = 1, batch_size = 32 }\nbudgets = [60, 120]')
+    config = load_grid(_write(tmp_path, curve))
+    out = tmp_path / "out"
+    stored = RunTable(out / RESULTS_FILE)
+    for spec in config.specs():
+        for budget in (60, 120):
+            stored.append(replace(failed_result(spec.model_copy(update={"budget": budget}), "x"), status="ok", error=""))
+    assert supersede_cells(config, out, ["knockoff"]) == 2 * len(config.specs())
+    assert stored.results() == [] and len(RunTable(out / SUPERSEDED_FILE).results()) == 2 * len(config.specs())
 
 
 def test_dp_sgd_in_the_defenses_is_a_victim_variant(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import multiprocessing
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,8 @@ def test_an_earlier_table_reads_its_rows_with_no_device(tmp_path: Path) -> None:
 def test_the_first_append_rewrites_an_earlier_table_keeping_every_value(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
     write_earlier(path, [make_result(0), make_result(1)])
+    path.chmod(0o640)
+    mode = stat.S_IMODE(path.stat().st_mode)
     with open(path, newline="") as handle:
         before = list(csv.DictReader(handle))
     RunTable(path).append(make_result(2))
@@ -73,6 +77,7 @@ def test_the_first_append_rewrites_an_earlier_table_keeping_every_value(tmp_path
         after = list(reader)
     assert [{name: row[name] for name in RunResult.earlier_columns()} for row in after[:2]] == before
     assert [row["device"] for row in after] == ["", "", "cpu"]
+    assert stat.S_IMODE(path.stat().st_mode) == mode
     assert [result.seed for result in RunTable(path).results()] == [0, 1, 2]
     assert not [entry for entry in tmp_path.iterdir() if entry.name != "results.csv"]
 
@@ -116,3 +121,13 @@ def test_take_removes_the_rows_with_those_keys_and_returns_them(tmp_path: Path) 
     assert table.take(wanted) == [] and RunTable(tmp_path / "none.csv").take(wanted) == []
     with open(path, newline="") as handle:
         assert tuple(next(csv.reader(handle))) == RunResult.columns()
+
+
+def test_rewriting_leaks_no_file_descriptor(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    write_earlier(path, [make_result(seed) for seed in range(3)])
+    table = RunTable(path)
+    before = len(os.listdir("/proc/self/fd"))
+    table.append(make_result(3))
+    table.take({make_result(0).key})
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -40,9 +40,10 @@ roles), a broader peak. The answers seen so far (up to ``memory`` rows) are pool
 For ``mad_keyed`` the target's keyed entry blurs that spike; with the L1 budget the keyed
 inverter reads the budget from the top entry instead: a one-hot clean row ``e_c`` moves
 ``alpha (1 - t_c)`` of its mass off ``c`` at L1 cost ``2 alpha (1 - t_c) = epsilon``, so its
-answer's top entry is exactly ``1 - epsilon / 2`` whatever ``r`` and ``k``; less confident rows
-imply more (their answers are further from a vertex), so the estimate is the lowest window
-holding at least :data:`KEYED_SUPPORT` of the values ``2 (1 - max y~)``
+answer's entry ``c`` is exactly ``1 - epsilon / 2`` whatever ``r`` and ``k``, and it stays the top
+entry while ``epsilon <= 1`` (beyond, the target's entry overtakes it and the estimate comes out
+low: give the budget); less confident rows imply more (their answers are further from a vertex),
+so the estimate is the lowest window holding at least :data:`KEYED_SUPPORT` of the values ``2 (1 - max y~)``
 (:func:`~stealguard.attacks.inversion.estimate.lowest_cluster`). Queries far from the victim's
 data give few confident rows; rows whose answer is the target itself (``alpha = 1``, diffuse
 rows at a large budget) imply less, and the estimate comes out low there.
@@ -237,7 +238,7 @@ class MADKeyedInversion(MADInversion):
     ``t_k = (1 - mix) e_k + mix u``; the part ``alpha mix (r(x) - u)`` of each answer stays in the
     estimate (not exact), and rows without a valid candidate take the least inconsistent one,
     projected onto the simplex (``fallback="project"``, the default here). An unknown L1 budget
-    is read from the answers' top entries (module docstring). Args as :class:`MADInversion`, plus
+    is read from the answers' top entries (module docstring; valid for budgets up to 1). Args as :class:`MADInversion`, plus
     ``mix`` in [0, 1] (default 0.5, the defense's default; it must be known, it is not estimated).
     """
 
