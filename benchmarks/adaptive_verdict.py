@@ -60,11 +60,6 @@ def configs() -> dict[str, GridConfig]:
     return {block: load_grid(ROOT / "configs" / f"adaptive-{block}.toml") for block in BLOCKS}
 
 
-def planned() -> verdict.Planned:
-    """The attackers each block's committed config runs per setting."""
-    return verdict.planned_attackers(configs())
-
-
 def csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 

@@ -284,7 +284,6 @@ def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
     """
     base = _undefended(cells, block)
     base_defender = float(base["defender_accuracy"].mean())
-    base_attacker = base["attacker_accuracy"].tolist()
     undefended = undefended_attackers(cells, block)
     out = []
     block_cells = cells[(cells["block"] == block) & (cells["defense"] != "none")]
@@ -307,7 +306,7 @@ def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
         out.append({
             **dict(zip(SETTING, key)), "defender_accuracy": defended, "defender_loss": loss, "tolerance": tolerance,
             "qualifies": loss <= DEFENDER_LOSS + tolerance, "attackers": attackers, "best": best,
-            "naive_protection": welch_interval(base_attacker, naive["attacker_accuracy"].tolist()),
+            "naive_protection": welch_interval(undefended["naive"], naive["attacker_accuracy"].tolist()),
             "best_protection": welch_interval(undefended[baseline], group[group["attacker"] == best]["attacker_accuracy"].tolist()),
             "baseline": baseline,
         })
@@ -418,10 +417,9 @@ def settings_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
     ]
     base = _undefended(cells, block)
     undefended = undefended_attackers(cells, block)
+    top = strongest(undefended)
     marks = " | ".join(pct(*t_interval(undefended[kind]), len(undefended[kind])) if kind in undefended else "–" for kind in ATTACKERS)
-    lines.append(
-        f"| `none` | {100 * float(base['defender_accuracy'].mean()):.2f} | 0.00 | {marks} | {strongest(undefended)} | 0 |"
-    )
+    lines.append(f"| `none` | {100 * float(base['defender_accuracy'].mean()):.2f} | 0.00 | {marks} | {top} | 0 |")
     for row in settings(cells, block):
         attackers = row["attackers"]
         pending = set(_pending(planned, block, row["defense_label"], attackers))
@@ -430,7 +428,7 @@ def settings_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
         )
         lines.append(
             f"| `{row['defense_label']}` | {100 * row['defender_accuracy']:.2f} | {100 * row['defender_loss']:.2f} | {marks} "
-            f"| {row['best']} | {pct(*row['best_protection'])}{_baseline_note(row, strongest(undefended))} |"
+            f"| {row['best']} | {pct(*row['best_protection'])}{_baseline_note(row, top)} |"
         )
     return "\n".join(lines)
 

@@ -66,7 +66,7 @@ class RunTable:
                 if not first:
                     writer.writerow(RunResult.columns())
                 elif not self._is_current(next(csv.reader([first]))):
-                    self._rewrite_current(handle)
+                    self._write_rows(self._rows(handle))
                     continue
                 handle.seek(0, os.SEEK_END)
                 writer.writerow([_cell(value) for value in result.to_row().values()])
@@ -84,10 +84,7 @@ class RunTable:
         if not self.path.is_file():
             return []
         with self._locked() as handle:
-            handle.seek(0)
-            rows = list(csv.DictReader(handle))
-            if rows:
-                self._is_current(list(rows[0]))
+            rows = self._rows(handle)
             taken = [row for row in rows if row["key"] in keys]
             if taken:
                 self._write_rows([row for row in rows if row["key"] not in keys])
@@ -98,9 +95,7 @@ class RunTable:
         if not self.path.is_file():
             return []
         with open(self.path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if rows:
-            self._is_current(list(rows[0]))
+            rows = self._rows(handle)
         return [RunResult.from_row(row) for row in rows]
 
     def keys(self) -> set[str]:
@@ -144,10 +139,13 @@ class RunTable:
         except FileNotFoundError:
             return False
 
-    def _rewrite_current(self, handle: IO[str]) -> None:
-        """Replace the (locked) earlier-layout table by the same rows in the current layout."""
+    def _rows(self, handle: IO[str]) -> list[dict[str, str]]:
+        """Every row of the open table, as read (ValueError when a row's header is of neither layout)."""
         handle.seek(0)
-        self._write_rows(list(csv.DictReader(handle)))
+        rows = list(csv.DictReader(handle))
+        if rows:
+            self._is_current(list(rows[0]))
+        return rows
 
     def _write_rows(self, rows: list[dict[str, str]]) -> None:
         """Replace the (locked) table by ``rows`` (as read, either layout) in the current layout."""
@@ -159,7 +157,7 @@ class RunTable:
                 writer = csv.writer(out, lineterminator="\n")
                 writer.writerow(RunResult.columns())
                 for row in rows:
-                    writer.writerow([row[name] if name in row else defaults[name] for name in RunResult.columns()])
+                    writer.writerow([row[column] if column in row else defaults[column] for column in RunResult.columns()])
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(staging, stat.S_IMODE(self.path.stat().st_mode))

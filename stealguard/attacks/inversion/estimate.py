@@ -29,12 +29,10 @@ def densest_cluster(values: Tensor, *, width: float, floor: float = 0.0, support
         The estimate, or ``None`` when no value is left or the densest window holds fewer than
         ``support``. Ties go to the smallest window.
     """
-    values = values[torch.isfinite(values) & (values > floor)]
-    if values.numel() == 0:
+    windows = _windows(values, width=width, floor=floor)
+    if windows is None:
         return None
-    ordered = values.sort().values
-    ends = torch.searchsorted(ordered, ordered * (1 + width), right=True)
-    counts = ends - torch.arange(ordered.numel(), device=ordered.device)
+    ordered, ends, counts = windows
     start = int(torch.argmax(counts))
     if int(counts[start]) < support:
         return None
@@ -57,14 +55,23 @@ def lowest_cluster(values: Tensor, *, width: float, support: int, floor: float =
     Returns:
         The estimate, or ``None`` when no window holds ``support`` values.
     """
-    values = values[torch.isfinite(values) & (values > floor)]
-    if values.numel() < support:
+    windows = _windows(values, width=width, floor=floor)
+    if windows is None:
         return None
-    ordered = values.sort().values
-    ends = torch.searchsorted(ordered, ordered * (1 + width), right=True)
-    counts = ends - torch.arange(ordered.numel(), device=ordered.device)
+    ordered, ends, counts = windows
     enough = torch.nonzero(counts >= support)
     if enough.numel() == 0:
         return None
     start = int(enough[0])
     return float(ordered[start : int(ends[start])].median())
+
+
+def _windows(values: Tensor, *, width: float, floor: float) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The finite values above ``floor``, sorted, with each relative window's end index and count
+    (``[v, v (1 + width)]`` from each value); None when no value is left."""
+    values = values[torch.isfinite(values) & (values > floor)]
+    if values.numel() == 0:
+        return None
+    ordered = values.sort().values
+    ends = torch.searchsorted(ordered, ordered * (1 + width), right=True)
+    return ordered, ends, ends - torch.arange(ordered.numel(), device=ordered.device)

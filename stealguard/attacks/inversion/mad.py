@@ -126,17 +126,18 @@ def invert_vertex_mixture(
     targets = (1 - mix) * eye + mix / k
     # candidates[n, k, :] = (y~_n - alpha_nk t_k) / (1 - alpha_nk): (N, K, K), K^2 per row.
     candidates = (answers.unsqueeze(1) - alpha.unsqueeze(2) * targets) / keep
+    rows = torch.arange(n, device=answers.device)
     if select == "average":
         weights = valid.to(answers.dtype)
         recovered = (weights.unsqueeze(2) * candidates).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp_min(1)
     else:
         best = score.masked_fill(~valid, torch.inf).argmin(dim=1)
-        recovered = candidates[torch.arange(n, device=answers.device), best]
+        recovered = candidates[rows, best]
     one_hot = answers.amax(dim=1, keepdim=True) >= 1 - ONE_HOT
     usable = valid.any(dim=1, keepdim=True) & ~one_hot
     if fallback == "project":
         least_inconsistent = candidates.clamp(max=0).sum(dim=2).argmax(dim=1)
-        projected = project_to_simplex(candidates[torch.arange(n, device=answers.device), least_inconsistent])
+        projected = project_to_simplex(candidates[rows, least_inconsistent])
         return torch.where(usable, recovered, torch.where(one_hot, answers, projected))
     return torch.where(usable, recovered, answers)
 
