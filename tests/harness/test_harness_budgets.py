@@ -190,23 +190,3 @@ def test_a_grid_cell_with_budgets_gives_one_row_per_budget(tmp_path: Path) -> No
     assert all(row.queries_used <= row.budget for row in rows)
     separate = run(spec.model_copy(update={"budget": 40}), env)
     assert rows[0].attacker_accuracy == separate.attacker_accuracy and rows[0].key == separate.key
-
-
-@pytest.mark.integration
-def test_stealguard_grid_stores_one_row_per_budget(tmp_path: Path, monkeypatch) -> None:
-    import ray._private.ray_constants as constants
-
-    from stealguard.harness.ray_grid import RESULTS_FILE, load_grid, run_grid
-    from stealguard.harness.run_table import RunTable
-    from stealguard.runspec import Env
-
-    monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", False)
-    path = tmp_path / "grid.toml"
-    path.write_text(GRID)
-    config = load_grid(path)
-    env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
-    outcome = run_grid(config, out_dir=tmp_path / "out", env=env, ray_init={"num_cpus": 1})
-    stored = RunTable(tmp_path / "out" / RESULTS_FILE).results()
-    assert [row.budget for row in stored] == [40, 80] and len(outcome.results) == 2 and not outcome.failures
-    again = run_grid(config, out_dir=tmp_path / "out", env=env, resume=True)
-    assert again.skipped == 1 and again.results == []

@@ -183,8 +183,36 @@ def loopback_ray(monkeypatch):
     yield
 
 
+@pytest.fixture(scope="module")
+def _shut_down_ray_after_this_module():
+    import ray
+
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def embedded_ray(_shut_down_ray_after_this_module, loopback_ray) -> None:
+    """One embedded single-CPU Ray for this module's grids: ``run_grid`` uses a Ray that is already
+    up and leaves it up, so the tests share its start (several seconds) and its warm workers."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="warning", _node_ip_address="127.0.0.1")
+
+
+@pytest.fixture
+def own_ray_cluster(loopback_ray) -> None:
+    """No Ray in this driver yet: the test starts and connects to its own cluster."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.mark.integration
-def test_a_two_node_grid_survives_losing_a_node(tmp_path: Path, loopback_ray) -> None:
+def test_a_two_node_grid_survives_losing_a_node(tmp_path: Path, own_ray_cluster) -> None:
     from ray.cluster_utils import Cluster
 
     config = load_grid(_write(tmp_path, GRID + BROKEN_ATTACK))
@@ -227,11 +255,11 @@ def test_a_two_node_grid_survives_losing_a_node(tmp_path: Path, loopback_ray) ->
 
 
 @pytest.mark.integration
-def test_a_dp_cell_on_ray_is_measured_against_its_float_twin(tmp_path: Path, loopback_ray) -> None:
+def test_a_dp_cell_on_ray_is_measured_against_its_float_twin(tmp_path: Path, embedded_ray) -> None:
     text = GRID.replace('defenses = ["none", "mad:epsilon=0.5"]', 'defenses = ["dp_sgd:noise_multiplier=2.0"]').replace("seeds = [0, 1]", "seeds = [0]")
     config = load_grid(_write(tmp_path, text))
     env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
-    outcome = run_grid(config, out_dir=tmp_path / "out", env=env, ray_init={"num_cpus": 1})
+    outcome = run_grid(config, out_dir=tmp_path / "out", env=env)
     assert len(outcome.results) == 1 and not outcome.failures
     on_ray = outcome.results[0]
     direct = run(config.specs()[0], env)
@@ -240,14 +268,26 @@ def test_a_dp_cell_on_ray_is_measured_against_its_float_twin(tmp_path: Path, loo
 
 
 @pytest.mark.integration
-def test_only_the_cells_that_need_it_wait_for_the_misinformation_model(tmp_path: Path, loopback_ray) -> None:
+def test_only_the_cells_that_need_it_wait_for_the_misinformation_model(tmp_path: Path, embedded_ray) -> None:
     text = GRID.replace('defenses = ["none", "mad:epsilon=0.5"]', 'defenses = ["none", "adaptive_misinformation:tau=0.5"]')
     text = text.replace("seeds = [0, 1]", "seeds = [0]")
     config = load_grid(_write(tmp_path, text))
     env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
-    outcome = run_grid(config, out_dir=tmp_path / "out", env=env, ray_init={"num_cpus": 1})
+    outcome = run_grid(config, out_dir=tmp_path / "out", env=env)
     assert sorted(result.defense for result in outcome.results) == ["adaptive_misinformation", "none"]
     assert not outcome.failures
     direct = {result.defense: result for result in (run(spec, env) for spec in config.specs())}
     for result in outcome.results:
         assert result.attacker_accuracy == direct[result.defense].attacker_accuracy
+
+
+@pytest.mark.integration
+def test_a_budget_curve_cell_stores_one_row_per_budget(tmp_path: Path, embedded_ray) -> None:
+    text = GRID.replace("seeds = [0, 1]", "seeds = [0]").replace('defenses = ["none", "mad:epsilon=0.5"]', 'defenses = ["none"]')
+    config = load_grid(_write(tmp_path, text.rstrip() + "\nbudgets = [40, 80]\n"))
+    env = Env(victim_cache=str(tmp_path / "victims"), device="cpu")
+    outcome = run_grid(config, out_dir=tmp_path / "out", env=env)
+    stored = RunTable(tmp_path / "out" / RESULTS_FILE).results()
+    assert [row.budget for row in stored] == [40, 80] and len(outcome.results) == 2 and not outcome.failures
+    again = run_grid(config, out_dir=tmp_path / "out", env=env, resume=True)
+    assert again.skipped == 1 and again.results == []
