@@ -1,0 +1,145 @@
+"""The numbers quoted in the prose of docs/adaptive.md are those the committed CSVs give.
+
+Each claim is a phrase of the document with ``{}`` where a number stands, and the function that
+computes those numbers from the CSVs under ``benchmarks/results/adaptive/``; the test fills the
+phrase and looks for it in the document (whitespace and line breaks do not matter). A number
+quoted in the prose that no claim covers is a number nobody checks: add its claim here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "adaptive.md"
+RESULTS = REPO / "benchmarks" / "results" / "adaptive"
+
+
+@cache
+def csv(name: str) -> pd.DataFrame:
+    return pd.read_csv(RESULTS / name)
+
+
+def sig2(value: float) -> str:
+    """Two significant digits, trailing zeros kept: 0.0074, 0.043, 0.30."""
+    return f"{value:#.2g}"
+
+
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.0f}%"
+
+
+def recovery(file: str, spec: str, parameters: str, column: str) -> float:
+    frame = csv(file)
+    (value,) = frame.loc[(frame["spec"] == spec) & (frame["parameters"] == parameters), column]
+    return float(value)
+
+
+def branch(queries: str, spec: str, rule: str, column: str) -> float:
+    frame = csv("branches.csv")
+    (value,) = frame.loc[(frame["queries"] == queries) & (frame["spec"] == spec) & (frame["branch"] == rule), column]
+    return float(value)
+
+
+def filtered(tau: float, threshold: float, column: str) -> float:
+    frame = csv("misinformation-filter.csv")
+    (value,) = frame.loc[(frame["tau"] == tau) & (frame["threshold"] == threshold), column]
+    return float(value)
+
+
+def fractions(file: str, defense: str, values: Sequence[str], column: str = "frac_exact") -> list[float]:
+    return [recovery(file, f"{defense}={value}", parameters, column)
+            for value in values for parameters in ("known", "estimated") if parameters in set(csv(file)["parameters"])]
+
+
+MNIST, FASHION = "recovery.csv", "recovery-fashionmnist.csv"
+EPSILONS = ("0.1", "0.5", "1.0")
+BETAS = ("0.1", "0.3", "0.6")
+
+
+def mad_exact() -> tuple[str, ...]:
+    assert min(fractions(MNIST, "mad:epsilon", ("0.1", "0.5"))) >= 0.999
+    return (percent(recovery(MNIST, "mad:epsilon=1.0", "known", "frac_exact")),)
+
+
+def mad_argmax_exact() -> tuple[str, ...]:
+    mnist, fashion = fractions(MNIST, "mad_argmax:epsilon", EPSILONS), fractions(FASHION, "mad_argmax:epsilon", EPSILONS)
+    return f"{100 * min(mnist):.1f}", f"{100 * max(mnist):.1f}%", f"{100 * min(fashion):.0f}", percent(max(fashion))
+
+
+def reverse_sigmoid_exact() -> tuple[str, ...]:
+    known = [recovery(MNIST, f"reverse_sigmoid:beta={beta}", "known", "frac_exact") for beta in BETAS]
+    return f"{100 * min(known):.0f}", percent(max(known))
+
+
+def reverse_sigmoid_l1() -> tuple[str, ...]:
+    naive = [recovery(MNIST, f"reverse_sigmoid:beta={beta}", "known", "naive_l1_mean") for beta in BETAS]
+    recovered = [recovery(MNIST, f"reverse_sigmoid:beta={beta}", "known", "l1_mean") for beta in BETAS]
+    return f"{min(naive):.2f}", f"{max(naive):.2f}", f"{min(recovered):.3f}", f"{max(recovered):.3f}"
+
+
+def dcp_perturbed() -> tuple[str, ...]:
+    spec = "dcp:tau=0.8,beta=0.3"
+    return (percent(branch("fashionmnist", spec, "inner", "perturbed_rows") / branch("fashionmnist", spec, "inner", "rows")),)
+
+
+def dcp_l1() -> tuple[str, ...]:
+    return tuple(f"{branch('fashionmnist', spec, 'inner', column):.2f}"
+                 for spec in ("dcp:tau=0.8,beta=0.3", "dcp:variant=authors,beta=0.5") for column in ("naive_l1_mean", "l1_mean"))
+
+
+def misinformation_filter() -> tuple[str, ...]:
+    return (f"{100 * filtered(0.8, 0.0, 'label_agreement'):.1f}%", f"{100 * filtered(0.8, 0.9, 'label_agreement'):.1f}%",
+            f"{100 * filtered(0.8, 0.9, 'kept'):.1f}%")
+
+
+def keyed_mnist_l1() -> tuple[str, ...]:
+    known = [sig2(recovery(MNIST, f"mad_keyed:epsilon={eps}", "known", "l1_mean")) for eps in EPSILONS]
+    estimated = [sig2(recovery(MNIST, f"mad_keyed:epsilon={eps}", "estimated", "l1_mean")) for eps in EPSILONS]
+    assert known == estimated, "the prose says the budget known or estimated gives the same"
+    return tuple(known)
+
+
+def keyed_fashion_l1() -> tuple[str, ...]:
+    return tuple(sig2(recovery(FASHION, f"mad_keyed:epsilon={eps}", "known", "l1_mean")) for eps in EPSILONS)
+
+
+def keyed_fashion_estimate() -> tuple[str, ...]:
+    def estimate(eps: str) -> float:
+        return recovery(FASHION, f"mad_keyed:epsilon={eps}", "estimated", "estimated_epsilon")
+
+    return f"{estimate('0.1'):.4f}", f"{estimate('0.5'):.4f}", f"{estimate('1.0'):.2f}"
+
+
+CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
+    ("at `epsilon` 0.1 and 0.5 and on {} at 1.0", mad_exact),
+    ("and on {} to {} of rows for MAD-argmax (on Fashion-MNIST queries {} to {}: diffuse posteriors", mad_argmax_exact),
+    ("With `beta` and `gamma` known, {} to {} of MNIST test rows come back to L1 < 1e-3", reverse_sigmoid_exact),
+    ("the mean L1 drops from {}-{} to {}-{}", reverse_sigmoid_l1),
+    ("({} of Fashion-MNIST test images at `tau` 0.8)", dcp_perturbed),
+    ("the mean L1 to the clean posterior falls from {} to {} at `beta` 0.3, and from {} to {} for the authors' variant at `beta` 0.5",
+     dcp_l1),
+    ("at `tau` 0.8, {} of all answers have the clean top class, and {} of the {} whose top entry is at least 0.9",
+     misinformation_filter),
+    ("MNIST test rows from 0.1, 0.5 and 1.0 to {}, {} and {}, the budget known or estimated", keyed_mnist_l1),
+    ("on Fashion-MNIST queries to {}, {} and {} with the budget known", keyed_fashion_l1),
+    ("There the estimate is {} and {}, but {} at `eps` 1.0", keyed_fashion_estimate),
+    ("imply a smaller budget (recovered L1 {})",
+     lambda: (f"{recovery(FASHION, 'mad_keyed:epsilon=1.0', 'estimated', 'l1_mean'):.2f}",)),
+]
+
+
+def normalized(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+@pytest.mark.parametrize(("phrase", "numbers"), CLAIMS, ids=[phrase[:40] for phrase, _ in CLAIMS])
+def test_the_prose_quotes_what_the_csvs_give(phrase: str, numbers: Callable[[], Sequence[str]]) -> None:
+    expected = normalized(phrase.format(*numbers()))
+    assert expected in normalized(DOC.read_text()), f"docs/adaptive.md should say: {expected!r}"
