@@ -1,10 +1,11 @@
 """Does MAD (and its keyed variant) still protect against an attacker who inverts its answers?
 
 Knockoff (random policy) with Fashion-MNIST queries against the committed MNIST LeNet victim
-(``benchmarks/victims/mnist-lenet``), 10k queries, 10 replica epochs, seeds 0 and 1; one
-``stealguard attack`` process per cell (the same CLI path users run, ``--attack-param
-invert=<spec>`` for the inverting attacker), ``OMP_NUM_THREADS=1``, two cells at a time.
-Resumable: a cell whose JSON exists is not rerun. Then collects every cell's JSON into
+(``benchmarks/victims/mnist-lenet``), 10k queries, 10 replica epochs, seeds 0 and 1, each cell
+with both of Knockoff's replica-training schedules (``training=reference``, the verdict grid's
+SGD, and ``training=stealguard``, Adam with cosine decay); one ``stealguard attack`` process per
+cell (the same CLI path users run, ``--attack-param invert=<spec>`` for the inverting attacker),
+``OMP_NUM_THREADS=1``, two cells at a time. Resumable: a cell whose JSON exists is not rerun. Then collects every cell's JSON into
 ``benchmarks/results/adaptive/steal.csv``, regenerates the marked table of ``docs/adaptive.md``
 from it and prints that table.
 
@@ -31,12 +32,15 @@ VICTIM = ROOT / "victims" / "mnist-lenet"
 CSV = ROOT / "results" / "adaptive" / "steal.csv"
 DOC = ROOT.parent / "docs" / "adaptive.md"
 BEGIN, END = "<!-- steal-table:begin -->", "<!-- steal-table:end -->"
-COLUMNS = ["cell", "defense", "attacker", "seeds", "defender_accuracy", "attacker_accuracy",
+COLUMNS = ["cell", "training", "defense", "attacker", "seeds", "defender_accuracy", "attacker_accuracy",
            "attacker_accuracy_min", "attacker_accuracy_max"]
 SEEDS = (0, 1)
+TRAININGS = ("reference", "stealguard")
+"""Knockoff's replica-training presets (``stealguard.attacks.knockoff.TRAINING``), 10 epochs each."""
 
 CELLS: dict[str, tuple[str, list[str]]] = {
     "undefended": ("none", []),
+    "undefended-argmax-labels": ("none", ["--train-on", "argmax"]),
     "mad-naive": ("mad:epsilon=0.5", []),
     "mad-argmax-labels": ("mad:epsilon=0.5", ["--train-on", "argmax"]),
     "mad-inverted-known": ("mad:epsilon=0.5", ["--attack-param", "invert=mad:epsilon=0.5"]),
@@ -51,13 +55,18 @@ CELLS: dict[str, tuple[str, list[str]]] = {
 """Cell name -> (defense spec, extra attack arguments)."""
 
 
-def command(cell: str, seed: int, out: Path, data_root: str) -> list[str]:
+def cell_file(out: Path, cell: str, training: str, seed: int, suffix: str = ".json") -> Path:
+    return out / f"{cell}-{training}-seed{seed}{suffix}"
+
+
+def command(cell: str, training: str, seed: int, out: Path, data_root: str) -> list[str]:
     """The ``stealguard attack`` command line of one cell."""
     defense, extra = CELLS[cell]
     return [
         sys.executable, "-m", "stealguard.cli", "attack", "--victim", str(VICTIM), "--data-root", data_root,
         "--attack", "knockoff", "--queryset", "fashionmnist", "--budget", "10000", "--epochs", "10",
-        "--seed", str(seed), "--defense", defense, *extra, "--quiet", "--out", str(out / f"{cell}-seed{seed}.json"),
+        "--attack-param", f"training={training}", "--seed", str(seed), "--defense", defense, *extra, "--quiet",
+        "--out", str(cell_file(out, cell, training, seed)),
     ]
 
 
@@ -73,22 +82,27 @@ def collect(out: Path) -> pd.DataFrame:
     """One row per finished cell, from its JSON."""
     rows = []
     for cell in CELLS:
-        for seed in SEEDS:
-            path = out / f"{cell}-seed{seed}.json"
-            if not path.exists():
-                continue
-            result = json.loads(path.read_text())
-            params = result["attack_params"]
-            rows.append({
-                "cell": cell, "defense": result["label"], "attacker": cell.split("-", 1)[1] if "-" in cell else "naive",
-                "invert": params.get("invert") or "", "train_on": params["train_on"], "seed": seed,
-                "defense_seed": result["defense_seed"], "budget": result["budget"], "epochs": params["epochs"],
-                "defender_accuracy": result["defender_accuracy"], "attacker_accuracy": result["attacker_accuracy"],
-                "fidelity": result["fidelity"], "l1_mean": result["l1_mean"], "command": shlex.join(
-                    ["stealguard", *command(cell, seed, Path("runs/adaptive-steal"), "../shared/data")[3:]]
-                ).replace(str(VICTIM), str(VICTIM.relative_to(ROOT.parent))),
-            })
+        for training in TRAININGS:
+            for seed in SEEDS:
+                path = cell_file(out, cell, training, seed)
+                if path.exists():
+                    rows.append(_row(cell, training, seed, json.loads(path.read_text())))
     return pd.DataFrame(rows)
+
+
+def _row(cell: str, training: str, seed: int, result: dict) -> dict:
+    params = result["attack_params"]
+    assert params["training"] == training, (cell, training, params["training"])
+    return {
+        "cell": cell, "training": training, "defense": result["label"],
+        "attacker": cell.split("-", 1)[1] if "-" in cell else "naive",
+        "invert": params.get("invert") or "", "train_on": params["train_on"], "seed": seed,
+        "defense_seed": result["defense_seed"], "budget": result["budget"], "epochs": params["epochs"],
+        "defender_accuracy": result["defender_accuracy"], "attacker_accuracy": result["attacker_accuracy"],
+        "fidelity": result["fidelity"], "l1_mean": result["l1_mean"], "command": shlex.join(
+            ["stealguard", *command(cell, training, seed, Path("runs/adaptive-steal"), "../shared/data")[3:]]
+        ).replace(str(VICTIM), str(VICTIM.relative_to(ROOT.parent))),
+    }
 
 
 def markdown(table: pd.DataFrame, columns: list[str]) -> str:
@@ -101,13 +115,15 @@ def markdown(table: pd.DataFrame, columns: list[str]) -> str:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean attacker and defender accuracy per cell over the seeds, in ``CELLS`` order."""
-    grouped = table.groupby("cell", sort=False).agg(
+    """Mean attacker and defender accuracy per cell and training schedule over the seeds, in
+    ``TRAININGS`` then ``CELLS`` order."""
+    grouped = table.groupby(["training", "cell"], sort=False).agg(
         defense=("defense", "first"), attacker=("attacker", "first"), seeds=("seed", "count"),
         defender_accuracy=("defender_accuracy", "mean"), attacker_accuracy=("attacker_accuracy", "mean"),
         attacker_accuracy_min=("attacker_accuracy", "min"), attacker_accuracy_max=("attacker_accuracy", "max"),
     )
-    return grouped.reindex([c for c in CELLS if c in grouped.index]).reset_index()
+    order = [(training, cell) for training in TRAININGS for cell in CELLS if (training, cell) in grouped.index]
+    return grouped.reindex(order).reset_index()
 
 
 def doc_table(table: pd.DataFrame) -> str:
@@ -129,12 +145,13 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.collect_only:
-        todo = [(cell, seed) for seed in SEEDS for cell in CELLS if not (args.out / f"{cell}-seed{seed}.json").exists()]
+        todo = [(cell, training, seed) for training in TRAININGS for seed in SEEDS for cell in CELLS
+                if not cell_file(args.out, cell, training, seed).exists()]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             codes = list(pool.map(
-                lambda item: run_cell(command(*item, args.out, args.data_root), args.out / f"{item[0]}-seed{item[1]}.log"), todo
+                lambda item: run_cell(command(*item, args.out, args.data_root), cell_file(args.out, *item, suffix=".log")), todo
             ))
-        failed = [f"{cell}-seed{seed}" for (cell, seed), code in zip(todo, codes) if code != 0]
+        failed = [cell_file(args.out, *item, suffix="").name for item, code in zip(todo, codes) if code != 0]
         if failed:
             print("failed cells (see their .log): " + ", ".join(failed), file=sys.stderr)
     table = collect(args.out)

@@ -35,6 +35,10 @@ def percent(fraction: float) -> str:
     return f"{100 * fraction:.0f}%"
 
 
+def percent1(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%"
+
+
 def recovery(file: str, spec: str, parameters: str, column: str) -> float:
     frame = csv(file)
     (value,) = frame.loc[(frame["spec"] == spec) & (frame["parameters"] == parameters), column]
@@ -117,7 +121,33 @@ def keyed_fashion_estimate() -> tuple[str, ...]:
     return f"{estimate('0.1'):.4f}", f"{estimate('0.5'):.4f}", f"{estimate('1.0'):.2f}"
 
 
+def stolen(training: str, cell: str) -> float:
+    """Mean attacker accuracy of a stealing-check cell over its seeds, in [0, 1]."""
+    frame = csv("steal.csv")
+    accuracies = frame.loc[(frame["training"] == training) & (frame["cell"] == cell), "attacker_accuracy"]
+    assert len(accuracies) == 2, (training, cell)
+    return float(accuracies.mean())
+
+
+def learners() -> tuple[str, ...]:
+    return tuple(percent1(stolen(training, cell)) for training in ("stealguard", "reference")
+                 for cell in ("undefended", "undefended-argmax-labels"))
+
+
+def keyed_stealing() -> tuple[str, ...]:
+    undefended = stolen("stealguard", "undefended")
+    keyed_inverted = stolen("stealguard", "mad_keyed-inverted-known")
+    return (percent1(stolen("stealguard", "mad_keyed-naive")), percent1(stolen("stealguard", "mad-naive")),
+            percent1(keyed_inverted), percent1(stolen("stealguard", "mad-inverted-known")),
+            f"{100 * (undefended - keyed_inverted):.1f}", f"{100 * (undefended - stolen('stealguard', 'mad_keyed-naive')):.1f}")
+
+
 CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
+    ("the Adam-trained replica reaches {} on the posteriors and {} on their labels; the reference SGD reaches {} and {}.",
+     learners),
+    (("replica reaches {} behind `mad_keyed` ({} behind MAD: half or all of the keyed target is a random point rather than "
+     "the angle-maximising vertex), and the attacker that inverts with the budget known reaches {}, where inverting MAD "
+     "gives back {}: {} points of protection are left against it ({} against the naive attacker)."), keyed_stealing),
     ("at `epsilon` 0.1 and 0.5 and on {} at 1.0", mad_exact),
     ("and on {} to {} of rows for MAD-argmax (on Fashion-MNIST queries {} to {}: diffuse posteriors", mad_argmax_exact),
     ("With `beta` and `gamma` known, {} to {} of MNIST test rows come back to L1 < 1e-3", reverse_sigmoid_exact),
