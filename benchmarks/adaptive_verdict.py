@@ -89,6 +89,8 @@ def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned, progre
         "",
         verdict.headline_table(frame, block, plan),
         "",
+        verdict.readout(frame, block),
+        "",
         ("All settings (attacker accuracy %, 95% interval over seeds; '± ?' one seed, '(n=2)' two; 'pending': in the "
         "config, not yet run):"),
         "",

@@ -408,6 +408,60 @@ def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
     return "\n".join(lines)
 
 
+def labels_pass_through(cells: pd.DataFrame, block: str) -> dict[str, tuple[int, int]]:
+    """Per defense family of ``block``: at how many of the settings the argmax-only attacker met its
+    replica is the one it trains against the undefended victim (equal attacker accuracy and fidelity
+    at every seed both met: the answers' top classes, so the labels and the replica, are the
+    undefended ones), as ``{family: (equal, met)}`` in first-appearance order.
+    """
+    block_cells = cells[(cells["block"] == block) & (cells["attacker"] == "argmax")]
+    undefended = {
+        int(row.seed): (row.attacker_accuracy, row.fidelity)
+        for row in block_cells[block_cells["defense"] == "none"].itertuples()
+    }
+    out: dict[str, tuple[int, int]] = {}
+    for (family, _label), group in block_cells[block_cells["defense"] != "none"].groupby(["family", "defense_label"], sort=False):
+        shared = [row for row in group.itertuples() if int(row.seed) in undefended]
+        if not shared:
+            continue
+        same = all(undefended[int(row.seed)] == (row.attacker_accuracy, row.fidelity) for row in shared)
+        equal, met = out.get(str(family), (0, 0))
+        out[str(family)] = (equal + int(same), met + 1)
+    return out
+
+
+def readout(cells: pd.DataFrame, block: str) -> str:
+    """Markdown bullets that read :func:`headline` of ``block``: which defenses show protection left
+    against their best attacker (the whole 95% interval above zero), which do not, which cost the
+    defender too much; and :func:`labels_pass_through`."""
+    shown, unshown, costly = [], [], []
+    for row in headline(cells, block):
+        if not row["qualifies"]:
+            costly.append(f"{row['family']} ({100 * row['defender_loss']:.2f} pts at its cheapest)")
+            continue
+        mean, half = row["best_protection"]
+        text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']})"
+        (shown if not math.isnan(half) and mean - half > 0 else unshown).append(text)
+    lines = [
+        "- Protection left against the best attacker, its whole 95% interval above zero: "
+        + ("; ".join(shown) if shown else "none") + ".",
+        "- Interval reaching zero or below (no protection shown): " + ("; ".join(unshown) if unshown else "none") + ".",
+    ]
+    if costly:
+        lines.append("- No setting within one point of defender loss: " + "; ".join(costly) + ".")
+    passing = labels_pass_through(cells, block)
+    if passing:
+        equal = [f"{family} ({same} of {met})" for family, (same, met) in passing.items() if same]
+        moved = [family for family, (same, _met) in passing.items() if not same]
+        lines.append(
+            "- Settings where the argmax-only attacker's replica equals its undefended one at every seed (the defense "
+            "leaves every answer's top class, so the labels, as they were), per defense: "
+            + (", ".join(equal) if equal else "none")
+            + (f"; at none of {', '.join(moved)}" if moved else "") + "."
+        )
+    return "\n".join(lines)
+
+
 def settings_table(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
     """Markdown: every setting of ``block``, the attacker accuracy of each attacker kind (%, 95% intervals);
     with ``planned``, "pending" marks an attacker the config runs there that has no result yet."""

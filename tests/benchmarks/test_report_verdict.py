@@ -206,3 +206,30 @@ def test_grid_progress_counts_each_blocks_planned_cells_with_a_result() -> None:
     every = pd.DataFrame({"block": ["b"] * 4, "key": keys})
     assert verdict.grid_progress({"b": config, "c": config}, every) == "Grid cells with a result: `b` 4 of 4, `c` 0 of 4 (not complete: until it is, these tables are not a verdict)."
     assert verdict.grid_progress({"b": config}, every) == "Grid cells with a result: `b` 4 of 4 (complete)."
+
+
+def test_readout_sorts_the_headline_by_whether_its_interval_clears_zero(cells: pd.DataFrame) -> None:
+    text = verdict.readout(cells, "b")
+    lines = text.splitlines()
+    assert lines[0] == (
+        "- Protection left against the best attacker, its whole 95% interval above zero: "
+        "mad 4.00 ± 2.27 (`mad:epsilon=0.1`, best attacker invert-estimated); "
+        "random_noise 10.00 ± 2.27 (`random_noise:epsilon=1.0`, best attacker naive)."
+    )
+    assert lines[1] == "- Interval reaching zero or below (no protection shown): none."
+    assert lines[2] == "- No setting within one point of defender loss: adaptive_misinformation (2.00 pts at its cheapest)."
+    one_seed = verdict.readout(cells[cells["seed"] == 0], "b").splitlines()
+    assert one_seed[0].endswith("zero: none.") and "mad 4.00 ± ? (" in one_seed[1]
+
+
+def test_labels_pass_through_where_the_argmax_replica_is_the_undefended_one(cells: pd.DataFrame) -> None:
+    labels = []
+    for seed, acc in enumerate([0.90, 0.92, 0.91]):
+        labels.append(cell("none", "none", "argmax", seed, 0.99, acc))
+        labels.append(cell("mad", "mad:epsilon=0.5", "argmax", seed, 0.99, acc - 0.3))
+        labels.append(cell("mad_argmax", "mad_argmax:epsilon=0.5", "argmax", seed, 0.99, acc))
+        labels.append(cell("mad_argmax", "mad_argmax:epsilon=1.0", "argmax", seed, 0.99, acc if seed else acc - 0.001))
+    both = pd.concat([cells, pd.DataFrame(labels)])
+    assert verdict.labels_pass_through(both, "b") == {"mad": (0, 1), "mad_argmax": (1, 2)}
+    assert verdict.readout(both, "b").splitlines()[-1].endswith("per defense: mad_argmax (1 of 2); at none of mad.")
+    assert verdict.labels_pass_through(cells, "b") == {}
