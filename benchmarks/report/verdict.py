@@ -434,19 +434,21 @@ def readout(cells: pd.DataFrame, block: str) -> str:
     """Markdown bullets that read :func:`headline` of ``block``: which defenses show protection left
     against their best attacker (the whole 95% interval above zero), which do not, which cost the
     defender too much; and :func:`labels_pass_through`."""
-    shown, unshown, costly = [], [], []
+    shown, unshown, single, costly = [], [], [], []
     for row in headline(cells, block):
         if not row["qualifies"]:
             costly.append(f"{row['family']} ({100 * row['defender_loss']:.2f} pts at its cheapest)")
             continue
         mean, half = row["best_protection"]
         text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']})"
-        (shown if not math.isnan(half) and mean - half > 0 else unshown).append(text)
+        (single if math.isnan(half) else shown if mean - half > 0 else unshown).append(text)
     lines = [
         "- Protection left against the best attacker, its whole 95% interval above zero: "
         + ("; ".join(shown) if shown else "none") + ".",
         "- Interval reaching zero or below (no protection shown): " + ("; ".join(unshown) if unshown else "none") + ".",
     ]
+    if single:
+        lines.append("- No interval yet (one seed of the best attacker): " + "; ".join(single) + ".")
     if costly:
         lines.append("- No setting within one point of defender loss: " + "; ".join(costly) + ".")
     passing = labels_pass_through(cells, block)

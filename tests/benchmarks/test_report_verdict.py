@@ -219,7 +219,8 @@ def test_readout_sorts_the_headline_by_whether_its_interval_clears_zero(cells: p
     assert lines[1] == "- Interval reaching zero or below (no protection shown): none."
     assert lines[2] == "- No setting within one point of defender loss: adaptive_misinformation (2.00 pts at its cheapest)."
     one_seed = verdict.readout(cells[cells["seed"] == 0], "b").splitlines()
-    assert one_seed[0].endswith("zero: none.") and "mad 4.00 ± ? (" in one_seed[1]
+    assert one_seed[0].endswith("zero: none.") and one_seed[1].endswith("(no protection shown): none.")
+    assert one_seed[2].startswith("- No interval yet (one seed of the best attacker): mad 4.00 ± ? (")
 
 
 def test_labels_pass_through_where_the_argmax_replica_is_the_undefended_one(cells: pd.DataFrame) -> None:
