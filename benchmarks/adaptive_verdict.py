@@ -38,6 +38,9 @@ HEADLINE_BLOCK = "mnist"
 """The block whose headline table the README quotes."""
 BLOCKS = ("mnist", "mnist-adam", "fashionmnist", "jbtop3")
 """Blocks in report order."""
+LEARNERS = {"mnist": "sgd", "mnist-adam": "adam"}
+"""Blocks that differ only in the attackers' replica training (``{block: learner}``): the
+last one's section also takes the best attacker over all of them."""
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -97,6 +100,12 @@ def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned, progre
         verdict.settings_table(frame, block, plan),
         "",
         f"![{block}](img/adaptive-{block}.png)",
+        *(
+            ["", ("The attacker picks its optimizer: the best attacker over the learners of blocks "
+                  f"{', '.join(f'`{name}` ({learner})' for name, learner in LEARNERS.items())}, at the settings all of them met:"),
+             "", verdict.across_learners_table(frame, LEARNERS)]
+            if block == list(LEARNERS)[-1] else []
+        ),
     ])
 
 
@@ -107,7 +116,10 @@ def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
     plan, progress = verdict.planned_attackers(grids), verdict.grid_progress(grids, frame)
     blocks = [block for block in BLOCKS if (frame["block"] == block).any()]
     for block in blocks:
-        out[(DOC, f"verdict-{block}")] = block_section(frame, block, plan, progress)
+        out[(DOC, f"verdict-{block}")] = (
+            block_section(frame, block, plan, progress) if verdict.has_baseline(frame, block)
+            else f"{progress}\n\nNo result against the undefended victim yet: the protections have no baseline."
+        )
     if HEADLINE_BLOCK in blocks:
         out[(README, "adaptive-headline")] = "\n".join([
             progress, "", verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         replace_marked(page, *markers(name), text)
     if not args.no_plots:
         for block in BLOCKS:
-            if (frame["block"] == block).any():
+            if verdict.has_baseline(frame, block):
                 verdict.plot_block(frame, block, IMAGES / f"adaptive-{block}.png")
     print(f"{len(frame)} cell rows from {len(tables())} block(s)")
     return 0

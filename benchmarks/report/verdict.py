@@ -238,6 +238,11 @@ def _undefended(cells: pd.DataFrame, block: str) -> pd.DataFrame:
     return members
 
 
+def has_baseline(cells: pd.DataFrame, block: str) -> bool:
+    """Whether ``block`` has a naive cell against the undefended victim (what every protection is measured from)."""
+    return bool(((cells["block"] == block) & (cells["defense"] == "none") & (cells["attacker"] == "naive")).any())
+
+
 def undefended_attackers(cells: pd.DataFrame, block: str) -> dict[str, list[float]]:
     """Attacker accuracies against ``block``'s undefended victim, per attacker kind run there (naive first).
 
@@ -460,6 +465,78 @@ def readout(cells: pd.DataFrame, block: str) -> str:
             "leaves every answer's top class, so the labels, as they were), per defense: "
             + (", ".join(equal) if equal else "none")
             + (f"; at none of {', '.join(moved)}" if moved else "") + "."
+        )
+    return "\n".join(lines)
+
+
+def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[str, Any]]:
+    """Protection left against the best attacker over several blocks that differ only in how the
+    attackers train their replicas (``{block: learner name}``, e.g. ``{"mnist": "sgd", "mnist-adam":
+    "adam"}``): the attacker picks its optimizer, so the best attacker is the best over all of them.
+
+    One dict per defense setting that every block met, in the first block's order: the
+    :data:`SETTING` names, ``defender_loss`` and ``qualifies`` (from the first block,
+    :func:`settings`), ``baseline`` and ``best`` (``"kind@learner"``: the strongest attacker
+    against the undefended victim, and at the setting, over every block), their
+    ``(mean, half-width, n)`` as ``baseline_accuracy`` and ``best_accuracy``, and
+    ``best_protection`` (Welch's interval of the difference).
+
+    Empty until every block has a naive cell against the undefended victim.
+    """
+    def reach(frame: pd.DataFrame) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for block, learner in learners.items():
+            members = frame[frame["block"] == block]
+            for kind in ATTACKERS:
+                values = members.loc[members["attacker"] == kind, "attacker_accuracy"].tolist()
+                if values:
+                    out[f"{kind}@{learner}"] = values
+        return out
+
+    def top(accuracies: dict[str, list[float]]) -> str:
+        return max(accuracies, key=lambda name: sum(accuracies[name]) / len(accuracies[name]))
+
+    blocks = list(learners)
+    if not all(has_baseline(cells, block) for block in blocks):
+        return []
+    undefended = reach(cells[cells["defense"] == "none"])
+    baseline = top(undefended)
+    out = []
+    for setting in settings(cells, blocks[0]):
+        label = setting["defense_label"]
+        members = cells[(cells["defense_label"] == label) & (cells["defense"] != "none")]
+        if not all((members["block"] == block).any() for block in blocks):
+            continue
+        attackers = reach(members)
+        best = top(attackers)
+        out.append({
+            **{name: setting[name] for name in SETTING}, "defender_loss": setting["defender_loss"],
+            "qualifies": setting["qualifies"], "baseline": baseline, "best": best,
+            "baseline_accuracy": (*t_interval(undefended[baseline]), len(undefended[baseline])),
+            "best_accuracy": (*t_interval(attackers[best]), len(attackers[best])),
+            "best_protection": welch_interval(undefended[baseline], attackers[best]),
+        })
+    return out
+
+
+def across_learners_table(cells: pd.DataFrame, learners: dict[str, str]) -> str:
+    """Markdown: :func:`across_learners`, accuracies and protections in % (95% intervals over seeds)."""
+    rows = across_learners(cells, learners)
+    if not rows:
+        return "No defense setting has been met in every block yet."
+    first = rows[0]
+    lines = [
+        (f"Undefended, the strongest attacker over the learners ({', '.join(learners.values())}) is "
+        f"{first['baseline']}: {pct(*first['baseline_accuracy'])}%."),
+        "",
+        "| defense | setting | defender loss (pts) | best attacker | protection left vs best |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        loss = f"{100 * row['defender_loss']:.2f}" + ("" if row["qualifies"] else " (over 1 pt)")
+        lines.append(
+            f"| {row['family']} | `{row['defense_label']}` | {loss} | {row['best']}: {pct(*row['best_accuracy'])} "
+            f"| {pct(*row['best_protection'])} |"
         )
     return "\n".join(lines)
 

@@ -234,3 +234,21 @@ def test_labels_pass_through_where_the_argmax_replica_is_the_undefended_one(cell
     assert verdict.labels_pass_through(both, "b") == {"mad": (0, 1), "mad_argmax": (1, 2)}
     assert verdict.readout(both, "b").splitlines()[-1].endswith("per defense: mad_argmax (1 of 2); at none of mad.")
     assert verdict.labels_pass_through(cells, "b") == {}
+
+
+def test_across_learners_takes_the_best_attacker_over_every_block(cells: pd.DataFrame) -> None:
+    adam = []
+    for seed, acc in enumerate([0.95, 0.94, 0.96]):
+        adam.append({**cell("none", "none", "naive", seed, 0.99, acc), "block": "a"})
+        adam.append({**cell("none", "none", "argmax", seed, 0.99, acc - 0.08), "block": "a"})
+        adam.append({**cell("mad", "mad:epsilon=0.5", "naive", seed, 0.99, acc - 0.25), "block": "a"})
+        adam.append({**cell("mad", "mad:epsilon=0.5", "invert-estimated", seed, 0.99, acc - 0.03), "block": "a"})
+    both = pd.concat([cells, pd.DataFrame(adam)])
+    (row,) = verdict.across_learners(both, {"b": "sgd", "a": "adam"})
+    assert row["defense_label"] == "mad:epsilon=0.5" and row["qualifies"]
+    assert row["baseline"] == "naive@adam" and row["best"] == "invert-estimated@adam"
+    assert row["best_protection"] == pytest.approx(verdict.welch_interval([0.95, 0.94, 0.96], [0.92, 0.91, 0.93]))
+    table = verdict.across_learners_table(both, {"b": "sgd", "a": "adam"})
+    assert table.startswith("Undefended, the strongest attacker over the learners (sgd, adam) is naive@adam: 95.00 ± 2.48%.")
+    assert "| mad | `mad:epsilon=0.5` | 0.00 | invert-estimated@adam: 92.00 ± 2.48 | 3.00 ± 2.27 |" in table
+    assert verdict.across_learners_table(cells, {"b": "sgd", "a": "adam"}).startswith("No defense setting")
