@@ -5,9 +5,9 @@ Knockoff (random policy) with Fashion-MNIST queries against the committed MNIST 
 with both of Knockoff's replica-training schedules (``training=reference``, the verdict grid's
 SGD, and ``training=stealguard``, Adam with cosine decay); one ``stealguard attack`` process per
 cell (the same CLI path users run, ``--attack-param invert=<spec>`` for the inverting attacker),
-``OMP_NUM_THREADS=1``, two cells at a time. Resumable: a cell whose JSON exists is not rerun. Then collects every cell's JSON into
-``benchmarks/results/adaptive/steal.csv``, regenerates the marked table of ``docs/adaptive.md``
-from it and prints that table.
+``OMP_NUM_THREADS=1``, two cells at a time. Resumable: a cell whose JSON exists is not rerun.
+Then collects every cell's JSON into ``benchmarks/results/adaptive/steal.csv``, regenerates the
+marked table of ``docs/adaptive.md`` from it and prints that table.
 
     python benchmarks/adaptive_steal.py --data-root ../shared/data --out runs/adaptive-steal
     python benchmarks/adaptive_steal.py --out runs/adaptive-steal --collect-only

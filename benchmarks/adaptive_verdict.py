@@ -92,7 +92,7 @@ def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned, progre
         "",
         verdict.headline_table(frame, block, plan),
         "",
-        verdict.readout(frame, block),
+        verdict.readout(frame, block, plan),
         "",
         ("All settings (attacker accuracy %, 95% interval over seeds; '± ?' one seed, '(n=2)' two; 'pending': in the "
         "config, not yet run):"),
@@ -103,7 +103,7 @@ def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned, progre
         *(
             ["", ("The attacker picks its optimizer: the best attacker over the learners of blocks "
                   f"{', '.join(f'`{name}` ({learner})' for name, learner in LEARNERS.items())}, at the settings all of them met:"),
-             "", verdict.across_learners_table(frame, LEARNERS)]
+             "", verdict.across_learners_table(frame, LEARNERS, plan)]
             if block == list(LEARNERS)[-1] else []
         ),
     ])

@@ -435,17 +435,20 @@ def labels_pass_through(cells: pd.DataFrame, block: str) -> dict[str, tuple[int,
     return out
 
 
-def readout(cells: pd.DataFrame, block: str) -> str:
+def readout(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
     """Markdown bullets that read :func:`headline` of ``block``: which defenses show protection left
     against their best attacker (the whole 95% interval above zero), which do not, which cost the
-    defender too much; and :func:`labels_pass_through`."""
+    defender too much; and :func:`labels_pass_through`. With ``planned``, a setting some of whose
+    planned attackers have not run yet says which (its best attacker may still change)."""
     shown, unshown, single, costly = [], [], [], []
     for row in headline(cells, block):
         if not row["qualifies"]:
             costly.append(f"{row['family']} ({100 * row['defender_loss']:.2f} pts at its cheapest)")
             continue
         mean, half = row["best_protection"]
-        text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']})"
+        pending = _pending(planned, block, row["defense_label"], row["attackers"])
+        waiting = f"; not yet run: {', '.join(pending)}" if pending else ""
+        text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']}{waiting})"
         (single if math.isnan(half) else shown if mean - half > 0 else unshown).append(text)
     lines = [
         "- Protection left against the best attacker, its whole 95% interval above zero: "
@@ -453,7 +456,7 @@ def readout(cells: pd.DataFrame, block: str) -> str:
         "- Interval reaching zero or below (no protection shown): " + ("; ".join(unshown) if unshown else "none") + ".",
     ]
     if single:
-        lines.append("- No interval yet (one seed of the best attacker): " + "; ".join(single) + ".")
+        lines.append("- No interval yet (one seed of the best attacker or of its undefended baseline): " + "; ".join(single) + ".")
     if costly:
         lines.append("- No setting within one point of defender loss: " + "; ".join(costly) + ".")
     passing = labels_pass_through(cells, block)
@@ -494,13 +497,18 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
         return out
 
     def top(accuracies: dict[str, list[float]]) -> str:
-        return max(accuracies, key=lambda name: sum(accuracies[name]) / len(accuracies[name]))
+        """The highest mean; on ties a naive attacker, then the earlier learner."""
+        names = list(accuracies)
+        return max(names, key=lambda name: (sum(accuracies[name]) / len(accuracies[name]),
+                                            name.startswith("naive@"), -names.index(name)))
+
+    def kind(name: str) -> str:
+        return name.split("@", 1)[0]
 
     blocks = list(learners)
     if not all(has_baseline(cells, block) for block in blocks):
         return []
     undefended = reach(cells[cells["defense"] == "none"])
-    baseline = top(undefended)
     out = []
     for setting in settings(cells, blocks[0]):
         label = setting["defense_label"]
@@ -509,6 +517,8 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
             continue
         attackers = reach(members)
         best = top(attackers)
+        met = {trains_on(kind(name)) for name in attackers}
+        baseline = top({name: values for name, values in undefended.items() if trains_on(kind(name)) in met})
         out.append({
             **{name: setting[name] for name in SETTING}, "defender_loss": setting["defender_loss"],
             "qualifies": setting["qualifies"], "baseline": baseline, "best": best,
@@ -519,24 +529,27 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
     return out
 
 
-def across_learners_table(cells: pd.DataFrame, learners: dict[str, str]) -> str:
-    """Markdown: :func:`across_learners`, accuracies and protections in % (95% intervals over seeds)."""
+def across_learners_table(cells: pd.DataFrame, learners: dict[str, str], planned: Planned | None = None) -> str:
+    """Markdown: :func:`across_learners`, accuracies and protections in % (95% intervals over seeds);
+    with ``planned``, a setting some of whose planned attackers have not run yet in some block says which."""
     rows = across_learners(cells, learners)
     if not rows:
         return "No defense setting has been met in every block yet."
-    first = rows[0]
     lines = [
-        (f"Undefended, the strongest attacker over the learners ({', '.join(learners.values())}) is "
-        f"{first['baseline']}: {pct(*first['baseline_accuracy'])}%."),
-        "",
-        "| defense | setting | defender loss (pts) | best attacker | protection left vs best |",
-        "|---|---|---|---|---|",
+        "| defense | setting | defender loss (pts) | undefended baseline | best attacker | protection left vs best |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         loss = f"{100 * row['defender_loss']:.2f}" + ("" if row["qualifies"] else " (over 1 pt)")
+        pending = [
+            f"{kind}@{learner}" for block, learner in learners.items()
+            for kind in _pending(planned, block, row["defense_label"], set(
+                cells.loc[(cells["block"] == block) & (cells["defense_label"] == row["defense_label"]), "attacker"]))
+        ]
+        waiting = f" (not yet run: {', '.join(pending)})" if pending else ""
         lines.append(
-            f"| {row['family']} | `{row['defense_label']}` | {loss} | {row['best']}: {pct(*row['best_accuracy'])} "
-            f"| {pct(*row['best_protection'])} |"
+            f"| {row['family']} | `{row['defense_label']}` | {loss} | {row['baseline']}: {pct(*row['baseline_accuracy'])} "
+            f"| {row['best']}: {pct(*row['best_accuracy'])}{waiting} | {pct(*row['best_protection'])} |"
         )
     return "\n".join(lines)
 

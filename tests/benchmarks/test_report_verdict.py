@@ -220,7 +220,9 @@ def test_readout_sorts_the_headline_by_whether_its_interval_clears_zero(cells: p
     assert lines[2] == "- No setting within one point of defender loss: adaptive_misinformation (2.00 pts at its cheapest)."
     one_seed = verdict.readout(cells[cells["seed"] == 0], "b").splitlines()
     assert one_seed[0].endswith("zero: none.") and one_seed[1].endswith("(no protection shown): none.")
-    assert one_seed[2].startswith("- No interval yet (one seed of the best attacker): mad 4.00 ± ? (")
+    assert one_seed[2].startswith("- No interval yet (one seed of the best attacker or of its undefended baseline): mad 4.00 ± ? (")
+    pending = verdict.readout(cells, "b", {("b", "mad:epsilon=0.1"): {"naive", "invert-estimated", "argmax"}})
+    assert "(`mad:epsilon=0.1`, best attacker invert-estimated; not yet run: argmax)" in pending
 
 
 def test_labels_pass_through_where_the_argmax_replica_is_the_undefended_one(cells: pd.DataFrame) -> None:
@@ -249,6 +251,24 @@ def test_across_learners_takes_the_best_attacker_over_every_block(cells: pd.Data
     assert row["baseline"] == "naive@adam" and row["best"] == "invert-estimated@adam"
     assert row["best_protection"] == pytest.approx(verdict.welch_interval([0.95, 0.94, 0.96], [0.92, 0.91, 0.93]))
     table = verdict.across_learners_table(both, {"b": "sgd", "a": "adam"})
-    assert table.startswith("Undefended, the strongest attacker over the learners (sgd, adam) is naive@adam: 95.00 ± 2.48%.")
-    assert "| mad | `mad:epsilon=0.5` | 0.00 | invert-estimated@adam: 92.00 ± 2.48 | 3.00 ± 2.27 |" in table
+    assert ("| mad | `mad:epsilon=0.5` | 0.00 | naive@adam: 95.00 ± 2.48 | invert-estimated@adam: 92.00 ± 2.48 "
+            "| 3.00 ± 2.27 |") in table
+    pending = verdict.across_learners_table(both, {"b": "sgd", "a": "adam"}, {("a", "mad:epsilon=0.5"): {"naive", "argmax"}})
+    assert "invert-estimated@adam: 92.00 ± 2.48 (not yet run: argmax@adam) |" in pending
     assert verdict.across_learners_table(cells, {"b": "sgd", "a": "adam"}).startswith("No defense setting")
+
+
+def test_across_learners_measures_from_an_undefended_attacker_that_trains_the_same_way(cells: pd.DataFrame) -> None:
+    rows = []
+    for seed, acc in enumerate([0.95, 0.94, 0.96]):
+        rows.append({**cell("none", "none", "naive", seed, 0.99, acc), "block": "a"})
+        rows.append({**cell("none", "none", "argmax", seed, 0.99, acc + 0.02), "block": "a"})
+        rows.append({**cell("mad", "mad:epsilon=0.5", "naive", seed, 0.99, acc - 0.25), "block": "a"})
+    both = pd.concat([cells, pd.DataFrame(rows)])
+    (row,) = verdict.across_learners(both, {"b": "sgd", "a": "adam"})
+    # argmax@adam is stronger undefended, but no attacker training on labels met the setting.
+    assert row["baseline"] == "naive@adam" and row["best"] == "invert-estimated@sgd"
+    tied = pd.concat([cells, pd.DataFrame([{**r, "block": "a"} for r in cells.to_dict("records")
+                                           if r["defense_label"] in ("none", "mad:epsilon=0.5")])])
+    (row,) = verdict.across_learners(tied, {"b": "sgd", "a": "adam"})
+    assert row["baseline"] == "naive@sgd" and row["best"] == "invert-estimated@sgd"

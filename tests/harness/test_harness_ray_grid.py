@@ -10,6 +10,7 @@ import pytest
 from stealguard import cli
 from stealguard.harness.ray_grid import (
     FAILED_FILE,
+    LOOPBACK,
     RESULTS_FILE,
     GridConfig,
     grid_outcome_line,
@@ -184,22 +185,25 @@ def loopback_ray(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def _shut_down_ray_after_this_module():
+def _no_ray_but_this_modules():
+    """No Ray from elsewhere in this module's driver, and none left running after it."""
     import ray
 
+    if ray.is_initialized():
+        ray.shutdown()
     yield
     if ray.is_initialized():
         ray.shutdown()
 
 
 @pytest.fixture
-def embedded_ray(_shut_down_ray_after_this_module, loopback_ray) -> None:
+def embedded_ray(_no_ray_but_this_modules, loopback_ray) -> None:
     """One embedded single-CPU Ray for this module's grids: ``run_grid`` uses a Ray that is already
     up and leaves it up, so the tests share its start (several seconds) and its warm workers."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="warning", _node_ip_address="127.0.0.1")
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="warning", _node_ip_address=LOOPBACK)
 
 
 @pytest.fixture
