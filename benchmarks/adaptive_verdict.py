@@ -123,6 +123,7 @@ def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
     if HEADLINE_BLOCK in blocks:
         out[(README, "adaptive-headline")] = "\n".join([
             progress, "", verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
+            "", verdict.readout(frame, HEADLINE_BLOCK, plan),
         ])
     return out
 
