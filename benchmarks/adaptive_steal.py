@@ -27,6 +27,8 @@ from pathlib import Path
 import pandas as pd
 from report.doc_tables import replace_marked
 
+from stealguard.attacks.knockoff import TRAINING
+
 ROOT = Path(__file__).resolve().parent
 VICTIM = ROOT / "victims" / "mnist-lenet"
 CSV = ROOT / "results" / "adaptive" / "steal.csv"
@@ -35,8 +37,8 @@ BEGIN, END = "<!-- steal-table:begin -->", "<!-- steal-table:end -->"
 COLUMNS = ["cell", "training", "defense", "attacker", "seeds", "defender_accuracy", "attacker_accuracy",
            "attacker_accuracy_min", "attacker_accuracy_max"]
 SEEDS = (0, 1)
-TRAININGS = ("reference", "stealguard")
-"""Knockoff's replica-training presets (``stealguard.attacks.knockoff.TRAINING``), 10 epochs each."""
+TRAININGS = tuple(TRAINING)
+"""Knockoff's replica-training presets (``reference``, then ``stealguard``), 10 epochs each."""
 
 CELLS: dict[str, tuple[str, list[str]]] = {
     "undefended": ("none", []),
@@ -92,7 +94,8 @@ def collect(out: Path) -> pd.DataFrame:
 
 def _row(cell: str, training: str, seed: int, result: dict) -> dict:
     params = result["attack_params"]
-    assert params["training"] == training, (cell, training, params["training"])
+    if params["training"] != training:
+        raise ValueError(f"{cell} ({training}, seed {seed}): the result was trained with {params['training']!r}")
     return {
         "cell": cell, "training": training, "defense": result["label"],
         "attacker": cell.split("-", 1)[1] if "-" in cell else "naive",

@@ -267,8 +267,9 @@ def trains_on(kind: str) -> str:
 
 
 def strongest(accuracies: dict[str, list[float]]) -> str:
-    """The attacker kind with the highest mean accuracy (the naive one on ties)."""
-    return max(accuracies, key=lambda kind: (sum(accuracies[kind]) / len(accuracies[kind]), kind == "naive"))
+    """The attacker (a kind, or ``kind@learner``) with the highest mean accuracy; on ties a naive
+    one, then the first."""
+    return max(accuracies, key=lambda name: (sum(accuracies[name]) / len(accuracies[name]), name.split("@", 1)[0] == "naive"))
 
 
 def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
@@ -413,25 +414,31 @@ def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
     return "\n".join(lines)
 
 
-def labels_pass_through(cells: pd.DataFrame, block: str) -> dict[str, tuple[int, int]]:
-    """Per defense family of ``block``: at how many of the settings the argmax-only attacker met its
-    replica is the one it trains against the undefended victim (equal attacker accuracy and fidelity
-    at every seed both met: the answers' top classes, so the labels and the replica, are the
-    undefended ones), as ``{family: (equal, met)}`` in first-appearance order.
+def labels_unchanged(cells: pd.DataFrame, block: str) -> dict[tuple[str, str], bool]:
+    """Per ``(family, setting label)`` of ``block`` the argmax-only attacker met: whether its replica
+    is the one it trains against the undefended victim (equal attacker accuracy and fidelity at every
+    seed both met: the answers' top classes, so the labels and the replica, are the undefended
+    ones). In first-appearance order; settings that share no seed with the undefended cells are left out.
     """
     block_cells = cells[(cells["block"] == block) & (cells["attacker"] == "argmax")]
     undefended = {
         int(row.seed): (row.attacker_accuracy, row.fidelity)
         for row in block_cells[block_cells["defense"] == "none"].itertuples()
     }
-    out: dict[str, tuple[int, int]] = {}
-    for (family, _label), group in block_cells[block_cells["defense"] != "none"].groupby(["family", "defense_label"], sort=False):
+    out: dict[tuple[str, str], bool] = {}
+    for (family, label), group in block_cells[block_cells["defense"] != "none"].groupby(["family", "defense_label"], sort=False):
         shared = [row for row in group.itertuples() if int(row.seed) in undefended]
-        if not shared:
-            continue
-        same = all(undefended[int(row.seed)] == (row.attacker_accuracy, row.fidelity) for row in shared)
-        equal, met = out.get(str(family), (0, 0))
-        out[str(family)] = (equal + int(same), met + 1)
+        if shared:
+            out[(str(family), str(label))] = all(undefended[int(row.seed)] == (row.attacker_accuracy, row.fidelity) for row in shared)
+    return out
+
+
+def labels_pass_through(cells: pd.DataFrame, block: str) -> dict[str, tuple[int, int]]:
+    """Per defense family of ``block``: :func:`labels_unchanged` counted, as ``{family: (equal, met)}``."""
+    out: dict[str, tuple[int, int]] = {}
+    for (family, _label), same in labels_unchanged(cells, block).items():
+        equal, met = out.get(family, (0, 0))
+        out[family] = (equal + int(same), met + 1)
     return out
 
 
@@ -496,12 +503,6 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
                     out[f"{kind}@{learner}"] = values
         return out
 
-    def top(accuracies: dict[str, list[float]]) -> str:
-        """The highest mean; on ties a naive attacker, then the earlier learner."""
-        names = list(accuracies)
-        return max(names, key=lambda name: (sum(accuracies[name]) / len(accuracies[name]),
-                                            name.startswith("naive@"), -names.index(name)))
-
     def kind(name: str) -> str:
         return name.split("@", 1)[0]
 
@@ -516,9 +517,9 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
         if not all((members["block"] == block).any() for block in blocks):
             continue
         attackers = reach(members)
-        best = top(attackers)
+        best = strongest(attackers)
         met = {trains_on(kind(name)) for name in attackers}
-        baseline = top({name: values for name, values in undefended.items() if trains_on(kind(name)) in met})
+        baseline = strongest({name: values for name, values in undefended.items() if trains_on(kind(name)) in met})
         out.append({
             **{name: setting[name] for name in SETTING}, "defender_loss": setting["defender_loss"],
             "qualifies": setting["qualifies"], "baseline": baseline, "best": best,

@@ -345,6 +345,15 @@ def _cell_task(spec: RunSpec, env: Env, bundle: Any, undefended: Any = None, bud
     return run(spec, env, victim=bundle.materialize(env), undefended=twin)
 
 
+def ray_init_options(address: str | None) -> dict[str, Any]:
+    """The ``ray.init`` keywords a grid driver uses: no dashboard, workers' output kept off the
+    driver, warnings only; an embedded Ray (``address`` None) answers on the loopback only."""
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+    if address is None:
+        options["_node_ip_address"] = LOOPBACK
+    return options
+
+
 def run_grid(
     config: GridConfig,
     *,
@@ -394,10 +403,7 @@ def run_grid(
 
     started_here = not ray.is_initialized()
     if started_here:
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
-        if address is None:
-            options["_node_ip_address"] = LOOPBACK
-        ray.init(address=address, **{**options, **dict(ray_init or {})})
+        ray.init(address=address, **{**ray_init_options(address), **dict(ray_init or {})})
     gpus = config.resources.num_gpus if env.device == "cuda" else 0
     prepare = ray.remote(_prepare_task).options(num_cpus=config.resources.num_cpus, num_gpus=gpus, max_retries=config.max_retries, retry_exceptions=True)
     artifacts = ray.remote(_artifacts_task).options(num_cpus=config.resources.num_cpus, num_gpus=gpus, max_retries=config.max_retries, retry_exceptions=True)

@@ -10,11 +10,11 @@ import pytest
 from stealguard import cli
 from stealguard.harness.ray_grid import (
     FAILED_FILE,
-    LOOPBACK,
     RESULTS_FILE,
     GridConfig,
     grid_outcome_line,
     load_grid,
+    ray_init_options,
     run_grid,
 )
 from stealguard.harness.run import run
@@ -203,7 +203,7 @@ def embedded_ray(_no_ray_but_this_modules, loopback_ray) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="warning", _node_ip_address=LOOPBACK)
+        ray.init(num_cpus=1, **ray_init_options(None))
 
 
 @pytest.fixture
