@@ -13,7 +13,9 @@ row per cell and seed. Every attacker is one of :data:`ATTACKERS`, read from the
   recovered posteriors' top-1 labels only (``invert=...`` with ``train_on=argmax``).
 
 Intervals: a 95% Student-t interval over seeds for a mean (``mean ± t(0.975, n-1) · s / sqrt(n)``),
-and Welch's interval for a difference of two means (Welch-Satterthwaite degrees of freedom). Seeds
+and Welch's interval for a difference of two means (Welch-Satterthwaite degrees of freedom); a
+headline protection, whose setting is chosen on the same seeds, a Bonferroni one over the settings
+it was chosen from (:func:`headline`). Seeds
 draw the attacker's queries and replica initialisation and the defender's own seed; the victim is
 the same in every cell of a block.
 
@@ -324,19 +326,36 @@ def headline(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
     (largest protection against it, point estimate), or the family's cheapest setting with
     ``qualifies`` False when none qualifies. One dict per family (see :func:`settings`), in first-appearance order.
 
-    The choice of setting and of the best attacker is made on the same seeds the intervals are
-    computed from, so the intervals do not cover that selection.
+    The setting is chosen on the same seeds the intervals come from, so a chosen setting's
+    ``naive_protection`` and ``best_protection`` are Bonferroni intervals over the ``chosen_from``
+    qualifying settings of its family (confidence ``1 - (1 - CONFIDENCE) / chosen_from``): they
+    cover all of those settings' protections at once with at least :data:`CONFIDENCE`, so the one
+    picked too. ``setting_protection`` keeps the chosen setting's own 95% interval of the
+    protection left. The best attacker is chosen on those seeds too: the highest mean accuracy, so the
+    protection left against any other attacker run there is at least as large (point estimates).
     """
     by_family: dict[str, list[dict[str, Any]]] = {}
     for setting in settings(cells, block):
         by_family.setdefault(setting["family"], []).append(setting)
+    undefended = undefended_attackers(cells, block)
     out = []
     for members in by_family.values():
         qualifying = [s for s in members if s["qualifies"]]
-        if qualifying:
-            out.append(max(qualifying, key=lambda s: s["best_protection"][0]))
-        else:
-            out.append(min(members, key=lambda s: s["defender_loss"]))
+        if not qualifying:
+            out.append({**min(members, key=lambda s: s["defender_loss"]), "chosen_from": 0})
+            continue
+        chosen = max(qualifying, key=lambda s: s["best_protection"][0])
+        confidence = 1 - (1 - CONFIDENCE) / len(qualifying)
+        group = cells[(cells[SETTING] == pd.Series({name: chosen[name] for name in SETTING})).all(axis=1)]
+
+        def reached(kind: str, group: pd.DataFrame = group) -> list[float]:
+            return group.loc[group["attacker"] == kind, "attacker_accuracy"].tolist()
+
+        out.append({
+            **chosen, "chosen_from": len(qualifying), "setting_protection": chosen["best_protection"],
+            "naive_protection": welch_interval(undefended["naive"], reached("naive"), confidence),
+            "best_protection": welch_interval(undefended[chosen["baseline"]], reached(chosen["best"]), confidence),
+        })
     return out
 
 
@@ -385,13 +404,14 @@ def _baseline_note(row: dict[str, Any], strongest_kind: str) -> str:
 
 
 def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
-    """Markdown: :func:`headline` of ``block``, accuracies and protections in % (95% intervals over seeds).
+    """Markdown: :func:`headline` of ``block``, accuracies in % (95% intervals over seeds), protections in
+    % (intervals over seeds simultaneous over the settings the row was chosen from, :func:`headline`).
 
     With ``planned`` (:func:`planned_attackers`), a best attacker chosen while some planned attackers
     have no result yet says which.
     """
     lines = [
-        ("| defense | setting (≤ 1 pt defender loss) | defender loss (pts) | naive attacker | best attacker | "
+        ("| defense | setting (≤ 1 pt defender loss; chosen from) | defender loss (pts) | naive attacker | best attacker | "
         "protection vs naive | protection left vs best |"),
         "|---|---|---|---|---|---|---|",
     ]
@@ -407,7 +427,7 @@ def headline_table(cells: pd.DataFrame, block: str, planned: Planned | None = No
         pending = _pending(planned, block, row["defense_label"], row["attackers"])
         waiting = f" (not yet run: {', '.join(pending)})" if pending else ""
         lines.append(
-            f"| {row['family']} | `{row['defense_label']}` | {100 * row['defender_loss']:.2f} | {pct(*naive)} "
+            f"| {row['family']} | `{row['defense_label']}` (of {row['chosen_from']}) | {100 * row['defender_loss']:.2f} | {pct(*naive)} "
             f"| {row['best']}: {pct(*best)}{waiting} | {pct(*row['naive_protection'])} | {pct(*row['best_protection'])}"
             f"{_baseline_note(row, top)} |"
         )
@@ -444,7 +464,7 @@ def labels_pass_through(cells: pd.DataFrame, block: str) -> dict[str, tuple[int,
 
 def readout(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
     """Markdown bullets that read :func:`headline` of ``block``: which defenses show protection left
-    against their best attacker (the whole 95% interval above zero), which do not, which cost the
+    against their best attacker (the whole interval above zero, simultaneous over the settings chosen from), which do not, which cost the
     defender too much; and :func:`labels_pass_through`. With ``planned``, a setting some of whose
     planned attackers have not run yet says which (its best attacker may still change)."""
     shown, unshown, single, costly = [], [], [], []
@@ -458,7 +478,8 @@ def readout(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> 
         text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']}{waiting})"
         (single if math.isnan(half) else shown if mean - half > 0 else unshown).append(text)
     lines = [
-        "- Protection left against the best attacker, its whole 95% interval above zero: "
+        "- Protection left against the best attacker, its whole interval above zero (95%, simultaneous over the settings "
+        "chosen from): "
         + ("; ".join(shown) if shown else "none") + ".",
         "- Interval reaching zero or below (no protection shown): " + ("; ".join(unshown) if unshown else "none") + ".",
     ]

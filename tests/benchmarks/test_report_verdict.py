@@ -101,6 +101,21 @@ def test_headline_picks_the_qualifying_setting_that_best_resists_the_best_attack
     assert noise["qualifies"]
 
 
+def test_headline_intervals_are_simultaneous_over_the_qualifying_settings_chosen_from(cells: pd.DataFrame) -> None:
+    rows = {row["family"]: row for row in verdict.headline(cells, "b")}
+    mad, noise = rows["mad"], rows["random_noise"]
+    assert (mad["chosen_from"], noise["chosen_from"], rows["adaptive_misinformation"]["chosen_from"]) == (2, 1, 0)
+    undefended = [0.86, 0.85, 0.87]
+    inverted, naive = [a - 0.04 for a in undefended], [a - 0.05 for a in undefended]
+    for key, values in (("best_protection", inverted), ("naive_protection", naive)):
+        bonferroni = stats.ttest_ind(undefended, values, equal_var=False).confidence_interval(1 - 0.05 / 2)
+        assert mad[key] == pytest.approx(((bonferroni.high + bonferroni.low) / 2, (bonferroni.high - bonferroni.low) / 2))
+    own = next(s for s in verdict.settings(cells, "b") if s["defense_label"] == "mad:epsilon=0.1")["best_protection"]
+    assert mad["setting_protection"] == own and mad["best_protection"][1] > own[1]
+    assert noise["best_protection"] == next(
+        s for s in verdict.settings(cells, "b") if s["family"] == "random_noise")["best_protection"]
+
+
 def test_best_attacker_is_the_strongest_run_at_the_setting(cells: pd.DataFrame) -> None:
     setting = next(s for s in verdict.settings(cells, "b") if s["defense_label"] == "mad:epsilon=0.5")
     assert setting["best"] == "invert-estimated"
@@ -112,7 +127,7 @@ def test_best_attacker_is_the_strongest_run_at_the_setting(cells: pd.DataFrame) 
 
 def test_tables_show_every_setting_and_say_when_nothing_qualifies(cells: pd.DataFrame) -> None:
     headline = verdict.headline_table(cells, "b")
-    assert "| mad | `mad:epsilon=0.1` | 0.00 | 81.00 ± 2.48 | invert-estimated: 82.00 ± 2.48 | 5.00 ± 2.27 | 4.00 ± 2.27 |" in headline
+    assert "| mad | `mad:epsilon=0.1` (of 2) | 0.00 | 81.00 ± 2.48 | invert-estimated: 82.00 ± 2.48 | 5.00 ± 2.85 | 4.00 ± 2.85 |" in headline
     assert "| adaptive_misinformation | none qualifies (cheapest: `adaptive_misinformation:tau=0.5`) | 2.00 |" in headline
     table = verdict.settings_table(cells, "b")
     assert "| `mad:epsilon=0.5` | 99.00 | 0.00 | 66.00 ± 2.48 | – | – | 85.00 ± 2.48 | – | – | – | invert-estimated | 1.00 ± 2.27 |" in table
@@ -212,14 +227,14 @@ def test_readout_sorts_the_headline_by_whether_its_interval_clears_zero(cells: p
     text = verdict.readout(cells, "b")
     lines = text.splitlines()
     assert lines[0] == (
-        "- Protection left against the best attacker, its whole 95% interval above zero: "
-        "mad 4.00 ± 2.27 (`mad:epsilon=0.1`, best attacker invert-estimated); "
+        "- Protection left against the best attacker, its whole interval above zero (95%, simultaneous over the "
+        "settings chosen from): mad 4.00 ± 2.85 (`mad:epsilon=0.1`, best attacker invert-estimated); "
         "random_noise 10.00 ± 2.27 (`random_noise:epsilon=1.0`, best attacker naive)."
     )
     assert lines[1] == "- Interval reaching zero or below (no protection shown): none."
     assert lines[2] == "- No setting within one point of defender loss: adaptive_misinformation (2.00 pts at its cheapest)."
     one_seed = verdict.readout(cells[cells["seed"] == 0], "b").splitlines()
-    assert one_seed[0].endswith("zero: none.") and one_seed[1].endswith("(no protection shown): none.")
+    assert one_seed[0].endswith("chosen from): none.") and one_seed[1].endswith("(no protection shown): none.")
     assert one_seed[2].startswith("- No interval yet (one seed of the best attacker or of its undefended baseline): mad 4.00 ± ? (")
     pending = verdict.readout(cells, "b", {("b", "mad:epsilon=0.1"): {"naive", "invert-estimated", "argmax"}})
     assert "(`mad:epsilon=0.1`, best attacker invert-estimated; not yet run: argmax)" in pending
