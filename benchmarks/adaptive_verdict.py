@@ -103,7 +103,8 @@ def block_section(frame: pd.DataFrame, block: str, plan: verdict.Planned, progre
         f"![{block}](img/adaptive-{block}.png)",
         *(
             line for family in LEARNERS if block == list(family)[-1]
-            for line in ("", learners_intro(family), "", verdict.across_learners_table(frame, family, plan))
+            for line in ("", learners_intro(family), "", verdict.across_learners_table(frame, family, plan), "",
+                         verdict.across_learners_readout(frame, family, plan))
         ),
     ])
 
@@ -129,6 +130,7 @@ def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
         family = next(family for family in LEARNERS if HEADLINE_BLOCK in family)
         out[(README, "adaptive-headline")] = "\n".join([
             progress, "", learners_intro(family), "", verdict.across_learners_table(frame, family, plan), "",
+            verdict.across_learners_readout(frame, family, plan), "",
             f"Every strength, with the learner of block `{HEADLINE_BLOCK}` ({family[HEADLINE_BLOCK]}) only:", "",
             verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
             "", verdict.readout(frame, HEADLINE_BLOCK, plan),

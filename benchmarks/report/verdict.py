@@ -563,16 +563,48 @@ def across_learners_table(cells: pd.DataFrame, learners: dict[str, str], planned
     ]
     for row in rows:
         loss = f"{100 * row['defender_loss']:.2f}" + ("" if row["qualifies"] else " (over 1 pt)")
-        pending = [
-            f"{kind}@{learner}" for block, learner in learners.items()
-            for kind in _pending(planned, block, row["defense_label"], set(
-                cells.loc[(cells["block"] == block) & (cells["defense_label"] == row["defense_label"]), "attacker"]))
-        ]
+        pending = _learners_pending(cells, learners, planned, row["defense_label"])
         waiting = f" (not yet run: {', '.join(pending)})" if pending else ""
         lines.append(
             f"| {row['family']} | `{row['defense_label']}` | {loss} | {row['baseline']}: {pct(*row['baseline_accuracy'])} "
             f"| {row['best']}: {pct(*row['best_accuracy'])}{waiting} | {pct(*row['best_protection'])} |"
         )
+    return "\n".join(lines)
+
+
+def _learners_pending(cells: pd.DataFrame, learners: dict[str, str], planned: Planned | None, label: str) -> list[str]:
+    """``kind@learner`` for each attacker planned at setting ``label`` in some block of ``learners`` with no result yet."""
+    return [
+        f"{kind}@{learner}" for block, learner in learners.items()
+        for kind in _pending(planned, block, label, set(
+            cells.loc[(cells["block"] == block) & (cells["defense_label"] == label), "attacker"]))
+    ]
+
+
+def across_learners_readout(cells: pd.DataFrame, learners: dict[str, str], planned: Planned | None = None) -> str:
+    """Markdown bullets that read :func:`across_learners`: the settings whose protection left against
+    the best attacker over every learner has its whole 95% interval above zero, those whose interval
+    reaches zero, those without an interval yet, and those that cost the defender over one point.
+    With ``planned``, a setting some of whose planned attackers have not run yet says which."""
+    shown, unshown, single, costly = [], [], [], []
+    for row in across_learners(cells, learners):
+        mean, half = row["best_protection"]
+        pending = _learners_pending(cells, learners, planned, row["defense_label"])
+        waiting = f"; not yet run: {', '.join(pending)}" if pending else ""
+        text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']}{waiting})"
+        if not row["qualifies"]:
+            costly.append(f"{row['family']} ({100 * row['defender_loss']:.2f} pts at `{row['defense_label']}`)")
+        else:
+            (single if math.isnan(half) else shown if mean - half > 0 else unshown).append(text)
+    lines = [
+        "- Protection left against the best attacker over the learners, its whole 95% interval above zero: "
+        + ("; ".join(shown) if shown else "none") + ".",
+        "- Interval reaching zero or below (no protection shown): " + ("; ".join(unshown) if unshown else "none") + ".",
+    ]
+    if single:
+        lines.append("- No interval yet (one seed of the best attacker or of its undefended baseline): " + "; ".join(single) + ".")
+    if costly:
+        lines.append("- Over one point of defender loss: " + "; ".join(costly) + ".")
     return "\n".join(lines)
 
 

@@ -271,6 +271,17 @@ def test_across_learners_takes_the_best_attacker_over_every_block(cells: pd.Data
     pending = verdict.across_learners_table(both, {"b": "sgd", "a": "adam"}, {("a", "mad:epsilon=0.5"): {"naive", "argmax"}})
     assert "invert-estimated@adam: 92.00 ± 2.48 (not yet run: argmax@adam) |" in pending
     assert verdict.across_learners_table(cells, {"b": "sgd", "a": "adam"}).startswith("No defense setting")
+    readout = verdict.across_learners_readout(both, {"b": "sgd", "a": "adam"}).splitlines()
+    assert readout[0].endswith("above zero: mad 3.00 ± 2.27 (`mad:epsilon=0.5`, best attacker invert-estimated@adam).")
+    assert readout[1].endswith("(no protection shown): none.") and len(readout) == 2
+    waiting = verdict.across_learners_readout(both, {"b": "sgd", "a": "adam"}, {("a", "mad:epsilon=0.5"): {"naive", "argmax"}})
+    assert "(`mad:epsilon=0.5`, best attacker invert-estimated@adam; not yet run: argmax@adam)" in waiting
+    inverted_back = both[~((both["block"] == "a") & (both["attacker"] == "invert-estimated"))]
+    inverted_back = pd.concat([inverted_back, pd.DataFrame(
+        [{**cell("mad", "mad:epsilon=0.5", "invert-estimated", seed, 0.99, acc), "block": "a"} for seed, acc in enumerate([0.93, 0.97, 0.95])])])
+    assert verdict.across_learners_readout(inverted_back, {"b": "sgd", "a": "adam"}).splitlines()[0].endswith("above zero: none.")
+    one_seed = verdict.across_learners_readout(both[both["seed"] == 0], {"b": "sgd", "a": "adam"}).splitlines()
+    assert one_seed[2].startswith("- No interval yet (one seed of the best attacker or of its undefended baseline): mad 3.00 ± ? (")
 
 
 def test_across_learners_measures_from_an_undefended_attacker_that_trains_the_same_way(cells: pd.DataFrame) -> None:
