@@ -5,8 +5,14 @@ verdict reports, and the blocks compared across learners differ only in the repl
 from __future__ import annotations
 
 import importlib.util
+import random
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+
+import pytest
+
+from stealguard.harness.run_table import RunTable
+from stealguard.runspec import RunResult
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,3 +60,33 @@ def test_blocks_of_a_learner_family_differ_only_in_the_replica_training() -> Non
                 assert params.pop("training") == "stealguard", (block, attack.name)
                 assert params == dict(sibling.params), (block, attack.name)
                 assert set(attack.defenses or grid.defenses) <= set(sibling.defenses or grids[first].defenses)
+
+
+def test_the_report_renders_once_every_planned_cell_has_its_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every block's section, each learner family's table and the README headline, from a made-up
+    result for each cell the committed configs plan: the complete grid reads as complete, every
+    setting of every block has a row, and no attacker is still pending."""
+    module = _verdict_module()
+    generator = random.Random(0)
+    for block, config in module.configs().items():
+        table = RunTable(tmp_path / f"grid-{block}" / "results.csv")
+        for _label, spec in config.cells():
+            card = SimpleNamespace(dataset=spec.victim.dataset, arch=spec.victim.arch, test_accuracy=0.99)
+            defended = 0.99 - (0.0 if spec.defense.name == "none" else generator.uniform(0.0, 0.02))
+            table.append(RunResult(
+                **RunResult.identity(spec, victim_card=card), status="ok", defender_accuracy=defended,
+                attacker_accuracy=generator.uniform(0.3, 0.95), fidelity=generator.uniform(0.3, 0.95), l1_mean=0.1,
+                test_size=10000, code_version="test",
+            ))
+    monkeypatch.setattr(module, "RESULTS", tmp_path)
+    frame = module.cells()
+    assert set(frame["block"]) == set(module.BLOCKS)
+    sections = module.sections(frame)
+    assert {name for _page, name in sections} == {f"verdict-{block}" for block in module.BLOCKS} | {"adaptive-headline"}
+    for (_page, name), text in sections.items():
+        assert "(complete)" in text and "| pending" not in text and "not yet run:" not in text, name
+    for family in module.LEARNERS:
+        assert "No defense setting" not in sections[(module.DOC, f"verdict-{list(family)[-1]}")]
+    for block in module.BLOCKS:
+        path = module.verdict.plot_block(frame, block, tmp_path / f"{block}.png")
+        assert path.stat().st_size > 0
