@@ -467,26 +467,17 @@ def readout(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> 
     against their best attacker (the whole interval above zero, simultaneous over the settings chosen from), which do not, which cost the
     defender too much; and :func:`labels_pass_through`. With ``planned``, a setting some of whose
     planned attackers have not run yet says which (its best attacker may still change)."""
-    shown, unshown, single, costly = [], [], [], []
+    protections, costly = [], []
     for row in headline(cells, block):
         if not row["qualifies"]:
             costly.append(f"{row['family']} ({100 * row['defender_loss']:.2f} pts at its cheapest)")
             continue
-        mean, half = row["best_protection"]
         pending = _pending(planned, block, row["defense_label"], row["attackers"])
-        waiting = f"; not yet run: {', '.join(pending)}" if pending else ""
-        text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']}{waiting})"
-        (single if math.isnan(half) else shown if mean - half > 0 else unshown).append(text)
-    lines = [
-        "- Protection left against the best attacker, its whole interval above zero (95%, simultaneous over the settings "
-        "chosen from): "
-        + ("; ".join(shown) if shown else "none") + ".",
-        "- Interval reaching zero or below (no protection shown): " + ("; ".join(unshown) if unshown else "none") + ".",
-    ]
-    if single:
-        lines.append("- No interval yet (one seed of the best attacker or of its undefended baseline): " + "; ".join(single) + ".")
-    if costly:
-        lines.append("- No setting within one point of defender loss: " + "; ".join(costly) + ".")
+        protections.append((row, pending))
+    lines = _protection_bullets(
+        protections, costly, "Protection left against the best attacker, its whole interval above zero (95%, simultaneous "
+        "over the settings chosen from)", "No setting within one point of defender loss",
+    )
     passing = labels_pass_through(cells, block)
     if passing:
         equal = [f"{family} ({same} of {met})" for family, (same, met) in passing.items() if same]
@@ -586,26 +577,38 @@ def across_learners_readout(cells: pd.DataFrame, learners: dict[str, str], plann
     the best attacker over every learner has its whole 95% interval above zero, those whose interval
     reaches zero, those without an interval yet, and those that cost the defender over one point.
     With ``planned``, a setting some of whose planned attackers have not run yet says which."""
-    shown, unshown, single, costly = [], [], [], []
+    protections, costly = [], []
     for row in across_learners(cells, learners):
-        mean, half = row["best_protection"]
-        pending = _learners_pending(cells, learners, planned, row["defense_label"])
-        waiting = f"; not yet run: {', '.join(pending)}" if pending else ""
-        text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']}{waiting})"
         if not row["qualifies"]:
             costly.append(f"{row['family']} ({100 * row['defender_loss']:.2f} pts at `{row['defense_label']}`)")
-        else:
-            (single if math.isnan(half) else shown if mean - half > 0 else unshown).append(text)
+            continue
+        protections.append((row, _learners_pending(cells, learners, planned, row["defense_label"])))
+    return "\n".join(_protection_bullets(
+        protections, costly, "Protection left against the best attacker over the learners, its whole 95% interval above zero",
+        "Over one point of defender loss",
+    ))
+
+
+def _protection_bullets(
+    protections: list[tuple[dict[str, Any], list[str]]], costly: list[str], shown_heading: str, costly_heading: str,
+) -> list[str]:
+    """Bullets sorting ``(row, attackers not yet run)`` pairs by whether the row's ``best_protection``
+    interval is above zero, reaches it, or has no width yet; then ``costly`` under ``costly_heading``."""
+    shown, unshown, single = [], [], []
+    for row, pending in protections:
+        mean, half = row["best_protection"]
+        waiting = f"; not yet run: {', '.join(pending)}" if pending else ""
+        text = f"{row['family']} {pct(mean, half)} (`{row['defense_label']}`, best attacker {row['best']}{waiting})"
+        (single if math.isnan(half) else shown if mean - half > 0 else unshown).append(text)
     lines = [
-        "- Protection left against the best attacker over the learners, its whole 95% interval above zero: "
-        + ("; ".join(shown) if shown else "none") + ".",
+        f"- {shown_heading}: " + ("; ".join(shown) if shown else "none") + ".",
         "- Interval reaching zero or below (no protection shown): " + ("; ".join(unshown) if unshown else "none") + ".",
     ]
     if single:
         lines.append("- No interval yet (one seed of the best attacker or of its undefended baseline): " + "; ".join(single) + ".")
     if costly:
-        lines.append("- Over one point of defender loss: " + "; ".join(costly) + ".")
-    return "\n".join(lines)
+        lines.append(f"- {costly_heading}: " + "; ".join(costly) + ".")
+    return lines
 
 
 def settings_table(cells: pd.DataFrame, block: str, planned: Planned | None = None) -> str:
