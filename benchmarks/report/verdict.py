@@ -279,8 +279,9 @@ def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
 
     Each dict: the setting's :data:`SETTING` names, ``defender_loss`` (points of accuracy, undefended
     minus defended, means over seeds), ``tolerance`` (see the module doc), ``qualifies`` (loss within
-    :data:`DEFENDER_LOSS` + tolerance), ``attackers`` (``{kind: (mean, half-width, n)}``), ``best``
-    (the kind with the highest mean attacker accuracy; the naive one on ties), and the protections as
+    :data:`DEFENDER_LOSS` + tolerance), ``reached`` (``{kind: attacker accuracy per seed}``),
+    ``attackers`` (``{kind: (mean, half-width, n)}``), ``best`` (the kind with the highest mean
+    attacker accuracy, :func:`strongest`), and the protections as
     ``(mean drop, Welch half-width)``: ``naive_protection``, the naive attacker's accuracy against the
     undefended victim minus its accuracy here; ``best_protection``, the best attacker's accuracy
     against the undefended victim (the strongest kind run there, :func:`undefended_attackers`) minus
@@ -302,20 +303,19 @@ def settings(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
         defended, defended_half = t_interval(naive["defender_accuracy"].tolist())
         tolerance = max(1.0 / int(group["test_size"].max()), 0.0 if math.isnan(defended_half) else defended_half)
         loss = base_defender - defended
-        attackers: dict[str, tuple[float, float, int]] = {}
-        for kind in ATTACKERS:
-            rows = group[group["attacker"] == kind]
-            if not rows.empty:
-                mean, half = t_interval(rows["attacker_accuracy"].tolist())
-                attackers[kind] = (mean, half, len(rows))
-        best = max(attackers, key=lambda kind: (attackers[kind][0], kind == "naive"))
+        reached = {
+            kind: group.loc[group["attacker"] == kind, "attacker_accuracy"].tolist()
+            for kind in ATTACKERS if (group["attacker"] == kind).any()
+        }
+        attackers = {kind: (*t_interval(values), len(values)) for kind, values in reached.items()}
+        best = strongest(reached)
         met = {trains_on(kind) for kind in attackers}
         baseline = strongest({kind: values for kind, values in undefended.items() if trains_on(kind) in met})
         out.append({
             **dict(zip(SETTING, key)), "defender_accuracy": defended, "defender_loss": loss, "tolerance": tolerance,
-            "qualifies": loss <= DEFENDER_LOSS + tolerance, "attackers": attackers, "best": best,
-            "naive_protection": welch_interval(undefended["naive"], naive["attacker_accuracy"].tolist()),
-            "best_protection": welch_interval(undefended[baseline], group[group["attacker"] == best]["attacker_accuracy"].tolist()),
+            "qualifies": loss <= DEFENDER_LOSS + tolerance, "reached": reached, "attackers": attackers, "best": best,
+            "naive_protection": welch_interval(undefended["naive"], reached["naive"]),
+            "best_protection": welch_interval(undefended[baseline], reached[best]),
             "baseline": baseline,
         })
     return out
@@ -346,15 +346,11 @@ def headline(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
             continue
         chosen = max(qualifying, key=lambda s: s["best_protection"][0])
         confidence = 1 - (1 - CONFIDENCE) / len(qualifying)
-        group = cells[(cells[SETTING] == pd.Series({name: chosen[name] for name in SETTING})).all(axis=1)]
-
-        def reached(kind: str, group: pd.DataFrame = group) -> list[float]:
-            return group.loc[group["attacker"] == kind, "attacker_accuracy"].tolist()
-
+        reached = chosen["reached"]
         out.append({
             **chosen, "chosen_from": len(qualifying), "setting_protection": chosen["best_protection"],
-            "naive_protection": welch_interval(undefended["naive"], reached("naive"), confidence),
-            "best_protection": welch_interval(undefended[chosen["baseline"]], reached(chosen["best"]), confidence),
+            "naive_protection": welch_interval(undefended["naive"], reached["naive"], confidence),
+            "best_protection": welch_interval(undefended[chosen["baseline"]], reached[chosen["best"]], confidence),
         })
     return out
 

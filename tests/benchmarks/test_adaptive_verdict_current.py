@@ -1,6 +1,7 @@
 """The adaptive verdict's CSVs and the tables quoted in docs/adaptive.md and the README equal what the
 committed grid results generate (benchmarks/adaptive_verdict.py); the grid script runs every block the
-verdict reports, and the blocks compared across learners differ only in the replica training."""
+verdict reports, the blocks compared across learners differ only in the replica training, and the
+report renders once every planned cell has a result."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from stealguard.harness.run_table import RunTable
-from stealguard.runspec import RunResult
+from stealguard.runspec import RunResult, RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,6 +43,11 @@ def test_the_grid_script_runs_every_reported_block_and_each_has_a_doc_section() 
         assert all(marker in doc for marker in module.markers(f"verdict-{block}")), block
 
 
+def _cell_key(attack_name: str, spec: RunSpec) -> tuple[str, str, str, int]:
+    """What names a cell across blocks: attack name, victim, defense and seed."""
+    return attack_name, spec.victim.label(), str(spec.defense), spec.seed
+
+
 def test_blocks_of_a_learner_family_differ_only_in_the_replica_training() -> None:
     """Each cell of a family's later block is a cell of its first block with the attacker's replica
     training set to Knockoff's own schedule (Adam), and nothing else changed."""
@@ -49,10 +55,10 @@ def test_blocks_of_a_learner_family_differ_only_in_the_replica_training() -> Non
     grids = module.configs()
     for family in module.LEARNERS:
         first, *others = family
-        reference = {(name, spec.victim.label(), str(spec.defense), spec.seed): spec for _label, name, spec in grids[first].named_cells()}
+        reference = {_cell_key(name, spec): spec for _label, name, spec in grids[first].named_cells()}
         for block in others:
             for _label, name, spec in grids[block].named_cells():
-                sibling = reference.get((name, spec.victim.label(), str(spec.defense), spec.seed))
+                sibling = reference.get(_cell_key(name, spec))
                 assert sibling is not None, (block, name, str(spec.defense))
                 dumped = spec.model_dump()
                 assert dumped["attack"]["params"].pop("training") == "stealguard", (block, name)
