@@ -25,9 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from report.doc_tables import replace_marked
 
 from stealguard.attacks.knockoff import TRAINING
+
+from report.doc_tables import replace_marked
 
 ROOT = Path(__file__).resolve().parent
 VICTIM = ROOT / "victims" / "mnist-lenet"

@@ -22,11 +22,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from report import verdict
-from report.doc_tables import marked_block, replace_marked
 
 from stealguard.harness.ray_grid import SUPERSEDED_FILE, GridConfig, load_grid
 from stealguard.harness.run_table import RunTable
+
+from report import verdict
+from report.doc_tables import marked_block, replace_marked
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "adaptive"

@@ -50,7 +50,7 @@ from stealguard.device import resolve_device
 from stealguard.harness.experiment import make_surrogate
 from stealguard.models.quantization import calibration_subset
 
-from _timing import joules_per_call, markdown, rapl_counters, time_paths  # noqa: E402  (benchmarks/ on sys.path)
+from _timing import joules_per_call, markdown, rapl_counters, time_paths
 
 COMPARED = ("reverse_sigmoid", "mad (last_layer)", "mad (full)", "adaptive_misinformation")
 PAPER_SPEEDUP = 37.0

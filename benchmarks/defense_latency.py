@@ -57,12 +57,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _timing import markdown, ratio_quartiles, time_rounds
 from torch import Tensor
 
 import stealguard.defenses as D
 from stealguard.defenses.mad_reference import reference_mad
 from stealguard.models import create as create_model
+
+from _timing import markdown, ratio_quartiles, time_rounds
 
 INPUT_SHAPES = {"mlp": (1, 8, 8), "lenet": (1, 28, 28), "vgg16_bn": (3, 32, 32), "resnet18": (3, 32, 32)}
 CHEAP = ("dcp", "reverse_sigmoid", "topk", "rounding", "label_only", "random_noise")

@@ -24,13 +24,14 @@ import sys
 from pathlib import Path
 
 import torch
-from report.doc_tables import marked_block, replace_marked
 
 import stealguard
 from stealguard import data as sgdata
 from stealguard import defenses, models
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import Env, RunSpec
+
+from report.doc_tables import marked_block, replace_marked
 
 HERE = Path(__file__).resolve().parent
 VICTIM = HERE / "victims" / "mnist-lenet"
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     table = RunTable(TABLE)
     env = Env(data_root=args.data_root, device="cpu", threads=1)
     for index, spec in enumerate(specs(epsilon)):
-        if index % args.lanes != args.lane or spec.key() in table.keys():
+        if index % args.lanes != args.lane or spec.key() in table.keys():  # noqa: SIM118  (RunTable has keys(), no __contains__)
             continue
         result = stealguard.run(spec, env)
         table.append(result)

@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         blob = pickle.dumps(entry, protocol=protocol)
         plain, checked, ratios = [], [], []
         for _ in range(args.rounds):
-            a = _seconds(lambda: pickle.loads(blob, encoding="latin1"))
-            b = _seconds(lambda: safe_loads(blob))
+            a = _seconds(lambda blob=blob: pickle.loads(blob, encoding="latin1"))
+            b = _seconds(lambda blob=blob: safe_loads(blob))
             plain.append(a)
             checked.append(b)
             ratios.append(b / a)

@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 from recovery import BATCH, DEFENDER_SEED, DOC, EXACT, VICTIM, l1_stats
-from report.doc_tables import replace_marked
 
 from stealguard import data as sgdata
 from stealguard.attacks.inversion import inverter_from_spec
 from stealguard.harness.experiment import build_defense, load_victim
+
+from report.doc_tables import replace_marked
 
 CSV = Path(__file__).resolve().parent / "results" / "adaptive" / "branches.csv"
 BEGIN, END = "<!-- branches-table:begin -->", "<!-- branches-table:end -->"

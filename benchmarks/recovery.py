@@ -25,13 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from report.doc_tables import replace_marked
 
 from stealguard import data as sgdata
 from stealguard.attacks.inversion import inverter_from_spec
 from stealguard.attacks.inversion import parameters as inverter_parameters
 from stealguard.defenses import parse_defense_spec
 from stealguard.harness.experiment import build_defense, load_victim
+
+from report.doc_tables import replace_marked
 
 ROOT = Path(__file__).resolve().parent
 VICTIM = ROOT / "victims" / "mnist-lenet"

@@ -31,8 +31,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from report.names import Names, defense_of
-from report.summary import comparison_of, write_report
 from tqdm.auto import tqdm
 
 from stealguard import models
@@ -41,6 +39,9 @@ from stealguard.harness.ray_grid import RESULTS_FILE, GridConfig, load_grid, run
 from stealguard.models.io import CARD_FILE
 from stealguard.provenance import code_version
 from stealguard.runspec import Env, Int8Variant, RunResult, RunSpec, VictimSpec
+
+from report.names import Names, defense_of
+from report.summary import comparison_of, write_report
 
 HERE = Path(__file__).resolve().parent
 QUICK_CONFIG = HERE / "configs" / "quick.toml"

@@ -37,9 +37,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _timing import time_rounds  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from stealguard.serve.access import AccessControl, KeyPolicy  # noqa: E402
-from stealguard.serve.stores import Store, open_store  # noqa: E402
+from stealguard.serve.access import AccessControl, KeyPolicy
+from stealguard.serve.stores import Store, open_store
+
+from _timing import time_rounds
 
 OUT = REPO / "benchmarks" / "results" / "store" / "store_throughput.csv"
 POLICY = KeyPolicy(name="bench", quota=None)
@@ -114,7 +115,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for row in rows:
         row.update({"date": stamp, "machine": f"{platform.machine()} {platform.node()}", "quick": args.quick})
     OUT.parent.mkdir(parents=True, exist_ok=True)

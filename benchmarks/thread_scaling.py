@@ -22,10 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _timing import markdown
 from torch import nn
 
 from stealguard.models import create as create_model
+
+from _timing import markdown
 
 
 def threaded(threads: int, fn: Callable[[], object]) -> Callable[[], object]:

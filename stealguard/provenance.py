@@ -6,7 +6,7 @@ import functools
 import subprocess
 from pathlib import Path
 
-import stealguard._version as _version
+from stealguard import _version
 
 
 @functools.cache

@@ -39,5 +39,5 @@ def run_cli(argv):
 def run_child(code: str, args: list[str], *, cwd: Path, timeout: float = 300) -> tuple[int, str, str]:
     """Run ``python -c code args...``; return ``(returncode, stdout, stderr)``; killed after ``timeout`` s."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout)
     return done.returncode, done.stdout, done.stderr

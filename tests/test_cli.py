@@ -165,7 +165,7 @@ def test_diverging_training_is_one_line_and_status_1(victim: Path, tmp_path: Pat
 
 
 def test_a_bad_out_fails_before_any_work(victim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    import stealguard.harness as harness
+    from stealguard import harness
 
     def no_work(**_kwargs):
         raise AssertionError("the run started although --out was bad")
@@ -200,7 +200,7 @@ def test_attack_and_sweep_train_adaptive_misinformation_once_from_the_given_root
     victim: Path, tmp_path: Path, monkeypatch
 ) -> None:
     import stealguard.data as sgdata
-    import stealguard.defenses.misinformation as misinformation
+    from stealguard.defenses import misinformation
 
     trained: list[str] = []
     roots: list[object] = []

@@ -10,6 +10,7 @@ the range the rival's points cover: nothing is extrapolated).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -98,7 +99,7 @@ def best_at_cost(points: Sequence[tuple[float, float]], cost: float) -> float | 
             front.append((c, a))
     if not front or cost < front[0][0]:
         return None
-    for (c0, a0), (c1, a1) in zip(front, front[1:]):
+    for (c0, a0), (c1, a1) in itertools.pairwise(front):
         if c0 <= cost <= c1:
             return a0 + (a1 - a0) * (cost - c0) / (c1 - c0)
     return front[-1][1]
@@ -219,8 +220,8 @@ def pair_table(rows: Sequence[dict[str, Any]]) -> str:
     """
     undefended = next((r["attacker_accuracy"] for r in rows if r["defense"] == "none"), None)
     lines = [
-        "| defense setting | seeds | victim acc | defender acc | attacker acc | attacker / undefended | fidelity "
-        "| mean L1, test set | mean L1, attacker's queries | queries | cell time |",
+        ("| defense setting | seeds | victim acc | defender acc | attacker acc | attacker / undefended | fidelity "
+         "| mean L1, test set | mean L1, attacker's queries | queries | cell time |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

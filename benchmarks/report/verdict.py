@@ -36,10 +36,11 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from report.names import Names, defense_of
 from stealguard.harness.ray_grid import GridConfig
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant, RunResult, VictimSpec
+
+from report.names import Names, defense_of
 
 ATTACKERS = ("naive", "argmax", "repeat", "invert-estimated", "invert-known", "invert-estimated-argmax", "invert-known-argmax")
 """Attacker kinds, the naive one first."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -82,7 +82,7 @@ class AngleProbe:
             self.measure(self._calls // self.steps)
         self._calls += 1
 
-    def __enter__(self) -> AngleProbe:
+    def __enter__(self) -> Self:
         self._handle = self.replica.register_forward_pre_hook(self._hook)
         return self
 

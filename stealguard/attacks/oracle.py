@@ -12,6 +12,7 @@ noise that is drawn afresh on every query (and costs ``repeat`` queries per inpu
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 import torch
 from torch import Tensor
@@ -101,7 +102,7 @@ class Oracle:
         """Close the progress bar."""
         self._bar.close()
 
-    def __enter__(self) -> Oracle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

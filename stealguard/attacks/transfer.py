@@ -247,10 +247,10 @@ def _read_header(path: Path, size: int) -> tuple[dict[str, Any], dict[str, Any]]
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError(f"{where} is not a safetensors file: its header is not JSON") from None
     if not isinstance(header, dict):
-        raise ValueError(f"{where} is not a safetensors file: its header is not a JSON object")  # noqa: TRY004 - a bad file, not a bad argument
+        raise ValueError(f"{where} is not a safetensors file: its header is not a JSON object")
     metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or not isinstance(metadata.get(METADATA_KEY), str):
-        raise ValueError(f"{where} is a safetensors file but not a stealguard transfer set (no {METADATA_KEY!r} metadata)")  # noqa: TRY004
+        raise ValueError(f"{where} is a safetensors file but not a stealguard transfer set (no {METADATA_KEY!r} metadata)")
     try:
         meta = json.loads(metadata[METADATA_KEY])
     except json.JSONDecodeError:

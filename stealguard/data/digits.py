@@ -35,7 +35,7 @@ def split_indices(labels: np.ndarray, *, test_fraction: float = TEST_FRACTION, s
     train, test = [], []
     for label in np.unique(labels):
         members = stable_order(np.flatnonzero(labels == label), seed)
-        cut = int(round(test_fraction * len(members)))
+        cut = round(test_fraction * len(members))
         test.append(members[:cut])
         train.append(members[cut:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

@@ -25,7 +25,8 @@ from stealguard._checks import check_bool, check_choice
 from stealguard.data import cifar
 from stealguard.data.base import DataNotFoundError, ImageDataset
 from stealguard.data.digits import load_digits
-from stealguard.data.download import DOWNLOADS, download as fetch
+from stealguard.data.download import DOWNLOADS
+from stealguard.data.download import download as fetch
 from stealguard.data.idx import load_idx_dataset
 from stealguard.data.imagefolder import load_imagefolder
 from stealguard.data.split import DatasetSpec, parse_dataset_spec, take_half
@@ -95,9 +96,9 @@ def _load_whole(spec: DatasetSpec, root: str | Path | None, split: str, download
             raise ValueError(f"download=True is supported only for {', '.join(sorted(DOWNLOADS))}; got {name!r}")
         return load_imagefolder(root, split=split)
     base = Path(root) if root is not None else default_root()
-    if name not in IDX_CLASSES and name not in _CIFAR:
-        if not _FOLDER_NAME.fullmatch(name) or not (base / name).is_dir():
-            raise _unknown(name, base)
+    known = name in IDX_CLASSES or name in _CIFAR
+    if not known and not (_FOLDER_NAME.fullmatch(name) and (base / name).is_dir()):
+        raise _unknown(name, base)
     if download and name not in DOWNLOADS:
         raise ValueError(f"download=True is supported only for {', '.join(sorted(DOWNLOADS))}; got {name!r}")
     load = _loader(name, base, split)

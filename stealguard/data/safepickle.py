@@ -40,9 +40,10 @@ import io
 import math
 import pickle
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def _name(text: str) -> str:
 class _Global:
     """What ``find_class`` returns: an inert token that ``REDUCE`` may call with a tuple."""
 
-    __slots__ = ("name", "_make")
+    __slots__ = ("_make", "name")
 
     def __init__(self, name: str, make: Callable[[_Limits, tuple[Any, ...]], Any] | None) -> None:
         self.name = name
@@ -115,7 +116,7 @@ class _Global:
 class _Dtype:
     """Placeholder for ``numpy.dtype(name, align, copy)``; ``BUILD`` may set its byte order once."""
 
-    __slots__ = ("name", "dtype", "built", "used")
+    __slots__ = ("built", "dtype", "name", "used")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -289,11 +290,12 @@ def _one_line(err: BaseException) -> str:
 
 
 _DATA_OPCODES = (
-    "PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 LONG4 "
-    "FLOAT BINFLOAT STRING BINSTRING SHORT_BINSTRING BINBYTES SHORT_BINBYTES BINBYTES8 UNICODE BINUNICODE "
-    "SHORT_BINUNICODE BINUNICODE8 BYTEARRAY8 EMPTY_LIST LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_DICT "
-    "GET BINGET LONG_BINGET MEMOIZE GLOBAL STACK_GLOBAL"
-).split()
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP", "NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT",
+    "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING",
+    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
+    "BYTEARRAY8", "EMPTY_LIST", "LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_DICT", "GET",
+    "BINGET", "LONG_BINGET", "MEMOIZE", "GLOBAL", "STACK_GLOBAL",
+)
 
 
 class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
@@ -319,7 +321,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         TypeError / ValueError: a limit that is not an integer >= 1.
     """
 
-    dispatch: dict[int, Callable[[SafeUnpickler], None]] = {}
+    dispatch: ClassVar[dict[int, Callable[[SafeUnpickler], None]]] = {}
 
     def __init__(
         self,

@@ -169,7 +169,7 @@ def split_indices(dataset: ImageDataset, fraction: float, seed: int, *, stratify
     first, second = [], []
     for members in groups:
         order = members[torch.randperm(len(members), generator=generator)]
-        cut = int(round(fraction * len(members)))
+        cut = round(fraction * len(members))
         first.append(order[:cut])
         second.append(order[cut:])
     empty = torch.empty(0, dtype=torch.int64)

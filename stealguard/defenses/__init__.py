@@ -3,9 +3,8 @@
 Use ``create(name, **params)``; ``names()`` lists what is registered.
 """
 
-from stealguard.defenses.base import Defense, DefenseOutputError, check_query
-from stealguard.defenses.simplex import onto_simplex
 from stealguard.defenses.adaptive_misinformation import AdaptiveMisinformation
+from stealguard.defenses.base import Defense, DefenseOutputError, check_query
 from stealguard.defenses.dcp import DCP
 from stealguard.defenses.label_only import LabelOnly
 from stealguard.defenses.mad import MAD, MADArgmax
@@ -16,6 +15,7 @@ from stealguard.defenses.registry import create, get, names, parameters, registe
 from stealguard.defenses.reverse_sigmoid import ReverseSigmoid
 from stealguard.defenses.reverse_sigmoid_keyed import ReverseSigmoidKeyed
 from stealguard.defenses.rounding import Rounding
+from stealguard.defenses.simplex import onto_simplex
 from stealguard.defenses.spec import defense_from_spec, parse_defense_spec
 from stealguard.defenses.topk import TopK
 
@@ -33,16 +33,16 @@ register("mad_keyed", MADKeyed)
 register("adaptive_misinformation", AdaptiveMisinformation)
 
 __all__ = [
-    "AdaptiveMisinformation",
+    "DCP",
     "MAD",
+    "AdaptiveMisinformation",
+    "Defense",
+    "DefenseOutputError",
+    "LabelOnly",
     "MADArgmax",
     "MADKeyed",
-    "Defense",
-    "DCP",
-    "LabelOnly",
     "NoDefense",
     "RandomNoise",
-    "DefenseOutputError",
     "ReverseSigmoid",
     "ReverseSigmoidKeyed",
     "Rounding",
@@ -52,9 +52,9 @@ __all__ = [
     "defense_from_spec",
     "get",
     "names",
+    "onto_simplex",
     "parameters",
     "parse_defense_spec",
     "register",
     "requirements",
-    "onto_simplex",
 ]

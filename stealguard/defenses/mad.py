@@ -38,7 +38,6 @@ from torch import Tensor, nn
 
 from stealguard._checks import check_choice, check_int, check_number
 from stealguard.defenses.base import Defense
-from stealguard.defenses.simplex import MAX_DISTANCE, NORMS, shrink_to_budget
 from stealguard.defenses.jacobian import (
     JACOBIANS,
     GramGeometry,
@@ -47,6 +46,7 @@ from stealguard.defenses.jacobian import (
     last_linear,
     surrogate_gram,
 )
+from stealguard.defenses.simplex import MAX_DISTANCE, NORMS, shrink_to_budget
 
 GREEDY_MARGIN = 1e-6
 """A larger set must lower the cosine by more than this to be kept (greedy search), and sets

@@ -205,14 +205,14 @@ def train_offline(
     meta = loaded.meta
     name = attack if attack is not None else meta.get("attack")
     if not isinstance(name, str):
-        raise ValueError("the transfer set records no attack; give --attack")  # noqa: TRY004 - a missing record, not a bad argument
+        raise ValueError("the transfer set records no attack; give --attack")
     chosen = parse_budgets(budgets) if budgets is not None else (loaded.num_queries,)
     if chosen[-1] > loaded.num_queries:
         raise ValueError(f"budget {chosen[-1]} exceeds the {loaded.num_queries} queries the transfer set holds")
     card = meta.get("victim") if isinstance(meta.get("victim"), dict) else {}
     test_name = dataset if dataset is not None else card.get("dataset")
     if not isinstance(test_name, str):
-        raise ValueError("the transfer set names no data set to evaluate on; give --dataset")  # noqa: TRY004 - a missing record
+        raise ValueError("the transfer set names no data set to evaluate on; give --dataset")
     device = resolve_device(device)
     victim_model = None
     if victim is not None:

@@ -9,6 +9,7 @@ apart, half transparent, so none hides another; the undefended API is a black st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def x_limits(values: Sequence[float], min_span: float) -> tuple[float, float] | 
     """``(low, high)`` for an axis whose points span less than ``min_span``, else ``None``
     (matplotlib's own limits): the window ends ``min_span / 20`` right of the largest value and
     is ``min_span`` wide, or wider where that keeps ``min_span / 20`` left of the smallest."""
-    finite = [float(v) for v in values if v == v]
+    finite = [float(v) for v in values if not math.isnan(v)]
     if not finite or max(finite) - min(finite) >= min_span:
         return None
     pad = min_span / 20
@@ -82,7 +83,7 @@ def nudges(xs: Sequence[float], *, digits: int = 4) -> list[float]:
     """Horizontal offsets (display points) that spread markers sharing an x value (rounded to ``digits``) around it."""
     groups: dict[float, list[int]] = {}
     for index, x in enumerate(xs):
-        groups.setdefault(round(float(x), digits) if x == x else float("nan"), []).append(index)
+        groups.setdefault(float("nan") if math.isnan(x) else round(float(x), digits), []).append(index)
     out = [0.0] * len(xs)
     for members in groups.values():
         for rank, index in enumerate(members):

@@ -28,7 +28,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,13 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from stealguard._version import __version__
 from stealguard._checks import check_choice, check_int, check_number
+from stealguard._version import __version__
 from stealguard.device import DeviceLike, resolve_device
+from stealguard.models import registry
 from stealguard.models.base import Classifier
 from stealguard.models.quantization import QuantizedClassifier, build_quantized, check_quantization_record
 from stealguard.models.quantized_state import from_plain_tensors, to_plain_tensors
-from stealguard.models import registry
 from stealguard.models.registry import NORMS, check_input_shape, create
 from stealguard.models.weights import check_specs, read_weights, specs
 
@@ -98,7 +98,7 @@ def _card_input_shape(value: Any) -> tuple[int, int, int]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 DP_REQUIRED = ("noise_multiplier", "max_grad_norm", "delta", "epsilon", "accountant", "norm")

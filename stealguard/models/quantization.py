@@ -31,7 +31,7 @@ import copy
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -40,8 +40,8 @@ from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch.fx.proxy import TraceError
 
-from stealguard._version import __version__
 from stealguard._checks import check_choice, check_int, check_number
+from stealguard._version import __version__
 from stealguard.models.base import Classifier
 from stealguard.models.registry import create
 from stealguard.models.training import accuracy_on
@@ -379,6 +379,6 @@ def quantize_victim(
         test_accuracy=int8_accuracy,
         quantization=record,
         stealguard_version=__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return quantized, quantized_card

@@ -143,7 +143,7 @@ def read_weights(
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             found = {}
-            for key in handle.keys():
+            for key in handle.keys():  # noqa: SIM118  (safe_open has keys(), no __iter__)
                 view = handle.get_slice(key)
                 found[key] = (view.get_dtype(), tuple(view.get_shape()))
             check_specs(found, expected, arch=arch, source=str(path))

@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import torch
@@ -150,7 +150,7 @@ class RemoteBlackBox:
         """Close the HTTP connection pool."""
         self._client.close()
 
-    def __enter__(self) -> RemoteBlackBox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from stealguard.attacks.augmentation import input_gradient, jacobian_step, targeted_linf_steps, top_other_classes
 
-from ._fixtures import K, SHAPE, images, random_victim
+from ._fixtures import SHAPE, K, images, random_victim
 
 
 def _linear(seed: int = 0) -> nn.Module:

@@ -8,7 +8,7 @@ import torch
 from stealguard import attacks
 from stealguard.blackbox import BlackBox
 
-from ._fixtures import CHEAP_SETTINGS, K, SHAPE, images, random_victim
+from ._fixtures import CHEAP_SETTINGS, SHAPE, K, images, random_victim
 
 CHEAP = CHEAP_SETTINGS
 BUDGET = 57

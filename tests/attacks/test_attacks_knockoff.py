@@ -11,7 +11,7 @@ from stealguard import attacks, data, models
 from stealguard.attacks import Knockoff
 from stealguard.blackbox import BlackBox
 
-from ._fixtures import K, SHAPE, RecordingBlackBox, images, random_victim
+from ._fixtures import SHAPE, K, RecordingBlackBox, images, random_victim
 
 _random_victim = random_victim
 _images = images

@@ -354,6 +354,7 @@ def adam_settings() -> dict[str, dict]:
 def over_learners() -> dict[str, dict]:
     """``report.verdict.across_learners`` over the MNIST blocks, by setting label."""
     import adaptive_verdict
+
     from report import verdict
 
     (family,) = [family for family in adaptive_verdict.LEARNERS if "mnist-adam" in family]

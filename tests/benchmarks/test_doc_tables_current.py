@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from report.doc_tables import sync_tables
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,16 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from report.compare import (
-    aggregate, best_at_cost, compare_at_equal, comparison_table, pair_table, summary_table, trainings_note, verdict,
+    aggregate,
+    best_at_cost,
+    compare_at_equal,
+    comparison_table,
+    pair_table,
+    summary_table,
+    trainings_note,
+    verdict,
     write_plots,
 )
 
@@ -104,8 +112,8 @@ def test_write_plots_one_png_per_victim_attack(tmp_path):
 def test_equal_defender_accuracy_compares_losses_across_two_trainings_of_a_victim():
     """A rival measured against a victim of 99.30% and a reference against a retrained one of 99.33%
     compare by what each defense costs its own victim, not by the raw defended accuracy."""
-    old = dict(victim_accuracy=0.9929999709129333)
-    new = dict(victim_accuracy=0.9933000206947327)
+    old = {"victim_accuracy": 0.9929999709129333}
+    new = {"victim_accuracy": 0.9933000206947327}
     rows = aggregate(
         [
             dict(_row("none", "none", 0, 0.98, defender=0.993), **old),

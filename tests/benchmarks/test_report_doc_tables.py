@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from stealguard.harness.run_table import RunTable
+from stealguard.runspec import Int8Variant
+
 from _rows import DIGITS, result
 from report.compare import aggregate, pair_rows, pair_table
 from report.doc_tables import sync_tables
 from report.names import read_frame
-
-from stealguard.harness.run_table import RunTable
-from stealguard.runspec import Int8Variant
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "sync_tables.py"

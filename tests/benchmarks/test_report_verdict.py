@@ -7,13 +7,14 @@ import math
 
 import pandas as pd
 import pytest
-from _rows import DIGITS, result
-from report import verdict
-from report.names import Names
 from scipy import stats
 
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant
+
+from _rows import DIGITS, result
+from report import verdict
+from report.names import Names
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import stealguard.data as data
+from stealguard import data
 from stealguard.data import DataNotFoundError, ImageDataset, default_normalization
 
 

@@ -38,7 +38,7 @@ def test_loaded_splits_match_the_indices(bunch) -> None:
     train, test = load_dataset("digits"), load_dataset("digits", split="test")
     assert (len(train), len(test)) == (1438, 359)
     assert train.input_shape == (1, 8, 8) and train.num_classes == 10 and train.classes[3] == "3"
-    train_index, test_index = split_indices(np.asarray(bunch.target))
+    _train_index, test_index = split_indices(np.asarray(bunch.target))
     expected = torch.from_numpy(np.asarray(bunch.images, np.float32)[test_index] / 16).unsqueeze(1)
     assert torch.equal(test.images, expected)
     assert test.labels.tolist() == np.asarray(bunch.target)[test_index].tolist()

@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stealguard.data import DataNotFoundError, load_dataset
-from stealguard.data import imagefolder
+from stealguard.data import DataNotFoundError, imagefolder, load_dataset
 from stealguard.data.imagefolder import load_imagefolder
 
 
@@ -111,7 +110,7 @@ def test_workers_is_checked(tmp_path: Path) -> None:
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
-    import stealguard.data.imagefolder as imagefolder
+    from stealguard.data import imagefolder
 
     top = write_tree(tmp_path / "bomb", {"train": {"a": 2}})
     huge = top / "train" / "a" / "0000.png"

@@ -164,7 +164,7 @@ def _mean_p_true(model: torch.nn.Module, dataset: data.ImageDataset) -> float:
 
 def test_training_lowers_the_true_class_probability_on_held_out_digits() -> None:
     train, test = data.load_dataset("digits", split="train"), data.load_dataset("digits", split="test")
-    settings = dict(arch="mlp", input_shape=train.input_shape, num_classes=train.num_classes)
+    settings = {"arch": "mlp", "input_shape": train.input_shape, "num_classes": train.num_classes}
     trained = train_misinformation_model(train, **settings, epochs=2, seed=0, device="cpu", progress=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -197,17 +197,17 @@ def test_run_attack_trains_the_misinformation_model_once_then_loads_it(tmp_path:
     test = data.load_dataset("digits", split="test").subset(range(100))
     victim = tmp_path / "victim"
     fit_victim(train, test, arch="mlp", epochs=2, seed=0, device="cpu", out=victim, progress=False)
-    settings = dict(
-        victim=victim,
-        defense="adaptive_misinformation:tau=0.9",
-        attack="knockoff",
-        attack_params={"epochs": 1, "batch_size": 32},
-        queryset=train.subset(range(60)),
-        budget=30,
-        device="cpu",
-        progress=False,
-        test_set=test,
-    )
+    settings = {
+        "victim": victim,
+        "defense": "adaptive_misinformation:tau=0.9",
+        "attack": "knockoff",
+        "attack_params": {"epochs": 1, "batch_size": 32},
+        "queryset": train.subset(range(60)),
+        "budget": 30,
+        "device": "cpu",
+        "progress": False,
+        "test_set": test,
+    }
     first = run_attack(**settings)
     weights = misinformation_dir(victim) / "model.safetensors"
     assert weights.is_file() and (misinformation_dir(victim) / "card.json").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -53,7 +54,7 @@ def test_matches_exact_reference(probs, decimals):
     for row, answer in zip(probs.tolist(), out.tolist(), strict=True):
         expected = reference(row, decimals)
         remainders = sorted((Fraction(v) * 10**decimals) % 1 for v in row)
-        if any(b - a < Fraction(1, 10**9) for a, b in zip(remainders, remainders[1:], strict=False) if a != b):
+        if any(b - a < Fraction(1, 10**9) for a, b in itertools.pairwise(remainders) if a != b):
             continue
         assert [round(v * 10**decimals) for v in answer] == [int(v * 10**decimals) for v in expected]
 

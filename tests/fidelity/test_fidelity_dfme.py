@@ -25,7 +25,7 @@ from torch import nn
 from stealguard.attacks import DFME
 from stealguard.attacks.generator import ImageGenerator
 from stealguard.attacks.zeroth_order import estimate_gradient, random_unit_directions
-from tests.attacks._fixtures import K, SHAPE, random_victim
+from tests.attacks._fixtures import SHAPE, K, random_victim
 
 
 class GeneratorA(nn.Module):

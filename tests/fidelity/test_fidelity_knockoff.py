@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from stealguard import models
 from stealguard.attacks.knockoff import TRAINING, Knockoff
 from stealguard.models.training import _batches
-from tests.attacks._fixtures import K, SHAPE, images
+from tests.attacks._fixtures import SHAPE, K, images
 
 
 def _knockoffnets_train(model, inputs, targets, *, epochs, batch_size, lr, momentum, lr_step, lr_gamma, seed):

@@ -27,7 +27,7 @@ from stealguard.attacks import MAZE
 from stealguard.attacks.generator import ImageGenerator
 from stealguard.attacks.zeroth_order import random_unit_directions
 from stealguard.blackbox import BlackBox
-from tests.attacks._fixtures import K, SHAPE, random_victim
+from tests.attacks._fixtures import SHAPE, K, random_victim
 
 
 class Conv3Gen(nn.Module):

@@ -80,17 +80,17 @@ def victim(split, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(victim: Path, split, **kwargs) -> dict:
-    settings = dict(
-        victim=victim,
-        attack="knockoff",
-        attack_params=ATTACK,
-        queryset=split[1],
-        budget=150,
-        seed=0,
-        device="cpu",
-        progress=False,
-        test_set=split[2],
-    )
+    settings = {
+        "victim": victim,
+        "attack": "knockoff",
+        "attack_params": ATTACK,
+        "queryset": split[1],
+        "budget": 150,
+        "seed": 0,
+        "device": "cpu",
+        "progress": False,
+        "test_set": split[2],
+    }
     settings.update(kwargs)
     return run_attack(**settings)
 

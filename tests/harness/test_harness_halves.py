@@ -125,7 +125,7 @@ def test_cli_rejects_a_bad_augment_choice_and_a_bad_spec(tree: Path, tmp_path: P
 
 def test_augmentation_switch(tree: Path) -> None:
     train, test = data.load_dataset("imagefolder:half=0", root=tree), data.load_dataset("imagefolder", root=tree, split="test")
-    common = dict(arch="mlp", epochs=1, seed=0, device="cpu", progress=False)
+    common = {"arch": "mlp", "epochs": 1, "seed": 0, "device": "cpu", "progress": False}
     auto, auto_card = fit_victim(train, test, **common)
     on, _ = fit_victim(train, test, augment=True, **common)
     off, off_card = fit_victim(train, test, augment=False, **common)
@@ -156,7 +156,7 @@ def test_resnet9_recipe_reaches_fit_and_the_card(tree: Path) -> None:
 
 def test_resnet9_with_dp_keeps_the_settings_dp_sgd_takes(tree: Path) -> None:
     train, test = data.load_dataset("imagefolder:half=0", root=tree), data.load_dataset("imagefolder", root=tree, split="test")
-    common = dict(arch="resnet9", epochs=1, batch_size=6, seed=0, device="cpu", progress=False)
+    common = {"arch": "resnet9", "epochs": 1, "batch_size": 6, "seed": 0, "device": "cpu", "progress": False}
     _, card = fit_victim(train, test, dp={"noise_multiplier": 1.0, "max_grad_norm": 1.0}, **common)
     assert card.dp["norm"] == "group" and "nesterov" not in card.train and card.train["schedule"] == "onecycle"
     with pytest.raises(ValueError, match=r"label_smoothing is not available with dp"):

@@ -23,7 +23,7 @@ def test_mad_protects_against_knockoff_on_digits() -> None:
     for seed in SEEDS:
         victim_part, query_part = data.split_dataset(train, 0.5, seed, stratify=True)
         victim = fit_victim(victim_part, test, arch="mlp", seed=seed, device="cpu", progress=False)
-        common = dict(victim=victim, queryset=query_part, budget=BUDGET, seed=seed, device="cpu", progress=False, test_set=test)
+        common = {"victim": victim, "queryset": query_part, "budget": BUDGET, "seed": seed, "device": "cpu", "progress": False, "test_set": test}
         none = run_attack(defense="none", **common)
         mad = run_attack(defense=MAD, **common)
         assert mad["clean_accuracy"] - mad["defender_accuracy"] <= 0.02

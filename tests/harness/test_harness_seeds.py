@@ -8,11 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-import stealguard.attacks.data_free as data_free
 import stealguard.attacks.replica as replica_module
 from stealguard import attacks, data
+from stealguard.attacks import data_free
 from stealguard.harness import experiment, fit_victim, run_attack
-
 from tests.attacks._fixtures import CHEAP_SETTINGS
 
 CHEAP = CHEAP_SETTINGS

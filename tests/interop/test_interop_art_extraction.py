@@ -14,7 +14,7 @@ from stealguard import models
 from stealguard.blackbox import BlackBox, BudgetExceededError
 from stealguard.interop.art import ArtBlackBox, DefendedClassifier, pytorch_classifier
 from stealguard.serve import RemoteBlackBox
-from tests.interop._art import K, SHAPE, digits_split, make_defense, trained_victim
+from tests.interop._art import SHAPE, K, digits_split, make_defense, trained_victim
 
 BUDGET = 120
 

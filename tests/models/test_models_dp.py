@@ -149,8 +149,8 @@ def test_noiseless_update_is_the_mean_of_clipped_per_sample_gradients() -> None:
 def test_noise_has_std_noise_multiplier_times_clip_over_batch() -> None:
     model, x, y = _linear_problem(seed=1)
     clip, sigma = 0.5, 2.0
-    kwargs = dict(max_grad_norm=clip, epochs=1, batch_size=len(y), optimizer="sgd", lr=1.0, momentum=0.0,
-                  weight_decay=0.0, schedule="none", device="cpu", progress=False)
+    kwargs = {"max_grad_norm": clip, "epochs": 1, "batch_size": len(y), "optimizer": "sgd", "lr": 1.0, "momentum": 0.0,
+                  "weight_decay": 0.0, "schedule": "none", "device": "cpu", "progress": False}
     quiet = fit_dp(copy.deepcopy(model), x, y, noise_multiplier=0.0, **kwargs).model
     noisy = fit_dp(copy.deepcopy(model), x, y, noise_multiplier=sigma, **kwargs).model
     noise = torch.cat([(a - b).detach().flatten() for a, b in zip(quiet.parameters(), noisy.parameters())])

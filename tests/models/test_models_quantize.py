@@ -25,11 +25,13 @@ from stealguard.models import (
     create,
     fit,
     load_model,
+    quantization,
     quantize,
     quantize_victim,
+    quantized_state,
+    registry,
     save_model,
 )
-from stealguard.models import quantization, quantized_state, registry
 from stealguard.models.quantization import QUANTIZATION_FIELDS
 
 DIGITS = (1, 8, 8)

@@ -34,7 +34,7 @@ def test_widths_and_parameter_counts() -> None:
     half = _build("resnet9")
     full = _build("resnet9_w64")
     assert half.net.fc.in_features == 256 and full.net.fc.in_features == 512
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     assert 3.5 < count(full) / count(half) < 4.5
     assert build_resnet9((3, 32, 32), 10, width=8).fc.in_features == 64
 

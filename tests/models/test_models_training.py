@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -114,7 +115,7 @@ def test_lr_schedules() -> None:
     assert _lr_factor("none", 7, 10, 3, 4) == 1.0
     assert _lr_factor("cosine", 0, 100, 0, 4) == 1.0
     cosine = [_lr_factor("cosine", s, 100, 0, 4) for s in range(100)]
-    assert all(a > b for a, b in zip(cosine, cosine[1:])) and cosine[-1] < 1e-3
+    assert all(a > b for a, b in itertools.pairwise(cosine)) and cosine[-1] < 1e-3
     step = [_lr_factor("step", 0, 1, e, 8) for e in range(8)]
     assert step == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
 

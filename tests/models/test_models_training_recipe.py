@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,7 @@ def test_onecycle_rises_to_the_peak_then_falls_to_zero() -> None:
     factors = [_lr_factor("onecycle", s, total, 0, 1) for s in range(total)]
     peak = factors.index(max(factors))
     assert max(factors) == pytest.approx(1.0) and peak == round(ONECYCLE_PEAK * total) - 1
-    assert all(a < b for a, b in zip(factors[:peak], factors[1 : peak + 1]))
+    assert all(a < b for a, b in itertools.pairwise(factors[: peak + 1]))
     assert all(a > b for a, b in zip(factors[peak + 1 :], factors[peak + 2 :]))
     assert 0 < factors[0] <= 0.05 and 0 < factors[-1] <= 0.02
     assert _lr_factor("onecycle", 0, 1, 0, 1) == 1.0
@@ -37,9 +39,9 @@ def test_onecycle_rises_to_the_peak_then_falls_to_zero() -> None:
 
 def test_fit_with_the_recipe_lowers_the_loss_and_is_seeded() -> None:
     x, y = _data()
-    recipe = dict(
-        epochs=6, batch_size=8, lr=0.2, schedule="onecycle", nesterov=True, label_smoothing=0.1, seed=1, progress=False, device="cpu"
-    )
+    recipe = {
+        "epochs": 6, "batch_size": 8, "lr": 0.2, "schedule": "onecycle", "nesterov": True, "label_smoothing": 0.1, "seed": 1, "progress": False, "device": "cpu"
+    }
     first, second = _mlp(), _mlp()
     losses = fit(first, x, y, **recipe)
     fit(second, x, y, **recipe)
@@ -74,7 +76,7 @@ def test_label_smoothing_matches_torch_and_soft_targets() -> None:
 )
 def test_recipe_parameters_are_checked(overrides: dict, error: type[Exception], match: str) -> None:
     x, y = _data()
-    params = dict(epochs=1, lr=0.1, progress=False, device="cpu")
+    params = {"epochs": 1, "lr": 0.1, "progress": False, "device": "cpu"}
     params.update(overrides)
     with pytest.raises(error, match=match):
         fit(_mlp(), x, y, **params)

@@ -17,8 +17,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import httpx

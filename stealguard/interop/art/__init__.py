@@ -26,8 +26,8 @@ from stealguard.interop.art._require import ART_VERSION, INSTALL_HINT, require_a
 
 require_art()
 
-from stealguard.interop.art.estimators import ArtBlackBox, DefendedClassifier, pytorch_classifier  # noqa: E402
-from stealguard.interop.art.postprocessor import DefensePostprocessor, uses_input  # noqa: E402
+from stealguard.interop.art.estimators import ArtBlackBox, DefendedClassifier, pytorch_classifier
+from stealguard.interop.art.postprocessor import DefensePostprocessor, uses_input
 
 __all__ = [
     "ART_VERSION",

@@ -18,7 +18,7 @@ largest-remainder rounding.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -141,7 +141,7 @@ class DefensePostprocessor(Postprocessor):
                [0., 0., 1.]], dtype=float32)
     """
 
-    params = ["defense", "preds"]
+    params: ClassVar[list[str]] = ["defense", "preds"]
 
     def __init__(self, defense: Defense | str, *, preds: str = "probs") -> None:
         self.defense = self._posterior_only(as_defense(defense))

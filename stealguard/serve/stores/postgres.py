@@ -20,15 +20,15 @@ from stealguard._checks import check_int
 from stealguard.serve.stores.base import SWEEP_INTERVAL_S, SqlStore, StoreError
 
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS usage (name TEXT PRIMARY KEY, used BIGINT NOT NULL, tokens DOUBLE PRECISION NOT NULL, "
-    "stamp DOUBLE PRECISION NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, name TEXT NOT NULL, n BIGINT NOT NULL, owner TEXT NOT NULL, "
-    "stamp DOUBLE PRECISION NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS usage (name TEXT PRIMARY KEY, used BIGINT NOT NULL, tokens DOUBLE PRECISION NOT NULL, "
+     "stamp DOUBLE PRECISION NOT NULL)"),
+    ("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, name TEXT NOT NULL, n BIGINT NOT NULL, owner TEXT NOT NULL, "
+     "stamp DOUBLE PRECISION NOT NULL)"),
     "CREATE INDEX IF NOT EXISTS reservations_owner ON reservations (owner)",
     "CREATE TABLE IF NOT EXISTS queries (key TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, input_sha256 TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS queries_key ON queries (key, ts)",
-    "CREATE TABLE IF NOT EXISTS replays (name TEXT NOT NULL, idempotency_key TEXT NOT NULL, body_sha256 TEXT NOT NULL, "
-    "stamp DOUBLE PRECISION NOT NULL, answer BYTEA NOT NULL, PRIMARY KEY (name, idempotency_key))",
+    ("CREATE TABLE IF NOT EXISTS replays (name TEXT NOT NULL, idempotency_key TEXT NOT NULL, body_sha256 TEXT NOT NULL, "
+     "stamp DOUBLE PRECISION NOT NULL, answer BYTEA NOT NULL, PRIMARY KEY (name, idempotency_key))"),
     "CREATE INDEX IF NOT EXISTS replays_stamp ON replays (stamp)",
 )
 _SCHEMA_LOCK = 0x5347_5343_4845_4D41

@@ -21,13 +21,13 @@ from stealguard.serve.stores.base import LOGGER, SWEEP_INTERVAL_S, SqlStore, Sto
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS usage (name TEXT PRIMARY KEY, used INTEGER NOT NULL, tokens REAL NOT NULL, stamp REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, name TEXT NOT NULL, n INTEGER NOT NULL, owner TEXT NOT NULL, "
-    "stamp REAL NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, name TEXT NOT NULL, n INTEGER NOT NULL, owner TEXT NOT NULL, "
+     "stamp REAL NOT NULL)"),
     "CREATE INDEX IF NOT EXISTS reservations_owner ON reservations (owner)",
     "CREATE TABLE IF NOT EXISTS queries (key TEXT NOT NULL, ts REAL NOT NULL, input_sha256 TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS queries_key ON queries (key, ts)",
-    "CREATE TABLE IF NOT EXISTS replays (name TEXT NOT NULL, idempotency_key TEXT NOT NULL, body_sha256 TEXT NOT NULL, "
-    "stamp REAL NOT NULL, answer BLOB NOT NULL, PRIMARY KEY (name, idempotency_key))",
+    ("CREATE TABLE IF NOT EXISTS replays (name TEXT NOT NULL, idempotency_key TEXT NOT NULL, body_sha256 TEXT NOT NULL, "
+     "stamp REAL NOT NULL, answer BLOB NOT NULL, PRIMARY KEY (name, idempotency_key))"),
     "CREATE INDEX IF NOT EXISTS replays_stamp ON replays (stamp)",
     "CREATE TABLE IF NOT EXISTS imported (file TEXT PRIMARY KEY)",
 )
