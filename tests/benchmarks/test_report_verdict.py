@@ -144,7 +144,10 @@ def test_protection_left_is_measured_from_the_best_attacker_against_the_undefend
     both = pd.concat([cells, labels])
     line = verdict.baseline_line(both, "b")
     assert "reaches 86.00 ± 2.48% (3 seeds), the argmax-only attacker 91.00 ± 12.71% (2 seeds); protection left is measured" in line
-    assert "from the strongest of them, argmax (" in line
+    assert "from the strongest of them, argmax, 5.00 ± " in line and " points ahead of naive (within noise) (" in line
+    margin = verdict.runner_up_margin(verdict.undefended_attackers(both, "b"))
+    assert margin[:2] == ("argmax", "naive") and margin[2] == pytest.approx(0.05) and margin[3] > margin[2]
+    assert verdict.runner_up_margin(verdict.undefended_attackers(cells, "b")) is None
     setting = next(s for s in verdict.settings(both, "b") if s["defense_label"] == "mad:epsilon=0.5")
     assert setting["best"] == "invert-estimated"
     assert setting["best_protection"][0] == pytest.approx(0.91 - 0.85)
@@ -273,16 +276,19 @@ def test_across_learners_takes_the_best_attacker_over_every_block(cells: pd.Data
     assert "invert-estimated@adam: 92.00 ± 2.48 (not yet run: argmax@adam) |" in pending
     assert verdict.across_learners_table(cells, {"b": "sgd", "a": "adam"}).startswith("No defense setting")
     readout = verdict.across_learners_readout(both, {"b": "sgd", "a": "adam"}).splitlines()
-    assert readout[0].endswith("above zero: mad 3.00 ± 2.27 (`mad:epsilon=0.5`, best attacker invert-estimated@adam).")
-    assert readout[1].endswith("(no protection shown): none.") and len(readout) == 2
+    assert readout[0] == ("- Undefended, the strongest attacker over the learners is naive@adam (95.00 ± 2.48%), "
+                          "8.00 ± 2.27 points ahead of argmax@adam (beyond noise): the protections are measured from it.")
+    assert readout[1].endswith("above zero: mad 3.00 ± 2.27 (`mad:epsilon=0.5`, best attacker invert-estimated@adam).")
+    assert readout[2].endswith("(no protection shown): none.") and len(readout) == 3
     waiting = verdict.across_learners_readout(both, {"b": "sgd", "a": "adam"}, {("a", "mad:epsilon=0.5"): {"naive", "argmax"}})
     assert "(`mad:epsilon=0.5`, best attacker invert-estimated@adam; not yet run: argmax@adam)" in waiting
     inverted_back = both[~((both["block"] == "a") & (both["attacker"] == "invert-estimated"))]
     inverted_back = pd.concat([inverted_back, pd.DataFrame(
         [{**cell("mad", "mad:epsilon=0.5", "invert-estimated", seed, 0.99, acc), "block": "a"} for seed, acc in enumerate([0.93, 0.97, 0.95])])])
-    assert verdict.across_learners_readout(inverted_back, {"b": "sgd", "a": "adam"}).splitlines()[0].endswith("above zero: none.")
+    assert verdict.across_learners_readout(inverted_back, {"b": "sgd", "a": "adam"}).splitlines()[1].endswith("above zero: none.")
     one_seed = verdict.across_learners_readout(both[both["seed"] == 0], {"b": "sgd", "a": "adam"}).splitlines()
-    assert one_seed[2].startswith("- No interval yet (one seed of the best attacker or of its undefended baseline): mad 3.00 ± ? (")
+    assert one_seed[0].endswith("8.00 ± ? points ahead of argmax@adam (one seed: no interval): the protections are measured from it.")
+    assert one_seed[3].startswith("- No interval yet (one seed of the best attacker or of its undefended baseline): mad 3.00 ± ? (")
 
 
 def test_across_learners_measures_from_an_undefended_attacker_that_trains_the_same_way(cells: pd.DataFrame) -> None:
