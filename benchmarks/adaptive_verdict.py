@@ -9,7 +9,7 @@ written by ``benchmarks/adaptive_grid.sh``), and writes, all generated from them
   Student-t half-widths over seeds;
 * ``docs/img/adaptive-<block>.png``: attacker against defender accuracy, naive and best adaptive attacker;
 * the marked tables of ``docs/adaptive.md`` (per block: headline and all settings) and the README's
-  headline table (the MNIST Knockoff block).
+  headline tables (the MNIST Knockoff blocks, and every victim and attack side by side, :data:`VIEWS`).
 
     python benchmarks/adaptive_verdict.py            # write everything
     python benchmarks/adaptive_verdict.py --check    # exit 1 if a CSV or a table is not current
@@ -43,6 +43,13 @@ LEARNERS = ({"mnist": "sgd", "mnist-adam": "adam"}, {"fashionmnist": "sgd", "fas
 """Families of blocks that differ only in the attackers' replica training (``{block: learner}``):
 the last block's section of each family also takes the best attacker over all of them; the
 README's headline takes it over the family of :data:`HEADLINE_BLOCK`."""
+
+VIEWS = {
+    "MNIST, Knockoff": LEARNERS[0],
+    "Fashion-MNIST, Knockoff": LEARNERS[1],
+    "MNIST, JB-top3": {"jbtop3": "sgd"},
+}
+"""The README's side-by-side table: ``{title: {block: learner}}``, the best attacker over each view's blocks."""
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -132,6 +139,10 @@ def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
         out[(README, "adaptive-headline")] = "\n".join([
             progress, "", learners_intro(family), "", verdict.across_learners_table(frame, family, plan), "",
             verdict.across_learners_readout(frame, family, plan), "",
+            ("Side by side, every victim and attack of the grid (protection left against the best attacker over each "
+             "view's learners, in points, at the setting that leaves it the least within one point of defender loss; "
+             "95% intervals, Bonferroni over the settings chosen from):"), "",
+            verdict.views_table(frame, VIEWS), "",
             f"Every strength, with the learner of block `{HEADLINE_BLOCK}` ({family[HEADLINE_BLOCK]}) only:", "",
             verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
             "", verdict.readout(frame, HEADLINE_BLOCK, plan),

@@ -536,7 +536,8 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
     :func:`settings`), ``baseline`` and ``best`` (``"kind@learner"``: the strongest attacker
     against the undefended victim, and at the setting, over every block), their
     ``(mean, half-width, n)`` as ``baseline_accuracy`` and ``best_accuracy``, and
-    ``best_protection`` (Welch's interval of the difference).
+    ``best_protection`` (Welch's interval of the difference), and the per-seed accuracies behind
+    them as ``baseline_values`` and ``best_values``.
 
     Empty until every block has a naive cell against the undefended victim.
     """
@@ -566,6 +567,7 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
             "baseline_accuracy": (*t_interval(undefended[baseline]), len(undefended[baseline])),
             "best_accuracy": (*t_interval(attackers[best]), len(attackers[best])),
             "best_protection": welch_interval(undefended[baseline], attackers[best]),
+            "baseline_values": undefended[baseline], "best_values": attackers[best],
         })
     return out
 
@@ -588,6 +590,66 @@ def across_learners_table(cells: pd.DataFrame, learners: dict[str, str], planned
             f"| {row['family']} | `{row['defense_label']}` | {loss} | {row['baseline']}: {pct(*row['baseline_accuracy'])} "
             f"| {row['best']}: {pct(*row['best_accuracy'])}{waiting} | {pct(*row['best_protection'])} |"
         )
+    return "\n".join(lines)
+
+
+def view_headline(cells: pd.DataFrame, learners: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per defense family, the verdict of one view of the grid (a victim and an attack, its blocks
+    ``{block: learner}``, best attacker over all of them, :func:`across_learners`): the qualifying
+    setting with the largest protection left against the best attacker, as in :func:`headline`
+    (its ``best_protection`` a Bonferroni interval over the ``chosen_from`` qualifying settings of
+    the family), or the family's cheapest setting with ``chosen_from`` 0 when none qualifies.
+    ``{family: row}`` in the order of the first block's settings; empty while a block has no baseline.
+    """
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for row in across_learners(cells, learners):
+        by_family.setdefault(row["family"], []).append(row)
+    out = {}
+    for family, members in by_family.items():
+        qualifying = [row for row in members if row["qualifies"]]
+        if not qualifying:
+            out[family] = {**min(members, key=lambda row: row["defender_loss"]), "chosen_from": 0}
+            continue
+        chosen = max(qualifying, key=lambda row: row["best_protection"][0])
+        confidence = 1 - (1 - CONFIDENCE) / len(qualifying)
+        out[family] = {
+            **chosen, "chosen_from": len(qualifying),
+            "best_protection": welch_interval(chosen["baseline_values"], chosen["best_values"], confidence),
+        }
+    return out
+
+
+def views_table(cells: pd.DataFrame, views: dict[str, dict[str, str]]) -> str:
+    """Markdown: one column per view (``{title: {block: learner}}``, see :func:`view_headline`), one
+    row per defense family: the protection left against the best attacker over the view's learners
+    at the family's chosen setting (95%, Bonferroni over the settings chosen from), or why there is none.
+    The first row gives each view's undefended baseline (its strongest attacker)."""
+    heads = {title: view_headline(cells, learners) for title, learners in views.items()}
+    families = sorted({family for head in heads.values() for family in head}, key=family_rank)
+    lines = [
+        "| defense | " + " | ".join(views) + " |",
+        "|---|" + "---|" * len(views),
+    ]
+    baselines = []
+    for title, learners in views.items():
+        undefended = _reach_by_learner(cells[cells["defense"] == "none"], learners)
+        top = strongest(undefended) if heads[title] and undefended else None
+        baselines.append(f"{top}: {pct(*t_interval(undefended[top]))}" if top else "pending")
+    lines.append("| undefended (best attacker, accuracy %) | " + " | ".join(baselines) + " |")
+    for family in families:
+        texts = []
+        for title in views:
+            row = heads[title].get(family)
+            if not heads[title]:
+                texts.append("pending")
+            elif row is None:
+                texts.append("not run")
+            elif not row["chosen_from"]:
+                texts.append(f"none qualifies ({100 * row['defender_loss']:.2f} pts at `{row['defense_label']}`)")
+            else:
+                of = f", of {row['chosen_from']}" if row["chosen_from"] > 1 else ""
+                texts.append(f"{pct(*row['best_protection'])} (`{row['defense_label']}`{of}; {row['best']})")
+        lines.append(f"| {family} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
 
 

@@ -305,3 +305,33 @@ def test_across_learners_measures_from_an_undefended_attacker_that_trains_the_sa
                                            if r["defense_label"] in ("none", "mad:epsilon=0.5")])])
     (row,) = verdict.across_learners(tied, {"b": "sgd", "a": "adam"})
     assert row["baseline"] == "naive@sgd" and row["best"] == "invert-estimated@sgd"
+
+
+def test_a_view_of_one_block_chooses_as_the_block_headline_does(cells: pd.DataFrame) -> None:
+    view = verdict.view_headline(cells, {"b": "sgd"})
+    for row in verdict.headline(cells, "b"):
+        mine = view[row["family"]]
+        assert mine["defense_label"] == row["defense_label"] and mine["chosen_from"] == row["chosen_from"]
+        if row["chosen_from"]:
+            assert mine["best_protection"] == pytest.approx(row["best_protection"])
+    assert view["mad"]["chosen_from"] == 2 and view["mad"]["defense_label"] == "mad:epsilon=0.1"
+    assert view["adaptive_misinformation"]["chosen_from"] == 0
+
+
+def test_the_views_table_puts_every_view_side_by_side(cells: pd.DataFrame) -> None:
+    adam = []
+    for seed, acc in enumerate([0.95, 0.94, 0.96]):
+        adam.append({**cell("none", "none", "naive", seed, 0.99, acc), "block": "a"})
+        adam.append({**cell("mad", "mad:epsilon=0.5", "invert-estimated", seed, 0.99, acc - 0.03), "block": "a"})
+        adam.append({**cell("mad", "mad:epsilon=0.5", "naive", seed, 0.99, acc - 0.25), "block": "a"})
+    both = pd.concat([cells, pd.DataFrame(adam)])
+    table = verdict.views_table(both, {"both": {"b": "sgd", "a": "adam"}, "b alone": {"b": "sgd"}, "later": {"z": "sgd"}})
+    lines = table.splitlines()
+    assert lines[0] == "| defense | both | b alone | later |"
+    assert lines[2] == "| undefended (best attacker, accuracy %) | naive@adam: 95.00 ± 2.48 | naive@sgd: 86.00 ± 2.48 | pending |"
+    alone = verdict.view_headline(both, {"b": "sgd"})["mad"]
+    assert lines[3] == (
+        f"| mad | 3.00 ± 2.27 (`mad:epsilon=0.5`; invert-estimated@adam) | {verdict.pct(*alone['best_protection'])} "
+        "(`mad:epsilon=0.1`, of 2; invert-estimated@sgd) | pending |"
+    )
+    assert "| adaptive_misinformation | not run | none qualifies (2.00 pts at `adaptive_misinformation:tau=0.5`) | pending |" in lines
