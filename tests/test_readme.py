@@ -39,3 +39,11 @@ def test_the_runspec_example_runs_and_prints_its_result(tmp_path: Path, monkeypa
     assert 0.0 <= float(attacker) <= 1.0 and 0.5 < float(defender) <= 1.0
     assert int(defense_seed) != 0
     assert any((tmp_path / "runs" / "victims").iterdir())
+
+
+def test_the_defenses_table_has_a_row_for_every_registered_defense() -> None:
+    import stealguard.defenses as D
+
+    section = README.read_text().split("### Defenses", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)(?::[^`]*)?` \|", section, re.MULTILINE)
+    assert set(rows) == set(D.names())
