@@ -813,7 +813,7 @@ def plot_block(cells: pd.DataFrame, block: str, path: Path) -> Path:
         if best is not None:
             mean, half, _ = best[1]
             dots.errorbar([100 * mean], [y], xerr=_bar(half), fmt="^", color=color, capsize=3, markersize=6, markerfacecolor="none")
-        labels.append(f"{row['defense_label']}  (−{100 * row['defender_loss']:.2f} pts)")
+        labels.append(f"{row['defense_label']}  ({round(100 * row['defender_loss'], 2) + 0.0:.2f} pts)")
     dots.axvline(100 * base_mean, color="black", linewidth=0.6, linestyle=":")
     if top != "naive":
         dots.errorbar([100 * top_mean], [0], xerr=_bar(top_half), fmt="*", color="black", markersize=12, capsize=3, markerfacecolor="none")
