@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -47,3 +48,31 @@ def test_the_defenses_table_has_a_row_for_every_registered_defense() -> None:
     section = README.read_text().split("### Defenses", 1)[1].split("\n### ", 1)[0]
     rows = re.findall(r"^\| `([a-z_]+)(?::[^`]*)?` \|", section, re.MULTILINE)
     assert set(rows) == set(D.names())
+
+
+def test_the_measured_numbers_are_the_committed_rows() -> None:
+    results = README.parent / "benchmarks" / "results"
+    text = " ".join(README.read_text().split())
+    paragraph = text[text.index("What these commands measured") :].split("`benchmarks/README.md` has the commands", 1)[0]
+    none = json.loads((results / "readme" / "knockoff-none.json").read_text())
+    mad = json.loads((results / "readme" / "knockoff-mad.json").read_text())
+    victim = json.loads((README.parent / "benchmarks" / "victims" / "mnist-lenet" / "card.json").read_text())
+    runs = results / "attack-accuracy" / "budget-10000"
+    attacks = {name: json.loads((runs / f"{name}-none-10000.json").read_text()) for name in ("jbda", "jb_self", "jb_top3", "knockoff-adaptive")}
+
+    def pct(fraction: float) -> str:
+        return f"{100 * fraction:.2f}%"
+
+    expected = [
+        f"replica with {pct(none['attacker_accuracy'])} accuracy (fidelity {pct(none['fidelity'])})",
+        f"`benchmarks/victims/mnist-lenet`, {pct(victim['test_accuracy'])} test accuracy",
+        f"and {pct(mad['attacker_accuracy'])} (fidelity {pct(mad['fidelity'])}) behind `mad:epsilon=0.5`",
+        f"keep the defender's {pct(mad['defender_accuracy'])} accuracy (mean L1 distortion {mad['l1_mean']:.2f})",
+        (f"JBDA reaches {pct(attacks['jbda']['attacker_accuracy'])}, JB-self {pct(attacks['jb_self']['attacker_accuracy'])}, "
+         f"JB-top3 {pct(attacks['jb_top3']['attacker_accuracy'])} and adaptive Knockoff {pct(attacks['knockoff-adaptive']['attacker_accuracy'])}"),
+    ]
+    for phrase in expected:
+        assert phrase in paragraph, phrase
+    assert none["budget"] == mad["budget"] == 10000 and all(r["budget"] == 10000 and r["attack_params"]["epochs"] == 30 for r in attacks.values())
+    numbers = re.findall(r"\d+\.\d+", paragraph.replace("mad:epsilon=0.5", ""))
+    assert len(numbers) == 2 * 2 + 1 + 2 + 4, f"a number in the paragraph that no phrase checks: {numbers}"
