@@ -43,12 +43,15 @@ posteriors of an untrained net, which is its costlier branch).
 Run:  python benchmarks/defense_latency.py            (mlp, lenet, vgg16_bn; batch 1, 64 and 256)
       python benchmarks/defense_latency.py --quick    (mlp and lenet, fewer rounds)
       python benchmarks/defense_latency.py --vs-art --archs lenet vgg16_bn --csv benchmarks/results/latency/latency.csv
+      python benchmarks/defense_latency.py --archs mlp lenet --batch-sizes --csv benchmarks/results/latency/latency.csv
+                                                 (only the full-Jacobian comparison, rows in latency-mad-full.csv)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import time
@@ -306,7 +309,8 @@ def compare_full_with_reference(arch: str, batch: int, reference_samples: int) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="*", default=["mlp", "lenet", "vgg16_bn"], choices=sorted(INPUT_SHAPES))
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 64, 256])
+    parser.add_argument("--batch-sizes", nargs="*", type=int, default=[1, 64, 256],
+                        help="batch sizes of the per-path timing (none: only the full-Jacobian comparison)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (median reported)")
     parser.add_argument("--seconds", type=float, default=1.5, help="time budget per path per case")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
@@ -324,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     stamp = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    load_at_start = round(os.getloadavg()[0], 2)
     print("command: " + command)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu\n")
     if args.vs_art:
@@ -356,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     if comparisons:
         print("\nMAD full Jacobian, batched (batch 256) vs per-sample reference (target: >= 10x on lenet)\n")
         print(markdown(comparisons, list(comparisons[0])))
+        if args.csv is not None:
+            load = {"load_1min_at_start": load_at_start}
+            write_csv(args.csv.with_name(args.csv.stem + "-mad-full.csv"), comparisons, {**stamp, **load})
     return 0
 
 
