@@ -76,3 +76,50 @@ def test_the_measured_numbers_are_the_committed_rows() -> None:
     assert none["budget"] == mad["budget"] == 10000 and all(r["budget"] == 10000 and r["attack_params"]["epochs"] == 30 for r in attacks.values())
     numbers = re.findall(r"\d+\.\d+", paragraph.replace("mad:epsilon=0.5", ""))
     assert len(numbers) == 2 * 2 + 1 + 2 + 4, f"a number in the paragraph that no phrase checks: {numbers}"
+
+
+def _flat_readme() -> str:
+    return " ".join(README.read_text().split())
+
+
+def test_the_digits_dp_and_int8_numbers_are_the_committed_rows() -> None:
+    import csv
+
+    from stealguard import data
+
+    with (README.parent / "benchmarks" / "results" / "readme" / "victims.csv").open(newline="") as handle:
+        rows = {row["model"]: row for row in csv.DictReader(handle)}
+    text = _flat_readme()
+
+    def pct1(model: str) -> str:
+        return f"{100 * float(rows[model]['test_accuracy']):.1f}%"
+
+    dp = "; ".join(
+        f"{pct1(f'dp-{noise}')} at noise {noise} (epsilon {float(rows[f'dp-{noise}']['epsilon']):.2g})" for noise in ("0.5", "1.1", "2.0")
+    )
+    assert f"{pct1('float')} test accuracy without DP; {dp}." in text
+    test_size = len(data.load_dataset("digits", split="test").tensors()[1])
+    int8 = rows["int8"]
+    assert (f"{test_size} test images; the same script and rows): {100 * float(int8['float_test_accuracy']):.2f}% float, "
+            f"{100 * float(int8['test_accuracy']):.2f}% int8.") in text
+
+
+def test_the_cifar10_victim_numbers_are_the_committed_cards() -> None:
+    victims = README.parent / "benchmarks" / "results" / "dcp-cpu" / "victims"
+    float_card = json.loads((victims / "cifar10-resnet9" / "card.json").read_text())
+    int8_card = json.loads((victims / "cifar10-resnet9-int8" / "card.json").read_text())
+    assert int8_card["quantization"]["float_test_accuracy"] == float_card["test_accuracy"]
+    assert (f"**{100 * float_card['test_accuracy']:.2f}%** float and **{100 * int8_card['test_accuracy']:.2f}%** int8 test accuracy"
+            in _flat_readme())
+
+
+def test_the_thread_scaling_numbers_are_the_committed_rows() -> None:
+    import csv
+
+    with (README.parent / "benchmarks" / "results" / "latency" / "thread_scaling.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    last = [row for row in rows if row["run"] == max(r["run"] for r in rows)]
+    two = {row["job"]: row for row in last if row["threads"] == "2"}
+    expected = (f"(load average {float(last[0]['load1']):.1f}) a LeNet SGD step took {float(two['train']['vs_1_thread']):.1f}x longer "
+                f"and a batch-1 LeNet inference {float(two['infer']['vs_1_thread']):.0f}x longer with 2 threads than with 1")
+    assert expected in _flat_readme()
