@@ -12,24 +12,17 @@ result file records them) between the markers ``<!-- attack-accuracy-<run>:begin
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from report.doc_tables import marked_block, replace_marked
+from report.doc_tables import sync_marked_main
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "attack-accuracy"
 PAGE = ROOT / "README.md"
 ORDER = ("jbda", "jb_self", "jb_top3", "knockoff", "knockoff (adaptive)", "dfme", "maze")
 """Row order: the order of ``attack_accuracy.py``'s attacks."""
-
-
-def markers(run: str) -> tuple[str, str]:
-    """The begin and end marker lines of run folder ``run``'s table."""
-    return f"<!-- attack-accuracy-{run}:begin -->", f"<!-- attack-accuracy-{run}:end -->"
 
 
 def label(result: dict[str, Any]) -> str:
@@ -64,33 +57,13 @@ def runs() -> list[Path]:
     return sorted(path for path in RESULTS.iterdir() if path.is_dir() and any(path.glob("*.json"))) if RESULTS.is_dir() else []
 
 
-def stale() -> list[str]:
-    """Run folders whose marked table in :data:`PAGE` is missing or not current."""
-    text = PAGE.read_text()
-    out = []
-    for run in runs():
-        begin, end = markers(run.name)
-        if begin not in text or marked_block(text, begin, end) != table(run):
-            out.append(run.name)
-    return out
+def bodies() -> dict[str, str]:
+    """``{marker name: table}`` for every run folder."""
+    return {f"attack-accuracy-{run.name}": table(run) for run in runs()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only say which tables are not current (exit 1 if any)")
-    args = parser.parse_args(argv)
-    if args.check:
-        out = stale()
-        for name in out:
-            print(f"not current: {PAGE} (attack-accuracy-{name})", file=sys.stderr)
-        return 1 if out else 0
-    for run in runs():
-        try:
-            replace_marked(PAGE, *markers(run.name), table(run))
-        except ValueError:
-            print(f"{PAGE} has no markers for {run.name}: add {markers(run.name)[0]} and {markers(run.name)[1]}", file=sys.stderr)
-            return 1
-    return 0
+    return sync_marked_main(argv, PAGE, bodies, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ a timestamp) as a Markdown table between markers of ``benchmarks/README.md``:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import sys
 from pathlib import Path
 
-from report.doc_tables import marked_block, replace_marked
+from report.doc_tables import sync_marked_main
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "latency"
@@ -70,37 +68,13 @@ def table(name: str) -> str:
     return "\n".join(lines)
 
 
-def markers(name: str) -> tuple[str, str]:
-    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-
-
-def stale() -> list[str]:
-    """Marker names whose table in :data:`PAGE` is missing or not current."""
-    text = PAGE.read_text()
-    out = []
-    for name in TABLES:
-        begin, end = markers(name)
-        if begin not in text or marked_block(text, begin, end) != table(name):
-            out.append(name)
-    return out
+def bodies() -> dict[str, str]:
+    """``{marker name: table}`` for :data:`TABLES`."""
+    return {name: table(name) for name in TABLES}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only say which tables are not current (exit 1 if any)")
-    args = parser.parse_args(argv)
-    if args.check:
-        out = stale()
-        for name in out:
-            print(f"not current: {PAGE} ({name})", file=sys.stderr)
-        return 1 if out else 0
-    for name in TABLES:
-        try:
-            replace_marked(PAGE, *markers(name), table(name))
-        except ValueError:
-            print(f"{PAGE} has no markers {markers(name)[0]} ... {markers(name)[1]}", file=sys.stderr)
-            return 1
-    return 0
+    return sync_marked_main(argv, PAGE, bodies, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

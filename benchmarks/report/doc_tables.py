@@ -15,7 +15,10 @@ writes into ``summary.md``, so a page cannot quote numbers its results file does
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +130,38 @@ def replace_marked(page: Path | str, begin: str, end: str, body: str) -> bool:
     _, tail = rest.split(end, 1)
     page.write_text(f"{head}{begin}\n{body.strip(chr(10))}\n{end}{tail}")
     return True
+
+
+def sync_marked(page: Path | str, bodies: dict[str, str], *, check: bool) -> list[str]:
+    """Keep the sections of ``page`` between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` equal
+    to ``bodies[NAME]``: with ``check``, only return the names whose section is missing or differs;
+    else rewrite those sections and return the names whose markers are missing (nothing written for them).
+    """
+    text = Path(page).read_text()
+    out = []
+    for name, body in bodies.items():
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        try:
+            current = marked_block(text, begin, end)
+        except ValueError:
+            out.append(name)
+            continue
+        if current != body.strip("\n"):
+            if check:
+                out.append(name)
+            else:
+                replace_marked(page, begin, end, body)
+    return out
+
+
+def sync_marked_main(argv: list[str] | None, page: Path, bodies: Callable[[], dict[str, str]], description: str) -> int:
+    """The command line of a script that keeps ``page``'s marked sections equal to ``bodies()``
+    (:func:`sync_marked`): rewrite them, or with ``--check`` only report; exit status 1 if any
+    section is not current (``--check``) or has no markers."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--check", action="store_true", help="only say which sections are not current (exit 1 if any)")
+    args = parser.parse_args(argv)
+    out = sync_marked(page, bodies(), check=args.check)
+    for name in out:
+        print(f"{'not current' if args.check else 'no markers'}: {page} ({name})", file=sys.stderr)
+    return 1 if out else 0

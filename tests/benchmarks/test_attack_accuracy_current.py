@@ -3,26 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[2]
+import attack_accuracy_table as module
 
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("attack_accuracy_table", REPO / "benchmarks" / "attack_accuracy_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from report.doc_tables import sync_marked
 
 
 def test_the_quoted_tables_are_current() -> None:
-    module = _module()
     assert module.runs(), "no committed attack-accuracy results"
-    assert module.stale() == [], "run: python benchmarks/attack_accuracy_table.py"
+    assert sync_marked(module.PAGE, module.bodies(), check=True) == [], "run: python benchmarks/attack_accuracy_table.py"
 
 
 def _result(attack: str, accuracy: float, **params: str) -> dict:
@@ -33,7 +24,6 @@ def _result(attack: str, accuracy: float, **params: str) -> dict:
 
 
 def test_a_table_lists_the_results_in_the_attacks_order(tmp_path: Path) -> None:
-    module = _module()
     for name, result in {
         "a": _result("knockoff", 0.9, policy="adaptive"), "b": _result("jbda", 0.8), "c": _result("knockoff", 0.95, policy="random"),
     }.items():

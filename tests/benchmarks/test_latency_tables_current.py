@@ -3,20 +3,13 @@ committed run's (benchmarks/latency_table.py, rows in benchmarks/results/latency
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[2]
+import latency_table
+
+from report.doc_tables import sync_marked
+
 CHEAP = ("dcp", "reverse_sigmoid", "topk", "rounding", "label_only")
-
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("latency_table", REPO / "benchmarks" / "latency_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def claims(module: ModuleType) -> dict[str, str]:
@@ -50,11 +43,11 @@ def claims(module: ModuleType) -> dict[str, str]:
 
 
 def test_the_tables_are_the_latest_committed_runs() -> None:
-    assert _module().stale() == [], "run: python benchmarks/latency_table.py"
+    assert sync_marked(latency_table.PAGE, latency_table.bodies(), check=True) == [], "run: python benchmarks/latency_table.py"
 
 
 def test_the_reading_quotes_the_latest_runs() -> None:
-    module = _module()
+    module = latency_table
     text = " ".join(module.PAGE.read_text().split())
     reading = text[text.index("### Reading the table") :].split("- Not targeted:", 1)[0]
     for name in claims(module):

@@ -124,3 +124,16 @@ def test_bad_markers_name_the_line_and_what_is_wrong(tmp_path, marker, error, ma
 def test_missing_page(tmp_path):
     with pytest.raises(FileNotFoundError, match="page .*nope.md does not exist"):
         sync_tables(tmp_path / "nope.md")
+
+
+def test_sync_marked_reports_then_rewrites_the_sections_that_differ(tmp_path):
+    from report.doc_tables import sync_marked
+
+    page = tmp_path / "page.md"
+    page.write_text("a\n<!-- t:begin -->\nold\n<!-- t:end -->\nb\n")
+    bodies = {"t": "new", "missing": "x"}
+    assert sync_marked(page, bodies, check=True) == ["t", "missing"]
+    assert "old" in page.read_text()
+    assert sync_marked(page, bodies, check=False) == ["missing"]
+    assert page.read_text() == "a\n<!-- t:begin -->\nnew\n<!-- t:end -->\nb\n"
+    assert sync_marked(page, {"t": "new"}, check=True) == []
