@@ -31,3 +31,14 @@ def test_a_table_lists_the_results_in_the_attacks_order(tmp_path: Path) -> None:
     lines = module.table(tmp_path).splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| jbda", "| knockoff", "| knockoff (adaptive)"]
     assert lines[2] == "| jbda | `none` | 10000 | 30 | 0.8000 | 0.8010 | 0.9930 | 12 |"
+
+
+def test_the_comparison_with_the_paper_quotes_the_rows() -> None:
+    runs = module.RESULTS / "budget-50000"
+    accuracy = {path.name.split("-none-")[0]: json.loads(path.read_text())["attacker_accuracy"] for path in runs.glob("*.json")}
+    paper = {"jbda": 89.2, "jb_self": 89.4, "jb_top3": 87.3}
+    gaps = [100 * accuracy[name] - value for name, value in paper.items()]
+    text = " ".join(module.PAGE.read_text().split())
+    assert f"The MAD paper reports {' / '.join(str(v) for v in paper.values())} for JBDA / JB-self / JB-top3" in text
+    assert f"Our Jacobian attacks come out {min(gaps):.1f} to {max(gaps):.1f} points higher." in text
+    assert f"Fashion-MNIST queries, reaches {100 * accuracy['knockoff']:.2f}%" in text
