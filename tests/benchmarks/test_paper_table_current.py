@@ -50,3 +50,32 @@ def test_the_quoted_table_is_the_committed_rows() -> None:
 @pytest.mark.parametrize(("printed", "value", "expected"), [("98.1", 98.149, True), ("98.1", 98.16, False), ("0", 0.4, True)])
 def test_close_reads_the_printed_precision(printed: str, value: float, expected: bool) -> None:
     assert _close(printed, value) is expected
+
+
+def _knockoff_rows():
+    names = Names.committed(*(load_grid(BENCHMARKS / "configs" / f"{name}.toml") for name in ("paper-mnist-knockoff", "paper")))
+    rows = read_frame(BENCHMARKS / "results" / "paper" / "results.csv", names)
+    return rows[(rows["victim"] == "mnist-lenet") & (rows["attack_name"] == "knockoff")]
+
+
+def test_the_reading_of_the_table_quotes_the_rows() -> None:
+    from opacus.accountants import RDPAccountant
+
+    rows = _knockoff_rows()
+    text = " ".join((BENCHMARKS / "README.md").read_text().split())
+    by_label = rows.groupby("label")
+    spread = by_label["attacker_accuracy"].std(ddof=1).max()
+    assert f"the largest seed standard deviation of the grid, {100 * spread:.1f} points" in text
+    undefended = by_label["attacker_accuracy"].mean()["none"]
+    drops = [100 * (undefended - by_label["attacker_accuracy"].mean()[label]) for label in ("dcp", "dcp:tau=0.95,beta=1.0")]
+    assert f"at its defaults costs the attacker {drops[0]:.1f} points; with τ 0.95, β 1.0 it costs {drops[1]:.1f}" in text
+    queries = [by_label["query_l1_mean"].mean()[label] for label in ("dcp", "dcp:tau=0.95,beta=1.0")]
+    assert f"the attacker's Fashion-MNIST queries by {queries[0]:.2f} and {queries[1]:.2f}" in text
+    # The DP victims' epsilon, from the accountant the training used: 5 epochs of 938 Poisson-sampled batches
+    # (batch 64 over the 60,000 training images), delta 1e-5.
+    epsilons = []
+    for noise in (0.5, 1.0, 2.0):
+        accountant = RDPAccountant()
+        accountant.history = [(noise, 1 / 938, 5 * 938)]
+        epsilons.append(accountant.get_epsilon(1e-5))
+    assert f"δ 1e-5: ε {epsilons[0]:.1f} / {epsilons[1]:.2f} / {epsilons[2]:.2f})" in text
