@@ -79,3 +79,24 @@ def test_the_reading_of_the_table_quotes_the_rows() -> None:
         accountant.history = [(noise, 1 / 938, 5 * 938)]
         epsilons.append(accountant.get_epsilon(1e-5))
     assert f"δ 1e-5: ε {epsilons[0]:.1f} / {epsilons[1]:.2f} / {epsilons[2]:.2f})" in text
+
+
+def test_the_reduced_grid_table_is_the_committed_rows() -> None:
+    names = Names.committed(*(load_grid(BENCHMARKS / "configs" / f"{name}.toml") for name in ("paper-mnist-knockoff", "paper")))
+    rows = read_frame(BENCHMARKS / "results" / "paper" / "results.csv", names)
+    text = (BENCHMARKS / "README.md").read_text()
+    section = text[text.index("### Results: the reduced `paper.toml`") :]
+    table = section[section.index("| victim | attack | paper: undefended |") :].split("\n\n", 1)[0].splitlines()
+    settings = [cell.strip().strip("`") for cell in table[0].strip("|").split("|")[3:]]
+    victims = {"MNIST": "mnist-lenet", "Fashion-MNIST": "fashionmnist-lenet"}
+    attacks = {"JBDA": "jbda", "JB-self": "jb_self", "JB-top3": "jb_top3", "Knockoff (seeds 0, 1)": "knockoff"}
+    victim = None
+    for line in table[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        victim = victims.get(cells[0].split(" (", 1)[0], victim)
+        pair = rows[(rows["victim"] == victim) & (rows["attack_name"] == attacks[cells[1]])]
+        for setting, quoted in zip(settings, cells[3:], strict=True):
+            measured = pair[pair["label"] == setting].sort_values("seed")["attacker_accuracy"].tolist()
+            printed = quoted.split(", ")
+            assert len(printed) == len(measured), (victim, cells[1], setting)
+            assert all(_close(text, 100 * value) for text, value in zip(printed, measured, strict=True)), (victim, cells[1], setting)
