@@ -22,6 +22,13 @@ def _quoted() -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
 
 
+def _paper_rows():
+    """The paper grid's rows, named by the paper's configs (as benchmarks/reproduce.py reads them): the
+    adaptive configs, first in file order, name other attacks of this results file "naive"."""
+    names = Names.committed(*(load_grid(BENCHMARKS / "configs" / f"{name}.toml") for name in ("paper-mnist-knockoff", "paper")))
+    return read_frame(BENCHMARKS / "results" / "paper" / "results.csv", names)
+
+
 def _close(printed: str, value: float) -> bool:
     """Whether ``value`` rounds to ``printed`` (half a unit of its last digit)."""
     decimals = len(printed.split(".", 1)[1]) if "." in printed else 0
@@ -29,10 +36,7 @@ def _close(printed: str, value: float) -> bool:
 
 
 def test_the_quoted_table_is_the_committed_rows() -> None:
-    # The names the paper's configs give (as benchmarks/reproduce.py reads them): the adaptive configs,
-    # first in file order, name other attacks of the same results file "naive".
-    names = Names.committed(*(load_grid(BENCHMARKS / "configs" / f"{name}.toml") for name in ("paper-mnist-knockoff", "paper")))
-    rows = read_frame(BENCHMARKS / "results" / "paper" / "results.csv", names)
+    rows = _paper_rows()
     rows = rows[(rows["victim"] == "mnist-lenet") & (rows["attack_name"] == "knockoff")]
     quoted = _quoted()
     assert len(quoted) == 17
@@ -53,8 +57,7 @@ def test_close_reads_the_printed_precision(printed: str, value: float, expected:
 
 
 def _knockoff_rows():
-    names = Names.committed(*(load_grid(BENCHMARKS / "configs" / f"{name}.toml") for name in ("paper-mnist-knockoff", "paper")))
-    rows = read_frame(BENCHMARKS / "results" / "paper" / "results.csv", names)
+    rows = _paper_rows()
     return rows[(rows["victim"] == "mnist-lenet") & (rows["attack_name"] == "knockoff")]
 
 
@@ -82,8 +85,7 @@ def test_the_reading_of_the_table_quotes_the_rows() -> None:
 
 
 def test_the_reduced_grid_table_is_the_committed_rows() -> None:
-    names = Names.committed(*(load_grid(BENCHMARKS / "configs" / f"{name}.toml") for name in ("paper-mnist-knockoff", "paper")))
-    rows = read_frame(BENCHMARKS / "results" / "paper" / "results.csv", names)
+    rows = _paper_rows()
     text = (BENCHMARKS / "README.md").read_text()
     section = text[text.index("### Results: the reduced `paper.toml`") :]
     table = section[section.index("| victim | attack | paper: undefended |") :].split("\n\n", 1)[0].splitlines()
@@ -100,3 +102,30 @@ def test_the_reduced_grid_table_is_the_committed_rows() -> None:
             printed = quoted.split(", ")
             assert len(printed) == len(measured), (victim, cells[1], setting)
             assert all(_close(text, 100 * value) for text, value in zip(printed, measured, strict=True)), (victim, cells[1], setting)
+
+
+def test_the_fashion_mnist_dp_paragraph_quotes_the_rows() -> None:
+    from opacus.accountants import RDPAccountant
+
+    rows = _paper_rows()
+    pair = rows[(rows["victim"] == "fashionmnist-lenet") & (rows["attack_name"] == "knockoff")]
+    dp = pair[pair["defense"] == "dp_sgd"].sort_values("seed")
+    float_rows = pair[pair["defense"] != "dp_sgd"]
+    text = " ".join((BENCHMARKS / "README.md").read_text().split())
+    found = re.search(
+        r"δ 1e-5, ε ([\d.]+)\) reaches ([\d.]+)% test accuracy, ([\d.]+) points below the float victim .*? Knockoff against it "
+        r"reaches \*\*([\d.]+) and ([\d.]+)% \(([\d.]+) ± ([\d.]+)\)\*\*, more than against the undefended victim \(([\d.]+)%\)",
+        text,
+    )
+    assert found is not None
+    epsilon, defended, loss, seed0, seed1, mean, spread, undefended = found.groups()
+    accountant = RDPAccountant()
+    accountant.history = [(1.0, 1 / 938, 15 * 938)]  # 15 epochs of 938 batches (64 of 60,000 images), as trained
+    assert _close(epsilon, accountant.get_epsilon(1e-5))
+    assert _close(defended, 100 * dp["defender_accuracy"].iloc[0])
+    assert _close(loss, 100 * (dp["victim_accuracy"].iloc[0] - dp["defender_accuracy"].iloc[0]))
+    assert _close(seed0, 100 * dp["attacker_accuracy"].iloc[0]) and _close(seed1, 100 * dp["attacker_accuracy"].iloc[1])
+    assert _close(mean, 100 * dp["attacker_accuracy"].mean()) and _close(spread, 100 * dp["attacker_accuracy"].std(ddof=1))
+    assert _close(undefended, 100 * float_rows.loc[float_rows["defense"] == "none", "attacker_accuracy"].mean())
+    twins = f"{100 * dp['victim_accuracy'].iloc[0]:.2f}% against {100 * float_rows['victim_accuracy'].iloc[0]:.2f}%"
+    assert twins in text
