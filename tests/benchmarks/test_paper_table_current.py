@@ -29,6 +29,12 @@ def _paper_rows():
     return read_frame(BENCHMARKS / "results" / "paper" / "results.csv", names)
 
 
+def _knockoff_rows():
+    """The MNIST/Knockoff grid's rows."""
+    rows = _paper_rows()
+    return rows[(rows["victim"] == "mnist-lenet") & (rows["attack_name"] == "knockoff")]
+
+
 def _close(printed: str, value: float) -> bool:
     """Whether ``value`` rounds to ``printed`` (half a unit of its last digit)."""
     decimals = len(printed.split(".", 1)[1]) if "." in printed else 0
@@ -36,8 +42,7 @@ def _close(printed: str, value: float) -> bool:
 
 
 def test_the_quoted_table_is_the_committed_rows() -> None:
-    rows = _paper_rows()
-    rows = rows[(rows["victim"] == "mnist-lenet") & (rows["attack_name"] == "knockoff")]
+    rows = _knockoff_rows()
     quoted = _quoted()
     assert len(quoted) == 17
     for setting, defender, attacker, l1 in quoted:
@@ -54,11 +59,6 @@ def test_the_quoted_table_is_the_committed_rows() -> None:
 @pytest.mark.parametrize(("printed", "value", "expected"), [("98.1", 98.149, True), ("98.1", 98.16, False), ("0", 0.4, True)])
 def test_close_reads_the_printed_precision(printed: str, value: float, expected: bool) -> None:
     assert _close(printed, value) is expected
-
-
-def _knockoff_rows():
-    rows = _paper_rows()
-    return rows[(rows["victim"] == "mnist-lenet") & (rows["attack_name"] == "knockoff")]
 
 
 def test_the_reading_of_the_table_quotes_the_rows() -> None:
