@@ -34,10 +34,10 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = ["train", "--dataset", "digits", "--arch", "mlp", "--seed", "0", "--threads", "1", "--quiet"]
-        runs = [("float", [], None)] + [
-            (f"dp-{noise}", ["--dp", f"noise_multiplier={noise},max_grad_norm=1.0,delta=1e-5,accountant=rdp"], noise) for noise in NOISE
+        runs = [("float", [])] + [
+            (f"dp-{noise}", ["--dp", f"noise_multiplier={noise},max_grad_norm=1.0,delta=1e-5,accountant=rdp"]) for noise in NOISE
         ]
-        for name, extra, _noise in runs:
+        for name, extra in runs:
             command = _cli(*base, "--out", f"{tmp}/{name}", *extra)
             card = json.loads(Path(tmp, name, "card.json").read_text())
             dp = card.get("dp") or {}

@@ -360,24 +360,36 @@ def headline(cells: pd.DataFrame, block: str) -> list[dict[str, Any]]:
     protection left. The best attacker is chosen on those seeds too: the highest mean accuracy, so the
     protection left against any other attacker run there is at least as large (point estimates).
     """
-    by_family: dict[str, list[dict[str, Any]]] = {}
-    for setting in settings(cells, block):
-        by_family.setdefault(setting["family"], []).append(setting)
     undefended = undefended_attackers(cells, block)
     out = []
-    for members in by_family.values():
-        qualifying = [s for s in members if s["qualifies"]]
-        if not qualifying:
-            out.append({**min(members, key=lambda s: s["defender_loss"]), "chosen_from": 0})
+    for chosen, chosen_from in _choose_per_family(settings(cells, block)):
+        if not chosen_from:
+            out.append({**chosen, "chosen_from": 0})
             continue
-        chosen = max(qualifying, key=lambda s: s["best_protection"][0])
-        confidence = 1 - (1 - CONFIDENCE) / len(qualifying)
+        confidence = 1 - (1 - CONFIDENCE) / chosen_from
         reached = chosen["reached"]
         out.append({
-            **chosen, "chosen_from": len(qualifying), "setting_protection": chosen["best_protection"],
+            **chosen, "chosen_from": chosen_from, "setting_protection": chosen["best_protection"],
             "naive_protection": welch_interval(undefended["naive"], reached["naive"], confidence),
             "best_protection": welch_interval(undefended[chosen["baseline"]], reached[chosen["best"]], confidence),
         })
+    return out
+
+
+def _choose_per_family(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Per defense family of ``rows`` (settings with ``family``, ``qualifies``, ``defender_loss`` and
+    ``best_protection``), in first-appearance order: ``(the qualifying row with the largest protection
+    left, how many qualified)``, or ``(the cheapest row, 0)`` when none qualifies."""
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_family.setdefault(row["family"], []).append(row)
+    out = []
+    for members in by_family.values():
+        qualifying = [row for row in members if row["qualifies"]]
+        if qualifying:
+            out.append((max(qualifying, key=lambda row: row["best_protection"][0]), len(qualifying)))
+        else:
+            out.append((min(members, key=lambda row: row["defender_loss"]), 0))
     return out
 
 
@@ -541,23 +553,20 @@ def across_learners(cells: pd.DataFrame, learners: dict[str, str]) -> list[dict[
 
     Empty until every block has a naive cell against the undefended victim.
     """
-    def reach(frame: pd.DataFrame) -> dict[str, list[float]]:
-        return _reach_by_learner(frame, learners)
-
     def kind(name: str) -> str:
         return name.split("@", 1)[0]
 
     blocks = list(learners)
     if not all(has_baseline(cells, block) for block in blocks):
         return []
-    undefended = reach(cells[cells["defense"] == "none"])
+    undefended = _reach_by_learner(cells[cells["defense"] == "none"], learners)
     out = []
     for setting in settings(cells, blocks[0]):
         label = setting["defense_label"]
         members = cells[(cells["defense_label"] == label) & (cells["defense"] != "none")]
         if not all((members["block"] == block).any() for block in blocks):
             continue
-        attackers = reach(members)
+        attackers = _reach_by_learner(members, learners)
         best = strongest(attackers)
         met = {trains_on(kind(name)) for name in attackers}
         baseline = strongest({name: values for name, values in undefended.items() if trains_on(kind(name)) in met})
@@ -601,19 +610,14 @@ def view_headline(cells: pd.DataFrame, learners: dict[str, str]) -> dict[str, di
     the family), or the family's cheapest setting with ``chosen_from`` 0 when none qualifies.
     ``{family: row}`` in the order of the first block's settings; empty while a block has no baseline.
     """
-    by_family: dict[str, list[dict[str, Any]]] = {}
-    for row in across_learners(cells, learners):
-        by_family.setdefault(row["family"], []).append(row)
     out = {}
-    for family, members in by_family.items():
-        qualifying = [row for row in members if row["qualifies"]]
-        if not qualifying:
-            out[family] = {**min(members, key=lambda row: row["defender_loss"]), "chosen_from": 0}
+    for chosen, chosen_from in _choose_per_family(across_learners(cells, learners)):
+        if not chosen_from:
+            out[chosen["family"]] = {**chosen, "chosen_from": 0}
             continue
-        chosen = max(qualifying, key=lambda row: row["best_protection"][0])
-        confidence = 1 - (1 - CONFIDENCE) / len(qualifying)
-        out[family] = {
-            **chosen, "chosen_from": len(qualifying),
+        confidence = 1 - (1 - CONFIDENCE) / chosen_from
+        out[chosen["family"]] = {
+            **chosen, "chosen_from": chosen_from,
             "best_protection": welch_interval(chosen["baseline_values"], chosen["best_values"], confidence),
         }
     return out
