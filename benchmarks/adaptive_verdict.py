@@ -27,7 +27,7 @@ from stealguard.harness.ray_grid import SUPERSEDED_FILE, GridConfig, load_grid
 from stealguard.harness.run_table import RunTable
 
 from report import verdict
-from report.doc_tables import marked_block, replace_marked
+from report.doc_tables import sync_marked
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "adaptive"
@@ -50,11 +50,6 @@ VIEWS = {
     "MNIST, JB-top3": {"jbtop3": "sgd"},
 }
 """The README's side-by-side table: ``{title: {block: learner}}``, the best attacker over each view's blocks."""
-
-
-def markers(name: str) -> tuple[str, str]:
-    """The begin and end marker lines of a generated section."""
-    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
 def tables() -> list[Path]:
@@ -156,9 +151,16 @@ def stale(frame: pd.DataFrame) -> list[str]:
     for path, expected in ((CELLS, csv_text(frame)), (SUMMARY, csv_text(verdict.summary_frame(frame)))):
         if not path.is_file() or path.read_text() != expected:
             out.append(str(path))
-    for (page, name), text in sections(frame).items():
-        if marked_block(page.read_text(), *markers(name)) != text.strip("\n"):
-            out.append(f"{page} ({name})")
+    for page, bodies in _by_page(sections(frame)).items():
+        out += [f"{page} ({name})" for name in sync_marked(page, bodies, check=True)]
+    return out
+
+
+def _by_page(generated: dict[tuple[Path, str], str]) -> dict[Path, dict[str, str]]:
+    """:func:`sections` regrouped as ``{page: {marker name: text}}``."""
+    out: dict[Path, dict[str, str]] = {}
+    for (page, name), text in generated.items():
+        out.setdefault(page, {})[name] = text
     return out
 
 
@@ -175,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if out else 0
     CELLS.write_text(csv_text(frame))
     SUMMARY.write_text(csv_text(verdict.summary_frame(frame)))
-    for (page, name), text in sections(frame).items():
-        replace_marked(page, *markers(name), text)
+    for page, bodies in _by_page(sections(frame)).items():
+        missing = sync_marked(page, bodies, check=False)
+        if missing:
+            raise ValueError(f"{page} has no markers for {', '.join(missing)}")
     if not args.no_plots:
         for block in BLOCKS:
             if verdict.has_baseline(frame, block):

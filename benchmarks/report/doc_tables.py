@@ -132,6 +132,11 @@ def replace_marked(page: Path | str, begin: str, end: str, body: str) -> bool:
     return True
 
 
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end marker lines of the generated section ``name``."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
 def sync_marked(page: Path | str, bodies: dict[str, str], *, check: bool) -> list[str]:
     """Keep the sections of ``page`` between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` equal
     to ``bodies[NAME]``: with ``check``, only return the names whose section is missing or differs;
@@ -140,7 +145,7 @@ def sync_marked(page: Path | str, bodies: dict[str, str], *, check: bool) -> lis
     text = Path(page).read_text()
     out = []
     for name, body in bodies.items():
-        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        begin, end = markers(name)
         try:
             current = marked_block(text, begin, end)
         except ValueError:

@@ -15,6 +15,8 @@ import pytest
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import RunResult, RunSpec
 
+from report.doc_tables import markers
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,7 +42,7 @@ def test_the_grid_script_runs_every_reported_block_and_each_has_a_doc_section() 
     assert sorted(loop.removeprefix("for block in ").removesuffix("; do").split()) == sorted(module.BLOCKS)
     doc = module.DOC.read_text()
     for block in module.BLOCKS:
-        assert all(marker in doc for marker in module.markers(f"verdict-{block}")), block
+        assert all(marker in doc for marker in markers(f"verdict-{block}")), block
 
 
 def _cell_key(attack_name: str, spec: RunSpec) -> tuple[str, str, str, int]:
