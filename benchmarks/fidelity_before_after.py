@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from stealguard.runspec import Env, RunSpec
 from report.doc_tables import marked_block, replace_marked
 
 HERE = Path(__file__).resolve().parent
-VICTIM = HERE / "victims" / "mnist-lenet"
+REPO = HERE.parent
+VICTIM = "benchmarks/victims/mnist-lenet"
+"""The victim as the specs name it: relative to the repository root, where :func:`main` runs the cells."""
 OUT = HERE / "results" / "fidelity"
 TABLE = OUT / "before_after.csv"
 CALIBRATION = OUT / "random_noise_calibration.json"
@@ -46,7 +49,7 @@ def calibrate(data_root: str, *, samples: int = 2000) -> float:
     ``samples`` Fashion-MNIST training images is :data:`TARGET_L1` (bisection; the mean L1 grows with epsilon)."""
     if CALIBRATION.is_file():
         return float(json.loads(CALIBRATION.read_text())["epsilon"])
-    model, _ = models.load_model(VICTIM)
+    model, _ = models.load_model(REPO / VICTIM)
     images, _ = sgdata.load_dataset("fashionmnist", root=data_root, split="train").tensors()
     x = images[:samples].float() / 255.0 if images.dtype == torch.uint8 else images[:samples]
     clean = models.predict_proba(model, x, device="cpu").double()
@@ -72,10 +75,10 @@ def specs(epsilon: float) -> list[RunSpec]:
     for training in ("stealguard", "reference"):
         for seed in (0, 1):
             for defense in ("none", "mad:epsilon=0.5", f"random_noise:space=logit,epsilon={epsilon:.6g}"):
-                out.append(RunSpec(victim=str(VICTIM), defense=defense, attack={"name": "knockoff", "params": {"training": training}},
+                out.append(RunSpec(victim=VICTIM, defense=defense, attack={"name": "knockoff", "params": {"training": training}},
                                    queryset="fashionmnist", budget=10_000, seed=seed))
     for variant in ("stealguard", "reference"):
-        out.append(RunSpec(victim=str(VICTIM), defense="none", attack={"name": "maze", "params": {"variant": variant}},
+        out.append(RunSpec(victim=VICTIM, defense="none", attack={"name": "maze", "params": {"variant": variant}},
                            budget=100_000, seed=0))
     return out
 
@@ -141,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown())
         return 0
     torch.set_num_threads(1)
-    epsilon = calibrate(args.data_root)
+    data_root = str(Path(args.data_root).resolve())
+    os.chdir(REPO)
+    epsilon = calibrate(data_root)
     table = RunTable(TABLE)
-    env = Env(data_root=args.data_root, device="cpu", threads=1)
+    env = Env(data_root=data_root, device="cpu", threads=1)
     for index, spec in enumerate(specs(epsilon)):
         if index % args.lanes != args.lane or spec.key() in table.keys():  # noqa: SIM118  (RunTable has keys(), no __contains__)
             continue

@@ -1,8 +1,9 @@
-"""Where a result came from: the code version (package version plus git commit)."""
+"""Where a result came from: the code version (package version plus git commit), and paths as results record them."""
 
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from pathlib import Path
 
@@ -29,3 +30,22 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return _version.__version__
     return f"{_version.__version__}+g{sha}{'.dirty' if dirty else ''}"
+
+
+def portable_path(path: str | os.PathLike[str], start: str | os.PathLike[str] | None = None) -> str:
+    """``path`` relative to ``start`` (default the working directory), in POSIX form, as a result row records it.
+
+    Rows are committed and read on other machines: a path relative to where the command ran
+    (``benchmarks/victims/mnist-lenet``, ``../shared/data``) says the same there, an absolute one
+    names this machine's folders. Where no relative path exists (another drive), the absolute path.
+
+    Example:
+        >>> portable_path(Path.cwd() / "runs" / "victim")
+        'runs/victim'
+    """
+    absolute = Path(path).resolve()
+    try:
+        relative = os.path.relpath(absolute, Path(start).resolve() if start is not None else Path.cwd())
+    except ValueError:
+        return absolute.as_posix()
+    return Path(relative).as_posix()

@@ -27,7 +27,7 @@ from stealguard.blackbox import BlackBox
 from stealguard.defenses.base import Defense
 from stealguard.device import DeviceLike, resolve_device
 from stealguard.evaluate import evaluate_defense, evaluate_replica
-from stealguard.provenance import code_version
+from stealguard.provenance import code_version, portable_path
 from stealguard.seeds import defense_seed_for
 
 METRIC_SURROGATE_OFFSET = 1
@@ -217,7 +217,8 @@ def run_attack(
         ``defense_params``, ``attack``, ``attack_params``, ``budget``, ``seed``,
         ``defense_seed``, ``queryset``, ``test_set``, ``test_size``, ``victim`` (card summary), ``device``,
         ``stealguard_version``, ``elapsed_s``, and where the numbers came from:
-        ``code_version`` (version and git commit), ``victim_path``, ``data_root``,
+        ``code_version`` (version and git commit), ``victim_path``, ``data_root`` (relative to the
+        working directory, :func:`~stealguard.provenance.portable_path`),
         ``surrogate`` (what MAD optimised against: ``random`` — a fresh copy of the victim's
         architecture seeded with ``defense_seed`` —, ``victim`` or a model directory; None for
         defenses without one) and ``units`` (the unit of each metric).
@@ -292,8 +293,8 @@ def run_attack(
         "device": str(device),
         "stealguard_version": __version__,
         "code_version": code_version(),
-        "victim_path": None if isinstance(victim, tuple) else str(Path(victim).resolve()),
-        "data_root": None if data_root is None else str(Path(data_root).resolve()),
+        "victim_path": None if isinstance(victim, tuple) else portable_path(victim),
+        "data_root": None if data_root is None else portable_path(data_root),
         "surrogate": _surrogate_label(defense_obj, defense),
         "units": dict(UNITS),
         **defender,

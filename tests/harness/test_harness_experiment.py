@@ -291,11 +291,12 @@ def test_mad_surrogate_of_another_shape_is_refused(victim: Path) -> None:
 
 
 def test_results_say_where_they_came_from(victim: Path, split) -> None:
-    from stealguard.provenance import code_version
+    from stealguard.provenance import code_version, portable_path
 
     result = _run(victim, split, defense="mad:epsilon=0.5")
     assert result["code_version"] == code_version() and "+g" in result["code_version"]
-    assert result["victim_path"] == str(victim.resolve()) and result["data_root"] is None
+    assert result["victim_path"] == portable_path(victim) and not Path(result["victim_path"]).is_absolute()
+    assert Path(result["victim_path"]).resolve() == victim.resolve() and result["data_root"] is None
     assert result["surrogate"] == "random" and result["units"]["angular_deviation_mean"] == "degrees"
     assert _run(victim, split, defense="topk:k=2")["surrogate"] is None
     assert _run(victim, split, defense="mad:epsilon=0.5,surrogate=victim")["surrogate"] == "victim"
