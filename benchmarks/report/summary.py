@@ -71,8 +71,10 @@ def write_report(
     references: Sequence[str] = REFERENCES,
     rivals: Sequence[str] = RIVALS,
     names: Names | None = None,
+    plots: bool = True,
 ) -> Path:
-    """Write plots and ``summary.md`` into ``out`` from every row of the results table ``results``; returns the summary's path.
+    """Write plots (unless ``plots`` is false) and ``summary.md`` into ``out`` from every row of the results table
+    ``results``; returns the summary's path.
 
     The summary has the table of every setting grouped by victim and attack (settings in order of
     first appearance), then a section per (victim, attack) pair: its detailed table
@@ -87,7 +89,8 @@ def write_report(
     frame = read_frame(results, names)
     stored = RunTable(results).results()
     rows = compare.aggregate(frame)
-    compare.write_plots(rows, out)
+    if plots:
+        compare.write_plots(rows, out)
     parts = [
         f"# Results of `{out.name}`",
         "",
@@ -107,6 +110,7 @@ def write_report(
     for victim, attack in sorted({(r["victim"], r["attack_name"]) for r in rows}):
         parts += _pair_section(rows, victim, attack, references=references, rivals=rivals)
     summary = out / "summary.md"
+    out.mkdir(parents=True, exist_ok=True)
     summary.write_text("\n".join(parts) + "\n")
     return summary
 

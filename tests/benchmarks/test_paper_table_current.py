@@ -1,5 +1,6 @@
-"""The MNIST/Knockoff table that benchmarks/README.md quotes from the Prediction Poisoning grid is what the
-committed rows (benchmarks/results/paper/results.csv) give, to the digits it prints."""
+"""The tables that benchmarks/README.md quotes from the Prediction Poisoning grid, and the numbers and counts of
+the readings under them, are what the committed rows (benchmarks/results/paper/results.csv) give, to the digits
+they print; comparisons "beyond noise" are recomputed with the report's equal-cost comparison."""
 
 from __future__ import annotations
 
@@ -129,3 +130,158 @@ def test_the_fashion_mnist_dp_paragraph_quotes_the_rows() -> None:
     assert _close(undefended, 100 * float_rows.loc[float_rows["defense"] == "none", "attacker_accuracy"].mean())
     twins = f"{100 * dp['victim_accuracy'].iloc[0]:.2f}% against {100 * float_rows['victim_accuracy'].iloc[0]:.2f}%"
     assert twins in text
+
+
+def _text() -> str:
+    return " ".join((BENCHMARKS / "README.md").read_text().split())
+
+
+def _pair(victim: str, attack: str) -> dict[str, dict]:
+    """The seed means of one (victim, attack) pair of the paper grid, by setting (:func:`report.compare.aggregate`)."""
+    from report import compare
+
+    return {row["label"]: row for row in compare.pair_rows(compare.aggregate(_paper_rows()), victim, attack)}
+
+
+def _pct(fraction: float, decimals: int = 1) -> str:
+    return f"{100 * fraction:.{decimals}f}"
+
+
+def test_the_comparisons_under_the_mnist_table_quote_the_rows() -> None:
+    from report import compare
+    from report.summary import PAPER_MAD, PAPER_UNDEFENDED, PAPER_VICTIMS
+
+    text = _text()
+    pair = _pair("mnist-lenet", "knockoff")
+    members = list(pair.values())
+    noise = max(row["attacker_accuracy_std"] for row in members)
+    rivals = ["reverse_sigmoid", "random_noise", "dp_sgd"]
+
+    def at_equal(reference: str, x_key: str) -> dict[str, dict]:
+        return {entry["label"]: entry for entry in compare.compare_at_equal(members, reference=reference, rivals=rivals, x_key=x_key)}
+
+    def beats(entry: dict, rival: str) -> bool:
+        return entry["attacker_accuracy"] < entry[rival] - noise
+
+    def tied(entry: dict, rival: str) -> bool:
+        return abs(entry["attacker_accuracy"] - entry[rival]) <= noise
+
+    # At equal mean L1: MAD below both rivals beyond noise at every setting from 0.5 up, within noise of both at 0.1.
+    mad_l1 = at_equal("mad", "l1_mean")
+    ahead = [label for label, entry in mad_l1.items() if beats(entry, "reverse_sigmoid") and beats(entry, "random_noise")]
+    assert ahead == [f"mad:epsilon={eps}" for eps in ("0.5", "0.7", "0.9", "1.0", "1.5")]
+    assert tied(mad_l1["mad:epsilon=0.1"], "reverse_sigmoid") and tied(mad_l1["mad:epsilon=0.1"], "random_noise")
+    assert f"At {len(ahead)} of its {len(mad_l1)} settings (ε 0.5 to 1.5) it leaves the attacker a lower accuracy" in text
+    assert "at ε 0.1 all three are within noise" in text
+    argmax_l1 = at_equal("mad_argmax", "l1_mean")
+    assert compare.verdict(list(argmax_l1.values()), "reverse_sigmoid", margin=noise) == (3, 0, 0)
+    assert compare.verdict(list(argmax_l1.values()), "random_noise", margin=noise) == (2, 0, 1)
+    last = argmax_l1["mad_argmax:epsilon=1.5"]
+    assert tied(last, "random_noise") and all(abs(100 * value - 45) < 2 for value in (last["attacker_accuracy"], last["random_noise"]))
+    assert "MAD-argmax beats reverse sigmoid at all 3 of its settings, and random noise at 2 (at ε 1.5 both are near 45%" in text
+
+    # At equal defender accuracy.
+    argmax, strong_rs = pair["mad_argmax:epsilon=1.5"], pair["reverse_sigmoid:beta=1.0"]
+    assert argmax["defender_loss"] == 0 and strong_rs["defender_loss"] == pytest.approx(1 / 20_000)
+    cheap_rivals = [row for row in members if row["defense"] in rivals and row["defender_loss"] <= strong_rs["defender_loss"]]
+    assert min(cheap_rivals, key=lambda row: row["attacker_accuracy"])["label"] == "reverse_sigmoid:beta=1.0"
+    assert (f"at ε 1.5 leaves the attacker {_pct(argmax['attacker_accuracy'])}%, far below anything a rival reaches without losing "
+            f"accuracy (reverse sigmoid β 1.0: {_pct(strong_rs['attacker_accuracy'])}%, at a loss of one test image in 20,000)") in text
+    mad_loss = at_equal("mad", "defender_accuracy")
+    assert not beats(mad_loss["mad:epsilon=0.5"], "reverse_sigmoid") and not tied(mad_loss["mad:epsilon=0.5"], "reverse_sigmoid")
+    assert tied(mad_loss["mad:epsilon=0.7"], "reverse_sigmoid") and beats(mad_loss["mad:epsilon=0.9"], "reverse_sigmoid")
+    eps = {value: pair[f"mad:epsilon={value}"] for value in ("0.5", "0.7", "0.9", "1.0")}
+    assert (f"at ε 0.5 ({_pct(eps['0.5']['attacker_accuracy'])}%) reverse sigmoid β 1.0 does better ({_pct(strong_rs['attacker_accuracy'])}%). "
+            f"MAD matches it at ε 0.7 ({_pct(eps['0.7']['attacker_accuracy'])}% at a {_pct(eps['0.7']['defender_loss'])}-point loss, within "
+            f"noise) and beats it at ε 0.9 ({_pct(eps['0.9']['attacker_accuracy'])}% at a {_pct(eps['0.9']['defender_loss'], 2)}-point loss)") in text
+    assert f"most answers flip (defender accuracy {_pct(eps['1.0']['defender_accuracy'])}%)" in text
+
+    # Beside the paper.
+    paper_mad, spread = PAPER_MAD["mnist-lenet", "knockoff"], eps["0.9"]["attacker_accuracy_std"]
+    assert abs(100 * eps["0.9"]["attacker_accuracy"] - paper_mad) < 100 * spread
+    assert f"(MAD at < 1 point of defender loss: Knockoff {PAPER_VICTIMS['mnist-lenet']} → {paper_mad})" in text
+    assert (f"plain MAD at ε 0.9 gives {_pct(eps['0.9']['attacker_accuracy'])} ± {_pct(spread)} at a {_pct(eps['0.9']['defender_loss'], 2)}-point "
+            f"loss, matching; MAD-argmax at ε 1.5 gives {_pct(argmax['attacker_accuracy'])} ± {_pct(argmax['attacker_accuracy_std'])} at no loss. "
+            f"Our undefended Knockoff attacker reaches {_pct(pair['none']['attacker_accuracy'])} (paper {PAPER_UNDEFENDED['mnist-lenet', 'knockoff']})") in text
+
+    # DP-SGD.
+    dp = [pair[f"dp_sgd:noise_multiplier={noise_multiplier},max_grad_norm=1.0"] for noise_multiplier in ("0.5", "1.0", "2.0")]
+    assert (f"reach {' / '.join(_pct(row['defender_accuracy']) for row in dp)}% test accuracy, and the Knockoff attacker follows them down "
+            f"({' / '.join(_pct(row['attacker_accuracy']) for row in dp)}%)") in text
+    mad_vs_dp = compare.verdict(list(mad_loss.values()), "dp_sgd", margin=noise)
+    argmax_vs_dp = compare.verdict(list(at_equal("mad_argmax", "defender_accuracy").values()), "dp_sgd", margin=noise)
+    assert mad_vs_dp[1] == 0 and argmax_vs_dp == (3, 0, 0)
+    assert (f"At equal lost defender accuracy MAD beats DP-SGD at {mad_vs_dp[0]} of its {len(mad_loss)} settings (the other {mad_vs_dp[2]} "
+            f"within noise) and MAD-argmax at all {argmax_vs_dp[0]}: at zero loss MAD-argmax ε 1.5 leaves the attacker "
+            f"{_pct(argmax['attacker_accuracy'])}%, while DP-SGD already costs {_pct(min(row['defender_loss'] for row in dp))} points") in text
+    dp_ahead_l1 = compare.verdict(list(mad_l1.values()), "dp_sgd", margin=noise)[1]
+    assert f'At "equal mean L1" DP-SGD looks better than MAD at {dp_ahead_l1} settings' in text
+
+
+def test_the_victim_trainings_of_the_mnist_grid_are_counted_from_the_rows() -> None:
+    rows = _knockoff_rows()
+    accuracies = rows["victim_accuracy"].tolist()
+    first = accuracies[0]
+    leading = next(index for index, value in enumerate(accuracies) if value != first)
+    assert set(accuracies[leading:]) == {accuracies[leading]}
+    assert (f"({100 * first:.2f}% for the first {leading} cells, {100 * accuracies[leading]:.2f}% for the rest; each row stores its "
+            "victim's accuracy)") in _text()
+
+
+def test_the_reading_of_the_reduced_grid_quotes_the_rows() -> None:
+    from report.summary import PAPER_MAD, PAPER_UNDEFENDED
+
+    text = _text()
+    jacobian = [("mnist-lenet", "jbda"), ("mnist-lenet", "jb_self"), ("mnist-lenet", "jb_top3"),
+                ("fashionmnist-lenet", "jbda"), ("fashionmnist-lenet", "jb_self"), ("fashionmnist-lenet", "jb_top3")]
+    pairs = {key: _pair(*key) for key in jacobian}
+    rivals = ("mad:epsilon=0.5", "mad_argmax:epsilon=1.5")
+    strong = "reverse_sigmoid:beta=1.0"
+
+    # The defender keeps its accuracy: at most 2 test images lost, none by MAD-argmax.
+    lost = {label: round(10_000 * row["defender_loss"]) for pair in pairs.values() for label, row in pair.items()}
+    assert max(lost.values()) == 2 and all(round(10_000 * pair["mad_argmax:epsilon=1.5"]["defender_loss"]) == 0 for pair in pairs.values())
+    assert "(MAD ε 0.5 and reverse sigmoid lose at most 2 test images of 10,000)" in text
+
+    # Reverse sigmoid lowest in all pairs but one; its margins over the MAD settings there; the exception.
+    margins, exceptions = [], []
+    for key, pair in pairs.items():
+        others = [pair[label]["attacker_accuracy"] - pair[strong]["attacker_accuracy"] for label in rivals]
+        (margins if min(others) > 0 else exceptions).append((key, others))
+    assert [key for key, _ in exceptions] == [("fashionmnist-lenet", "jb_self")]
+    spread = [value for _, others in margins for value in others]
+    below = -min(exceptions[0][1])
+    assert (f"in {len(margins)} of the {len(pairs)} (victim, attack) pairs, by {100 * min(spread):.0f} to {100 * max(spread):.0f} points over MAD "
+            f"ε 0.5 and MAD-argmax ε 1.5; on Fashion-MNIST JB-self MAD-argmax is {_pct(below)} points lower (within noise)") in text
+    l1 = [pair[strong]["l1_mean"] for pair in pairs.values()]
+    assert f"(mean L1 {min(l1):.2f}-{max(l1):.2f} against 0.5 and 1.5)" in text
+
+    # Fashion-MNIST Knockoff, two seeds.
+    fashion = _pair("fashionmnist-lenet", "knockoff")
+    settings = ("mad_argmax:epsilon=1.5", strong, "mad:epsilon=0.5")
+    assert max(round(10_000 * fashion[label]["defender_loss"]) for label in settings) == 2
+    means = [f"{_pct(fashion[label]['attacker_accuracy'])} ± {_pct(fashion[label]['attacker_accuracy_std'])}%" for label in settings]
+    assert (f"MAD-argmax ε 1.5 leaves the attacker {means[0]}, reverse sigmoid β 1.0 {means[1]}, MAD ε 0.5 {means[2]}, "
+            f"undefended {_pct(fashion['none']['attacker_accuracy'])}%") in text
+
+    # MAD-argmax against the Jacobian attacks on MNIST, and against Knockoff.
+    argmax_jb = [pairs["mnist-lenet", attack]["mad_argmax:epsilon=1.5"]["attacker_accuracy"] for attack in ("jbda", "jb_self", "jb_top3")]
+    knockoff = _pair("mnist-lenet", "knockoff")
+    assert (f"MAD-argmax is the weakest of the three against JB attacks on MNIST** ({_pct(min(argmax_jb))}-{_pct(max(argmax_jb))}%), unlike "
+            f"against Knockoff ({_pct(knockoff['mad_argmax:epsilon=1.5']['attacker_accuracy'])}%)") in text
+
+    # Beside the paper, undefended.
+    def ahead(victim: str) -> list[float]:
+        return [100 * pairs[victim, attack]["none"]["attacker_accuracy"] - PAPER_UNDEFENDED[victim, attack] for attack in ("jbda", "jb_self", "jb_top3")]
+
+    mnist, fashion_ahead = ahead("mnist-lenet"), ahead("fashionmnist-lenet")
+    assert (f"by {min(mnist):.1f}-{max(mnist):.1f} points on MNIST and {min(fashion_ahead):.1f}-{max(fashion_ahead):.1f} on Fashion-MNIST") in text
+    assert (f"The Fashion-MNIST Knockoff attacker is weaker ({_pct(fashion['none']['attacker_accuracy'])} against "
+            f"{PAPER_UNDEFENDED['fashionmnist-lenet', 'knockoff']})") in text
+
+    # MAD on JB-top3 beside the paper.
+    top3 = pairs["mnist-lenet", "jb_top3"]["mad:epsilon=0.5"]
+    assert round(10_000 * top3["defender_loss"]) == 1
+    assert (f"MAD on JB-top3 (MNIST): {PAPER_MAD['mnist-lenet', 'jb_top3']} there, {_pct(top3['attacker_accuracy'])} here** (ε 0.5, one test "
+            "image of defender loss)") in text
+    assert f"(defender accuracy {_pct(knockoff['mad:epsilon=1.0']['defender_accuracy'])}% under Knockoff)" in text
