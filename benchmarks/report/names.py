@@ -31,6 +31,8 @@ from stealguard.runspec import AttackSpec, DPVariant, FloatVariant, RunResult, R
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 """The committed grid configs (``benchmarks/configs``)."""
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+"""Where committed results live (``benchmarks/results``); a config's ``results`` (else its ``name``) is its folder here."""
 DP_SGD = "dp_sgd"
 COLUMNS = (
     "key", "victim", "attack_name", "defense", "label", "defense_params", "seed", "victim_accuracy", "defender_accuracy",
@@ -66,6 +68,19 @@ class Names:
     def committed(cls, *first: GridConfig) -> Names:
         """The names of ``first`` (they win), then of the committed configs in :data:`CONFIGS`."""
         return cls.from_configs([*first, *(load_grid(path) for path in sorted(CONFIGS.glob("*.toml")))])
+
+    @classmethod
+    def for_results(cls, path: Path | str) -> Names:
+        """The names a results table is read with: those of the committed configs that write it first (their
+        ``results``, else their ``name``, is its folder under :data:`RESULTS`), then of the others.
+
+        Two configs may give one attack spec different names (the adaptive configs call Knockoff and
+        JB-top3 without evasion both ``naive``); a table is named by the configs that produced it.
+        """
+        folder = Path(path).resolve().parent
+        configs = [load_grid(config) for config in sorted(CONFIGS.glob("*.toml"))]
+        writers = [config for config in configs if (RESULTS / (config.results or config.name)).resolve() == folder]
+        return cls.committed(*writers)
 
     def victim(self, spec: VictimSpec | str) -> str:
         """The grid name of ``spec`` (a DP variant: its float twin's); else its label (a directory: the path)."""
@@ -114,7 +129,7 @@ def report_frame(results: Iterable[RunResult], names: Names | None = None) -> pd
 
 
 def read_frame(path: Path | str, names: Names | None = None) -> pd.DataFrame:
-    """:func:`report_frame` of the results table at ``path``.
+    """:func:`report_frame` of the results table at ``path`` (default names: :meth:`Names.for_results` of ``path``).
 
     Raises:
         FileNotFoundError: no such file. ValueError: not a results table of this version.
@@ -122,7 +137,7 @@ def read_frame(path: Path | str, names: Names | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file {path} does not exist")
-    return report_frame(RunTable(path).results(), names)
+    return report_frame(RunTable(path).results(), names if names is not None else Names.for_results(path))
 
 
 def finite(value: Any) -> float:

@@ -110,16 +110,17 @@ def cell_row(result: RunResult, block: str, names: Names) -> dict[str, Any]:
 
 
 def cell_frame(tables: Iterable[Path], names: Names | None = None) -> pd.DataFrame:
-    """Every successful row of the results ``tables`` (``.../grid-<block>/results.csv``) as :data:`CELL_COLUMNS`.
+    """Every successful row of the results ``tables`` (``.../grid-<block>/results.csv``) as :data:`CELL_COLUMNS`,
+    named by ``names`` (default: each table's :meth:`~report.names.Names.for_results`).
 
     A cell stored twice counts once (its latest row). Rows are sorted by block, victim, attack,
     family, setting, attacker and seed, so the frame does not depend on the order cells finished in.
     """
-    names = names if names is not None else Names.committed()
     rows = []
     for path in tables:
         block = Path(path).parent.name.removeprefix("grid-")
-        rows.extend(cell_row(result, block, names) for result in RunTable(path).results() if result.status == "ok")
+        table_names = names if names is not None else Names.for_results(path)
+        rows.extend(cell_row(result, block, table_names) for result in RunTable(path).results() if result.status == "ok")
     frame = pd.DataFrame(rows, columns=list(CELL_COLUMNS)).drop_duplicates("key", keep="last")
     attacker_rank = {name: i for i, name in enumerate(ATTACKERS)}
     order = pd.DataFrame({
