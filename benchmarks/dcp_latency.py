@@ -26,15 +26,25 @@ architecture (latency does not depend on their weights); the misinformation mode
 quantized like the victim in the int8 rows. MAD's surrogate stays float (it must be
 differentiable).
 
+With ``--out FILE`` each case's rows are appended to a CSV as soon as it is timed, every row
+stamped with the run (a timestamp), the torch version, the thread count and the machine's 1-minute
+load average when the run started (``benchmarks/dcp_latency_table.py`` renders the latest run of
+``benchmarks/results/dcp-latency/latency.csv`` into ``benchmarks/dcp.md``).
+
 Run:  python benchmarks/dcp_latency.py --victim runs/cifar10-resnet9 --data-root /tmp/cifar10-jpg
       python benchmarks/dcp_latency.py --arch resnet9 --quick
+      python benchmarks/dcp_latency.py --victim benchmarks/results/dcp-cpu/victims/cifar10-resnet9 \
+          --int8 benchmarks/results/dcp-cpu/victims/cifar10-resnet9-int8 --data-root /tmp/cifar \
+          --out benchmarks/results/dcp-latency/latency.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,6 +61,7 @@ from stealguard.harness.experiment import make_surrogate
 from stealguard.models.quantization import calibration_subset
 
 from _timing import joules_per_call, markdown, rapl_counters, time_paths
+from defense_latency import write_csv
 
 COMPARED = ("reverse_sigmoid", "mad (last_layer)", "mad (full)", "adaptive_misinformation")
 PAPER_SPEEDUP = 37.0
@@ -179,10 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (int8 runs on the CPU regardless)")
     parser.add_argument("--no-full-jacobian", action="store_true", help="skip MAD's full Jacobian (slow on CPU)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and less time per path")
+    parser.add_argument("--out", type=Path, default=None, help="append each case's rows to this CSV file as it is timed")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds = 3, 0.5
     torch.set_num_threads(args.threads)
+    stamp = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__, "threads": torch.get_num_threads(),
+             "load_1min_at_start": round(os.getloadavg()[0], 2)}
     device = resolve_device(args.device)
     counters = rapl_counters()
     card, model, int8, images, calibration, what = load_victims(args)
@@ -192,13 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, device {device}")
     print(f"victim: {what}")
     print(f"energy: {'RAPL ' + ', '.join(str(c) for c in counters) if counters else 'not available (no RAPL counters under /sys/class/powercap)'}\n")
+    print(f"1-minute load at start: {stamp['load_1min_at_start']}")
     rows = []
     for label, victim, is_int8 in (("float", model, False), ("int8", int8, True)):
         for batch in args.batch_sizes:
-            rows += time_case(
+            case = time_case(
                 victim, images, card=card, label=label, int8=is_int8, calibration=calibration, batch=batch, device=device,
                 rounds=args.rounds, budget_s=args.seconds, full_jacobian=not args.no_full_jacobian, counters=counters,
             )
+            if args.out is not None:
+                write_csv(args.out, case, stamp)
+            rows += case
             print(f"done: {label} batch {batch}", file=sys.stderr)
     print(markdown(rows, ["victim", "device", "batch", "path", "us_per_query", "ratio", "mJ_per_query", "dcp_fires"]))
     print(f"\nSpeed-up of DCP over each defense (paper: up to {PAPER_SPEEDUP:g}x); total = time per defended query,")
