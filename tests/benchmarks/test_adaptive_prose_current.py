@@ -429,6 +429,84 @@ def adam_noise() -> tuple[str, ...]:
     return points(row["best_protection"]), points(row["attackers"]["repeat"][:2]) + "%"
 
 
+@cache
+def fashion_settings() -> dict[str, dict]:
+    """The fashionmnist block's settings (``report.verdict.settings``), by setting label."""
+    from report import verdict
+
+    return {row["defense_label"]: row for row in verdict.settings(grid_cells(), "fashionmnist")}
+
+
+def fashion_hard_to_steal() -> tuple[str, ...]:
+    from report import verdict
+
+    best = max(verdict.t_interval(values)[0] for values in verdict.undefended_attackers(grid_cells(), "fashionmnist").values())
+    victim = grid_cells().query("block == 'fashionmnist' and defense == 'none'")["defender_accuracy"].mean()
+    assert best < victim / 2, "the prose says the best undefended attacker reaches well under half the victim's accuracy"
+    return ()
+
+
+def fashion_labels_pass_through() -> tuple[str, ...]:
+    from report import verdict
+
+    undefended = verdict.undefended_attackers(grid_cells(), "fashionmnist")
+    top, second, mean, half = verdict.runner_up_margin(undefended)
+    assert (top, second) == ("argmax", "naive") and mean - half <= 0
+    unchanged = {label: same for (_family, label), same in verdict.labels_unchanged(grid_cells(), "fashionmnist").items()}
+    keepers = [label for label, row in fashion_settings().items() if row["family"] in TOP_CLASS_KEEPERS]
+    assert len(keepers) == len(TOP_CLASS_KEEPERS) and all(unchanged[label] for label in keepers)
+    left = {points(fashion_settings()[label]["best_protection"]) for label in keepers}
+    assert all(fashion_settings()[label]["best"] == "argmax" for label in keepers) and len(left) == 1
+    costliest = max(keepers, key=lambda label: fashion_settings()[label]["naive_protection"][0])
+    inverted = fashion_settings()["reverse_sigmoid:beta=0.3"]["attackers"]
+    assert all(value[0] < inverted["argmax"][0] for kind, value in inverted.items() if kind.startswith("invert-"))
+    assert all(value[0] < row["attackers"]["argmax"][0]
+               for label in keepers for row in [fashion_settings()[label]] for kind, value in row["attackers"].items() if kind.startswith("invert-"))
+    return (points(verdict.t_interval(undefended["argmax"])) + "%", points(verdict.t_interval(undefended["naive"])) + "%",
+            f"{100 * mean:.2f} ± {100 * half:.2f}", left.pop(), points(fashion_settings()[costliest]["naive_protection"]), costliest,
+            points(inverted["invert-estimated"][:2]) + "%")
+
+
+def fashion_mad_family() -> tuple[str, ...]:
+    mad, keyed = fashion_settings()["mad:epsilon=0.5"], fashion_settings()["mad_keyed:epsilon=0.5"]
+    assert mad["best"] == "invert-estimated-argmax" and keyed["best"] == "argmax"
+    assert all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in (mad, keyed))
+    assert [label for label in fashion_settings() if label.startswith("mad_keyed:")] == ["mad_keyed:epsilon=0.5"]
+    return (points(mad["attackers"]["invert-estimated-argmax"][:2]) + "%", points(mad["best_protection"]),
+            points(keyed["attackers"]["argmax"][:2]) + "%", points(keyed["best_protection"]))
+
+
+def fashion_noise() -> tuple[str, ...]:
+    row = fashion_settings()["random_noise:space=logit,epsilon=8.0"]
+    assert row["best_protection"][0] - row["best_protection"][1] <= 0
+    return (points(row["best_protection"]),)
+
+
+def fashion_misinformation() -> tuple[str, ...]:
+    strong, weak = fashion_settings()["adaptive_misinformation:tau=0.8"], fashion_settings()["adaptive_misinformation:tau=0.5"]
+    assert not strong["qualifies"] and weak["qualifies"] and weak["best_protection"][0] - weak["best_protection"][1] <= 0
+    (mnist,) = [row for row in mnist_settings() if row["defense_label"] == "adaptive_misinformation:tau=0.8"]
+    return (f"{100 * strong['defender_loss']:.2f}", points(strong["best_protection"]), f"{100 * weak['defender_loss']:.2f}",
+            points(weak["best_protection"]), f"{100 * mnist['defender_loss']:.2f}")
+
+
+def fashion_dp() -> tuple[str, ...]:
+    from report import verdict
+
+    row = fashion_settings()["dp_sgd:noise_multiplier=1.0,max_grad_norm=1.0"]
+    naive = row["attackers"]["naive"][0]
+    assert not row["qualifies"] and naive > verdict.t_interval(verdict.undefended_attackers(grid_cells(), "fashionmnist")["naive"])[0]
+    return f"{100 * row['defender_loss']:.2f}", points(row["attackers"]["naive"][:2]) + "%"
+
+
+def fashion_nothing_left() -> tuple[str, ...]:
+    rows = [row for row in fashion_settings().values() if row["qualifies"]]
+    assert rows and all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in rows)
+    halves = [100 * row["best_protection"][1] for row in rows if row["defense_label"] != "none"]
+    assert 2.5 <= min(halves) and max(halves) <= 5.5, halves
+    return ()
+
+
 CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
     (("**MAD is undone.** At `{}` ({} points of defender loss) the naive attacker loses {} points, but the best "
       "attacker, {}, is left only {} points below the best undefended one: no protection shown. At `epsilon` 1.0 the "
@@ -459,6 +537,20 @@ CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
      misinformation_leaves_most),
     ("DP-SGD training costs the defender {} points of test accuracy at its cheapest setting (`{}`)", dp_cost),
     ("at every setting both blocks met, the best attacker over both learners is an Adam-trained one.", adam_best_everywhere),
+    ("the best undefended attacker reaches well under half its accuracy", fashion_hard_to_steal),
+    (("Undefended, the argmax-only attacker reaches {} and the naive one {} (the labels {} points ahead, within noise). MAD-argmax, "
+      "reverse sigmoid, its keyed variant and both DCPs keep every answer's top class, and against each of them the argmax-only "
+      "replica is its undefended one at every seed: {} points left, whatever they cost the naive attacker (up to {} points, at "
+      "`{}`). The inverting attackers, which train on recovered posteriors, stay below the labels here ({} against reverse sigmoid)."),
+     fashion_labels_pass_through),
+    (("Against MAD the attacker that inverts with an estimated budget and trains on the recovered labels reaches {}, at or above the "
+      "undefended best ({} points left); against `mad_keyed` the argmax-only attacker reaches {} ({} left)."), fashion_mad_family),
+    ("**Random noise in logit space keeps nothing:** {} points at `epsilon` 8.0.", fashion_noise),
+    (("At 0.8 it costs the defender {} points (where it would leave the best attacker {} points below the undefended one); at 0.5 it "
+      "costs {} points and leaves {}. The same `tau` 0.8 costs the MNIST defender {} points"), fashion_misinformation),
+    (("At its one setting it costs the defender {} points, and the naive attacker steals {} from it, more than from the undefended "
+      "victim"), fashion_dp),
+    ("with intervals of 3 to 5 points, a protection of that size is not excluded either", fashion_nothing_left),
     (("Undefended, the naive Adam attacker reaches {} (the victim {}). At their middle strength, MAD, MAD-argmax, reverse "
       "sigmoid, its keyed variant and DCP (both parameterisations) cost it {} to {} points, and the inverting Adam attacker "
       "is left {} to {} points below the undefended one. For MAD the interval reaches zero; for the others it is above "
