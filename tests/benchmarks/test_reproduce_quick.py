@@ -18,6 +18,9 @@ from _rows import DIGITS, result
 from report.names import Names, read_frame
 from report.summary import paper_table, write_report
 
+pytestmark = pytest.mark.xdist_group("ray")
+"""reproduce.py starts a Ray cluster: on the test worker of the other modules that do."""
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "reproduce.py"
 TINY = (

@@ -21,6 +21,9 @@ from stealguard.harness.run import run
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import DPVariant, Env, RunResult
 
+pytestmark = pytest.mark.xdist_group("ray")
+"""Ray clusters of this module and of the reproduce tests start one after another, on one test worker."""
+
 GRID = """
 name = "tiny"
 budget = 120
