@@ -123,3 +123,41 @@ def test_the_thread_scaling_numbers_are_the_committed_rows() -> None:
     expected = (f"(load average {float(last[0]['load1']):.1f}) a LeNet SGD step took {float(two['train']['vs_1_thread']):.1f}x longer "
                 f"and a batch-1 LeNet inference {float(two['infer']['vs_1_thread']):.0f}x longer with 2 threads than with 1")
     assert expected in _flat_readme()
+
+
+def test_the_headline_reading_is_the_committed_verdict(monkeypatch) -> None:
+    """The sentence above the generated headline: which defenses keep under one point against the Adam-trained inverter."""
+    monkeypatch.syspath_prepend(str(README.parent / "benchmarks"))
+    import adaptive_verdict
+
+    from report import verdict
+
+    (family,) = [family for family in adaptive_verdict.LEARNERS if "mnist-adam" in family]
+    rows = {row["defense_label"]: row for row in verdict.across_learners(adaptive_verdict.cells(), family)}
+    under = ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5", "reverse_sigmoid:beta=0.3", "dcp:tau=0.8,beta=0.3", "dcp:variant=authors,beta=0.5")
+    assert all(rows[label]["best"].startswith("invert-") and rows[label]["best"].endswith("@adam") for label in under)
+    assert max(rows[label]["best_protection"][0] for label in under) < 0.01
+    keyed = max((label for label in rows if label.startswith("mad_keyed:")), key=lambda label: float(label.split("=")[1]))
+    assert min(rows[label]["best_protection"][0] for label in ("adaptive_misinformation:tau=0.8", keyed)) > 0.01
+    assert ("against an Adam-trained attacker that inverts the answers, MAD, MAD-argmax, reverse sigmoid and DCP keep under one "
+            "point of its accuracy on MNIST; adaptive misinformation and `mad_keyed` at its largest budget keep more.") in _flat_readme()
+
+
+def test_the_code_facts_quoted_beside_the_numbers() -> None:
+    """The adaptive-misinformation argmax threshold, resnet9's size and the CIFAR-10 halves, computed."""
+    import inspect
+
+    from stealguard import models
+    from stealguard.defenses.adaptive_misinformation import AdaptiveMisinformation, blend_argmax_threshold
+
+    text = _flat_readme()
+    defaults = inspect.signature(AdaptiveMisinformation.__init__).parameters
+    threshold = blend_argmax_threshold(tau=defaults["tau"].default, nu=defaults["nu"].default)
+    assert f"(≈ {threshold:.3f} at the default `tau = {defaults['tau'].default}`)" in text
+    size = sum(p.numel() for p in models.create("resnet9", input_shape=(3, 32, 32), num_classes=10).parameters())
+    assert f"ResNet-9 at half width ({size / 1e6:.1f} M parameters)" in text
+    card = json.loads((README.parent / "benchmarks" / "results" / "dcp-cpu" / "victims" / "cifar10-resnet9" / "card.json").read_text())
+    half = card["train"]["train_size"]
+    assert f"({half:,} + {half:,} images for CIFAR-10)" in text and f"for twice the steps on {half:,} images" in text
+    int8 = json.loads((README.parent / "benchmarks" / "results" / "dcp-cpu" / "victims" / "cifar10-resnet9-int8" / "card.json").read_text())
+    assert f"--data-root data`, {int8['quantization']['calibration_size']} calibration images) are committed" in text

@@ -36,7 +36,7 @@ recipe (SGD with Nesterov momentum 0.9, weight decay 5e-4, piecewise-linear one-
 rate, crop + flip augmentation, no label smoothing so that the posteriors a defense perturbs
 are those of plain cross-entropy) at batch 256 with the peak learning rate scaled linearly
 from Page's 0.4 at batch 512, which doubles the optimisation steps of a 25,000-image half;
-20 epochs fit about an hour on 2 CPU cores. resnet9_w64 is Page's original (24 epochs, batch
+20 epochs, sized for a CPU. resnet9_w64 is Page's original (24 epochs, batch
 512, lr 0.4), for machines with a GPU."""
 
 FALLBACK_DEFAULTS: dict[str, Any] = {"epochs": 10, "lr": 0.01, "optimizer": "sgd", "batch_size": 128}

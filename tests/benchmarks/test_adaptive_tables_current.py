@@ -46,3 +46,21 @@ def test_fashionmnist_recovery_table_is_generated_from_its_csv() -> None:
     assert set(frame["defense"]) >= set(recovery.DEFENSES)
     begin, end = (marker.replace("recovery-table", "recovery-fashionmnist-table") for marker in (recovery.BEGIN, recovery.END))
     assert f"{begin}\n{recovery.table(frame)}\n{end}" in DOC.read_text()
+
+
+def test_the_results_readme_quotes_the_rows_the_card_and_the_blocks() -> None:
+    """benchmarks/results/adaptive/README.md: its counts of rows, the victim's accuracy and the grid's blocks."""
+    import json
+
+    results = REPO / "benchmarks" / "results" / "adaptive"
+    text = " ".join((results / "README.md").read_text().split())
+    (recovered,) = set(pd.read_csv(results / "recovery.csv")["rows"])
+    assert f"to the clean posterior on the {recovered:,} MNIST test images" in text
+    (filtered,) = set(pd.read_csv(results / "misinformation-filter.csv")["rows"])
+    assert f"the share of the answers to the {filtered:,} Fashion-MNIST test images" in text
+    card = json.loads((REPO / "benchmarks" / "victims" / "mnist-lenet" / "card.json").read_text())
+    assert f"--seed 0 --out benchmarks/victims/mnist-lenet` ({100 * card['test_accuracy']:.2f}% test accuracy)" in text
+    blocks = script("adaptive_verdict").BLOCKS
+    listed = text.split(": the adaptive verdict grid's raw rows", 1)[0].rsplit("* ", 1)[1]
+    assert sorted(listed.split(", ")) == sorted(f"`grid-{block}/`" for block in blocks)
+    assert f"Run or resume all {({5: 'five'})[len(blocks)]} blocks" in text

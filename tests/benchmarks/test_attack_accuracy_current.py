@@ -42,3 +42,9 @@ def test_the_comparison_with_the_paper_quotes_the_rows() -> None:
     assert f"The MAD paper reports {' / '.join(str(v) for v in paper.values())} for JBDA / JB-self / JB-top3" in text
     assert f"Our Jacobian attacks come out {min(gaps):.1f} to {max(gaps):.1f} points higher." in text
     assert f"Fashion-MNIST queries, reaches {100 * accuracy['knockoff']:.2f}%" in text
+
+
+def test_the_victim_accuracy_is_the_committed_card() -> None:
+    card = json.loads((module.PAGE.parent / "victims" / "mnist-lenet" / "card.json").read_text())
+    text = " ".join(module.PAGE.read_text().split())
+    assert f"against the committed victim (`victims/mnist-lenet`, {100 * card['test_accuracy']:.2f}%)" in text

@@ -45,3 +45,27 @@ def test_the_reading_quotes_the_rows() -> None:
     maze = rows[rows["attack"] == "maze"].set_index("setting")
     assert (f"reaches {100 * maze.loc['reference', 'attacker_accuracy']:.2f}% against {100 * maze.loc['stealguard', 'attacker_accuracy']:.2f}% "
             f"for the earlier one (`variant=stealguard`), {maze['elapsed_s'].max() / 60:.0f} minutes each") in text
+
+
+def test_the_setup_quotes_the_card_the_calibration_and_the_rows() -> None:
+    import json
+
+    import pandas as pd
+
+    rows = pd.read_csv(BENCHMARKS / "results" / "fidelity" / "before_after.csv")
+    card = json.loads((BENCHMARKS / "victims" / "mnist-lenet" / "card.json").read_text())
+    calibration = json.loads((BENCHMARKS / "results" / "fidelity" / "random_noise_calibration.json").read_text())
+    text = " ".join((BENCHMARKS.parent / "docs" / "fidelity.md").read_text().split())
+    assert set(rows["victim_accuracy"].round(4)) == {round(card["test_accuracy"], 4)}
+    assert f"(`benchmarks/victims/mnist-lenet`, {100 * card['test_accuracy']:.2f}% test accuracy)" in text
+    knockoff = rows[rows["attack"] == "knockoff"]
+    noise = knockoff[knockoff["defense"] == "random_noise"]
+    assert {json.loads(params)["epsilon"] for params in noise["defense_params"]} == {round(calibration["epsilon"], 4)}
+    assert abs(calibration["mean_l1"] - calibration["target_l1"]) < 1e-6
+    assert (f"calibrated to a mean L1 of {calibration['target_l1']:g} on the victim's answers to {calibration['samples']:,} "
+            "Fashion-MNIST images") in text
+    (answers,) = set(knockoff["queries_used"])
+    assert f"the mean L1 distortion of the {answers:,} answers the attacker received" in text
+    mad = knockoff.loc[knockoff["defense"] == "mad", "l1_mean"]
+    assert f"(confident rows saturate the sigmoid), MAD {mad.mean():.1f};" in text
+    assert set(knockoff.groupby(["attack_params", "defense"])["seed"].nunique()) == {2} and "(two seeds;" in text
