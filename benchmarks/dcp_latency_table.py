@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from _timing import markdown
 from latency_table import latest_run
-
 from report.doc_tables import sync_marked_main
 
 ROOT = Path(__file__).resolve().parent
@@ -49,19 +49,6 @@ def speedup_rows() -> list[dict[str, object]]:
     from dcp_latency import speedups
 
     return speedups(rows())
-
-
-def markdown(table: list[dict[str, object]], columns: list[str]) -> str:
-    """A Markdown table (floats to 3 significant digits, None as ``n/a``), as ``dcp_latency.py`` prints it."""
-
-    def fmt(value: object) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(row[column]) for column in columns) + " |" for row in table]
-    return "\n".join(lines)
 
 
 def run_line(first: dict[str, object]) -> str:

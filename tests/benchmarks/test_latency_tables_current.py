@@ -6,7 +6,6 @@ from __future__ import annotations
 from types import ModuleType
 
 import latency_table
-
 from report.doc_tables import sync_marked
 
 CHEAP = ("dcp", "reverse_sigmoid", "topk", "rounding", "label_only")
