@@ -141,6 +141,11 @@ def test_the_headline_reading_is_the_committed_verdict(monkeypatch) -> None:
     assert min(rows[label]["best_protection"][0] for label in ("adaptive_misinformation:tau=0.8", keyed)) > 0.01
     assert ("against an Adam-trained attacker that inverts the answers, MAD, MAD-argmax, reverse sigmoid and DCP keep under one "
             "point of its accuracy on MNIST; adaptive misinformation and `mad_keyed` at its largest budget keep more.") in _flat_readme()
+    fashion = [row for row in verdict.headline(adaptive_verdict.cells(), "fashionmnist") if row["qualifies"]]
+    assert fashion and all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in fashion)
+    assert not verdict.has_baseline(adaptive_verdict.cells(), "fashionmnist-adam"), "the README says the Adam block has not run: update it"
+    assert ("On Fashion-MNIST, against the SGD-trained attackers (the block with Adam-trained ones has not run yet), no defense shows "
+            "protection left within one point of defender loss") in _flat_readme()
 
 
 def test_the_code_facts_quoted_beside_the_numbers() -> None:
