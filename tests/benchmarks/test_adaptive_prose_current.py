@@ -10,13 +10,14 @@ nobody checks: add its claim here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from _claims import assert_quoted, claim_ids
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "adaptive.md"
@@ -587,11 +588,7 @@ CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
 ]
 
 
-def normalized(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
 
-
-@pytest.mark.parametrize(("phrase", "numbers"), CLAIMS, ids=[phrase[:40] for phrase, _ in CLAIMS])
+@pytest.mark.parametrize(("phrase", "numbers"), CLAIMS, ids=claim_ids(CLAIMS))
 def test_the_prose_quotes_what_the_csvs_give(phrase: str, numbers: Callable[[], Sequence[str]]) -> None:
-    expected = normalized(phrase.format(*numbers()))
-    assert expected in normalized(DOC.read_text()), f"docs/adaptive.md should say: {expected!r}"
+    assert_quoted(DOC, phrase, numbers)

@@ -7,12 +7,13 @@ fills the phrase and looks for it in the page (whitespace and line breaks do not
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from itertools import accumulate
 from pathlib import Path
 
 import pytest
+
+from _claims import assert_quoted, claim_ids
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fidelity.md"
 EVALUATIONS = 1024
@@ -53,11 +54,7 @@ CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
 ]
 
 
-def normalized(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
 
-
-@pytest.mark.parametrize(("phrase", "numbers"), CLAIMS, ids=[phrase[:40] for phrase, _ in CLAIMS])
+@pytest.mark.parametrize(("phrase", "numbers"), CLAIMS, ids=claim_ids(CLAIMS))
 def test_the_prose_states_what_the_code_gives(phrase: str, numbers: Callable[[], Sequence[str]]) -> None:
-    expected = normalized(phrase.format(*numbers()))
-    assert expected in normalized(DOC.read_text()), f"docs/fidelity.md should say: {expected!r}"
+    assert_quoted(DOC, phrase, numbers)
