@@ -508,6 +508,44 @@ def fashion_nothing_left() -> tuple[str, ...]:
     return ()
 
 
+@cache
+def jbtop3_settings() -> dict[str, dict]:
+    """The jbtop3 block's settings (``report.verdict.settings``), by setting label."""
+    from report import verdict
+
+    return {row["defense_label"]: row for row in verdict.settings(grid_cells(), "jbtop3")}
+
+
+def jbtop3_undefended() -> tuple[str, ...]:
+    from report import verdict
+
+    undefended = verdict.undefended_attackers(grid_cells(), "jbtop3")
+    assert set(undefended) == {"naive"}
+    return (points(verdict.t_interval(undefended["naive"])) + "%",)
+
+
+def jbtop3_undone() -> tuple[str, ...]:
+    rows = [jbtop3_settings()[label] for label in ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5", "reverse_sigmoid:beta=0.3")]
+    assert all(row["best"] == "invert-estimated" and row["best_protection"][0] - row["best_protection"][1] <= 0 for row in rows)
+    mad, argmax, sigmoid = rows
+    return (points(mad["naive_protection"]), points(mad["attackers"]["invert-estimated"][:2]) + "%", points(mad["best_protection"]),
+            points(argmax["best_protection"]), f"{100 * argmax['naive_protection'][0]:.2f}", points(sigmoid["best_protection"]),
+            f"{100 * sigmoid['naive_protection'][0]:.2f}")
+
+
+def jbtop3_misinformation() -> tuple[str, ...]:
+    row = jbtop3_settings()["adaptive_misinformation:tau=0.8"]
+    assert row["best"] == "naive" and row["best_protection"][0] - row["best_protection"][1] <= 0
+    knockoff = mnist_headline()["adaptive_misinformation"]
+    assert knockoff["defense_label"] == row["defense_label"]
+    return points(row["best_protection"]), f"{100 * knockoff['best_protection'][0]:.2f}"
+
+
+def jbtop3_nothing_left() -> tuple[str, ...]:
+    assert all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in jbtop3_settings().values() if row["qualifies"])
+    return ()
+
+
 CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
     (("**MAD is undone.** At `{}` ({} points of defender loss) the naive attacker loses {} points, but the best "
       "attacker, {}, is left only {} points below the best undefended one: no protection shown. At `epsilon` 1.0 the "
@@ -538,6 +576,13 @@ CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
      misinformation_leaves_most),
     ("DP-SGD training costs the defender {} points of test accuracy at its cheapest setting (`{}`)", dp_cost),
     ("at every setting both blocks met, the best attacker over both learners is an Adam-trained one.", adam_best_everywhere),
+    ("its replicas train with the reference SGD of its paper. Undefended it reaches {}.", jbtop3_undefended),
+    (("At `mad:epsilon=0.5` the naive attacker loses {} points; the attacker that inverts the answers with an estimated budget "
+      "reaches {}, leaving {} points. MAD-argmax ({} left, from {} against the naive attacker) and reverse sigmoid ({}, from {}) are "
+      "undone the same way."), jbtop3_undone),
+    (("**Adaptive misinformation keeps {} points at `tau` 0.8:** no protection shown, where against SGD-trained Knockoff attackers "
+      "with Fashion-MNIST queries it keeps {} on MNIST."), jbtop3_misinformation),
+    ("So no defense of this block shows protection against JB-top3 once the attacker knows the defense.", jbtop3_nothing_left),
     ("the best undefended attacker reaches well under half its accuracy", fashion_hard_to_steal),
     (("Undefended, the argmax-only attacker reaches {} and the naive one {} (the labels {} points ahead, within noise). MAD-argmax, "
       "reverse sigmoid, its keyed variant and both DCPs keep every answer's top class, and against each of them the argmax-only "
