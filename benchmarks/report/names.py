@@ -16,6 +16,7 @@ the distance of the DP victim's answers from the twin's.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable
@@ -39,6 +40,12 @@ COLUMNS = (
     "attacker_accuracy", "fidelity", "l1_mean", "l1_max", "query_l1_mean", "queries_used", "elapsed_s", "code_version",
 )
 """Columns of :func:`report_frame`."""
+
+
+@functools.cache
+def committed_configs() -> tuple[GridConfig, ...]:
+    """The committed grid configs of :data:`CONFIGS`, in file-name order (read once per process)."""
+    return tuple(load_grid(path) for path in sorted(CONFIGS.glob("*.toml")))
 
 
 def _canonical(params: dict[str, Any]) -> str:
@@ -67,7 +74,7 @@ class Names:
     @classmethod
     def committed(cls, *first: GridConfig) -> Names:
         """The names of ``first`` (they win), then of the committed configs in :data:`CONFIGS`."""
-        return cls.from_configs([*first, *(load_grid(path) for path in sorted(CONFIGS.glob("*.toml")))])
+        return cls.from_configs([*first, *committed_configs()])
 
     @classmethod
     def for_results(cls, path: Path | str) -> Names:
@@ -78,9 +85,9 @@ class Names:
         JB-top3 without evasion both ``naive``); a table is named by the configs that produced it.
         """
         folder = Path(path).resolve().parent
-        configs = [load_grid(config) for config in sorted(CONFIGS.glob("*.toml"))]
+        configs = committed_configs()
         writers = [config for config in configs if (RESULTS / (config.results or config.name)).resolve() == folder]
-        return cls.committed(*writers)
+        return cls.from_configs([*writers, *configs])
 
     def victim(self, spec: VictimSpec | str) -> str:
         """The grid name of ``spec`` (a DP variant: its float twin's); else its label (a directory: the path)."""
