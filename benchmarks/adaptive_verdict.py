@@ -118,20 +118,20 @@ def learners_intro(family: dict[str, str]) -> str:
             f"{', '.join(f'`{name}` ({learner})' for name, learner in family.items())}, at the settings all of them met:")
 
 
-def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
-    """``{(page, marker name): generated text}`` for every block present and the README's headline."""
-    out = {}
+def sections(frame: pd.DataFrame) -> dict[Path, dict[str, str]]:
+    """``{page: {marker name: generated text}}`` for every block present (docs/adaptive.md) and the README's headline."""
+    out: dict[Path, dict[str, str]] = {DOC: {}}
     grids = configs()
     plan, progress = verdict.planned_attackers(grids), verdict.grid_progress(grids, frame)
     blocks = [block for block in BLOCKS if (frame["block"] == block).any()]
     for block in blocks:
-        out[(DOC, f"verdict-{block}")] = (
+        out[DOC][f"verdict-{block}"] = (
             block_section(frame, block, plan, progress) if verdict.has_baseline(frame, block)
             else f"{progress}\n\nNo result against the undefended victim yet: the protections have no baseline."
         )
     if HEADLINE_BLOCK in blocks:
         family = next(family for family in LEARNERS if HEADLINE_BLOCK in family)
-        out[(README, "adaptive-headline")] = "\n".join([
+        out[README] = {"adaptive-headline": "\n".join([
             progress, "", learners_intro(family), "", verdict.across_learners_table(frame, family, plan), "",
             verdict.across_learners_readout(frame, family, plan), "",
             ("Side by side, every victim and attack of the grid (protection left against the best attacker over each "
@@ -141,7 +141,7 @@ def sections(frame: pd.DataFrame) -> dict[tuple[Path, str], str]:
             f"Every strength, with the learner of block `{HEADLINE_BLOCK}` ({family[HEADLINE_BLOCK]}) only:", "",
             verdict.baseline_line(frame, HEADLINE_BLOCK), "", verdict.headline_table(frame, HEADLINE_BLOCK, plan),
             "", verdict.readout(frame, HEADLINE_BLOCK, plan),
-        ])
+        ])}
     return out
 
 
@@ -151,16 +151,8 @@ def stale(frame: pd.DataFrame) -> list[str]:
     for path, expected in ((CELLS, csv_text(frame)), (SUMMARY, csv_text(verdict.summary_frame(frame)))):
         if not path.is_file() or path.read_text() != expected:
             out.append(str(path))
-    for page, bodies in _by_page(sections(frame)).items():
+    for page, bodies in sections(frame).items():
         out += [f"{page} ({name})" for name in sync_marked(page, bodies, check=True)]
-    return out
-
-
-def _by_page(generated: dict[tuple[Path, str], str]) -> dict[Path, dict[str, str]]:
-    """:func:`sections` regrouped as ``{page: {marker name: text}}``."""
-    out: dict[Path, dict[str, str]] = {}
-    for (page, name), text in generated.items():
-        out.setdefault(page, {})[name] = text
     return out
 
 
@@ -177,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if out else 0
     CELLS.write_text(csv_text(frame))
     SUMMARY.write_text(csv_text(verdict.summary_frame(frame)))
-    for page, bodies in _by_page(sections(frame)).items():
+    for page, bodies in sections(frame).items():
         missing = sync_marked(page, bodies, check=False)
         if missing:
             raise ValueError(f"{page} has no markers for {', '.join(missing)}")
