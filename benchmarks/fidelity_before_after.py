@@ -32,7 +32,7 @@ from stealguard import defenses, models
 from stealguard.harness.run_table import RunTable
 from stealguard.runspec import Env, RunSpec
 
-from report.doc_tables import marked_block, replace_marked
+from report.doc_tables import sync_marked
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -94,7 +94,8 @@ def report() -> None:
     print(frame[columns].sort_values(["attack", "defense_name", "seed", "setting"]).to_string(index=False))
 
 
-BEGIN, END = "<!-- before-after:begin -->", "<!-- before-after:end -->"
+SECTION = "before-after"
+"""The marked section of docs/fidelity.md that holds :func:`markdown`."""
 DOC = HERE.parent / "docs" / "fidelity.md"
 
 
@@ -121,11 +122,9 @@ def markdown() -> str:
 
 
 def sync_doc(check: bool = False) -> bool:
-    """Write :func:`markdown` between the markers of docs/fidelity.md; with ``check``, only say whether it is current."""
-    table = markdown()
-    if check:
-        return marked_block(DOC.read_text(), BEGIN, END) == table.strip("\n")
-    return not replace_marked(DOC, BEGIN, END, table)
+    """Write :func:`markdown` into the :data:`SECTION` of docs/fidelity.md (``report.doc_tables.sync_marked``);
+    with ``check``, only say whether it is current. False: not current (``check``), or the page has no markers."""
+    return not sync_marked(DOC, {SECTION: markdown()}, check=check)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         report()
         return 0
     if args.sync_doc:
-        sync_doc()
+        if not sync_doc():
+            print(f"error: {DOC} has no <!-- {SECTION}:begin/end --> markers", file=sys.stderr)
+            return 1
         print(markdown())
         return 0
     torch.set_num_threads(1)
