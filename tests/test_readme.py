@@ -132,8 +132,9 @@ def test_the_headline_reading_is_the_committed_verdict(monkeypatch) -> None:
 
     from report import verdict
 
+    cells = adaptive_verdict.cells()
     (family,) = [family for family in adaptive_verdict.LEARNERS if "mnist-adam" in family]
-    rows = {row["defense_label"]: row for row in verdict.across_learners(adaptive_verdict.cells(), family)}
+    rows = {row["defense_label"]: row for row in verdict.across_learners(cells, family)}
     under = ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5", "reverse_sigmoid:beta=0.3", "dcp:tau=0.8,beta=0.3", "dcp:variant=authors,beta=0.5")
     assert all(rows[label]["best"].startswith("invert-") and rows[label]["best"].endswith("@adam") for label in under)
     assert max(rows[label]["best_protection"][0] for label in under) < 0.01
@@ -141,9 +142,9 @@ def test_the_headline_reading_is_the_committed_verdict(monkeypatch) -> None:
     assert min(rows[label]["best_protection"][0] for label in ("adaptive_misinformation:tau=0.8", keyed)) > 0.01
     assert ("against an Adam-trained attacker that inverts the answers, MAD, MAD-argmax, reverse sigmoid and DCP keep under one "
             "point of its accuracy on MNIST; adaptive misinformation and `mad_keyed` at its largest budget keep more.") in _flat_readme()
-    fashion = [row for row in verdict.headline(adaptive_verdict.cells(), "fashionmnist") if row["qualifies"]]
+    fashion = [row for row in verdict.headline(cells, "fashionmnist") if row["qualifies"]]
     assert fashion and all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in fashion)
-    assert not verdict.has_baseline(adaptive_verdict.cells(), "fashionmnist-adam"), "the README says the Adam block has not run: update it"
+    assert not verdict.has_baseline(cells, "fashionmnist-adam"), "the README says the Adam block has not run: update it"
     assert ("On Fashion-MNIST, against the SGD-trained attackers (the block with Adam-trained ones has not run yet), no defense shows "
             "protection left within one point of defender loss") in _flat_readme()
 

@@ -4,6 +4,7 @@ they print; comparisons "beyond noise" are recomputed with the report's equal-co
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -143,11 +144,19 @@ def _text() -> str:
     return " ".join((BENCHMARKS / "README.md").read_text().split())
 
 
-def _pair(victim: str, attack: str) -> dict[str, dict]:
-    """The seed means of one (victim, attack) pair of the paper grid, by setting (:func:`report.compare.aggregate`)."""
+@functools.cache
+def _seed_means() -> tuple[dict, ...]:
+    """The paper grid's seed means per (victim, attack, setting) (:func:`report.compare.aggregate`), computed once."""
     from report import compare
 
-    return {row["label"]: row for row in compare.pair_rows(compare.aggregate(_paper_rows()), victim, attack)}
+    return tuple(compare.aggregate(_paper_rows()))
+
+
+def _pair(victim: str, attack: str) -> dict[str, dict]:
+    """The seed means of one (victim, attack) pair of the paper grid, by setting."""
+    from report import compare
+
+    return {row["label"]: row for row in compare.pair_rows(list(_seed_means()), victim, attack)}
 
 
 def _pct(fraction: float, decimals: int = 1) -> str:
