@@ -28,13 +28,14 @@ import pandas as pd
 
 from stealguard.attacks.knockoff import TRAINING
 
-from report.doc_tables import replace_marked
+from report.doc_tables import markers, write_section
 
 ROOT = Path(__file__).resolve().parent
 VICTIM = ROOT / "victims" / "mnist-lenet"
 CSV = ROOT / "results" / "adaptive" / "steal.csv"
 DOC = ROOT.parent / "docs" / "adaptive.md"
-BEGIN, END = "<!-- steal-table:begin -->", "<!-- steal-table:end -->"
+SECTION = "steal-table"
+BEGIN, END = markers(SECTION)
 COLUMNS = ["cell", "training", "defense", "attacker", "seeds", "defender_accuracy", "attacker_accuracy",
            "attacker_accuracy_min", "attacker_accuracy_max"]
 SEEDS = (0, 1)
@@ -137,7 +138,7 @@ def doc_table(table: pd.DataFrame) -> str:
 
 def sync_doc(table: pd.DataFrame, doc: Path = DOC) -> None:
     """Replace the text between the steal-table markers of ``doc`` with :func:`doc_table`."""
-    replace_marked(doc, BEGIN, END, doc_table(table))
+    write_section(doc, SECTION, doc_table(table))
 
 
 def main() -> int:

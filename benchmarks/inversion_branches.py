@@ -27,10 +27,11 @@ from stealguard import data as sgdata
 from stealguard.attacks.inversion import inverter_from_spec
 from stealguard.harness.experiment import build_defense, load_victim
 
-from report.doc_tables import replace_marked
+from report.doc_tables import markers, write_section
 
 CSV = Path(__file__).resolve().parent / "results" / "adaptive" / "branches.csv"
-BEGIN, END = "<!-- branches-table:begin -->", "<!-- branches-table:end -->"
+SECTION = "branches-table"
+BEGIN, END = markers(SECTION)
 QUERY_SETS = ("mnist", "fashionmnist")
 BRANCHES = ("outer", "inner", "auto")
 SPECS = (
@@ -91,7 +92,7 @@ def main() -> int:
         frame = measure(args.data_root)
         CSV.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(CSV, index=False)
-    replace_marked(DOC, BEGIN, END, table(frame))
+    write_section(DOC, SECTION, table(frame))
     print(table(frame))
     return 0
 

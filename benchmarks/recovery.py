@@ -32,13 +32,14 @@ from stealguard.attacks.inversion import parameters as inverter_parameters
 from stealguard.defenses import parse_defense_spec
 from stealguard.harness.experiment import build_defense, load_victim
 
-from report.doc_tables import replace_marked
+from report.doc_tables import markers, write_section
 
 ROOT = Path(__file__).resolve().parent
 VICTIM = ROOT / "victims" / "mnist-lenet"
 CSV = ROOT / "results" / "adaptive" / "recovery.csv"
 DOC = ROOT.parent / "docs" / "adaptive.md"
-BEGIN, END = "<!-- recovery-table:begin -->", "<!-- recovery-table:end -->"
+SECTION = "recovery-table"
+BEGIN, END = markers(SECTION)
 DEFENDER_SEED = 1009
 EXACT = 1e-3
 BATCH = 1000
@@ -152,10 +153,10 @@ def main() -> int:
                         help="measure on this data set's test images (the Knockoff attacker's queries) instead of the "
                              "victim's own: rows in recovery-QUERIES.csv, table under its own marker")
     args = parser.parse_args()
-    csv_path, begin, end = CSV, BEGIN, END
+    csv_path, section = CSV, SECTION
     if args.queries:
         csv_path = CSV.with_name(f"recovery-{args.queries}.csv")
-        begin, end = (marker.replace("recovery-table", f"recovery-{args.queries}-table") for marker in (BEGIN, END))
+        section = f"recovery-{args.queries}-table"
     if args.table_only:
         frame = pd.read_csv(csv_path)
     else:
@@ -172,7 +173,7 @@ def main() -> int:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(csv_path, index=False)
     if DOC.exists():
-        replace_marked(DOC, begin, end, table(frame))
+        write_section(DOC, section, table(frame))
     print(table(frame))
     return 0
 

@@ -159,6 +159,17 @@ def sync_marked(page: Path | str, bodies: dict[str, str], *, check: bool) -> lis
     return out
 
 
+def write_section(page: Path | str, name: str, body: str) -> None:
+    """Write ``body`` into the section ``name`` of ``page`` (:func:`sync_marked`), untouched if current.
+
+    Raises:
+        ValueError: ``page`` has no markers for ``name``.
+    """
+    if sync_marked(page, {name: body}, check=False):
+        begin, end = markers(name)
+        raise ValueError(f"{page}: markers {begin!r} ... {end!r} not found in this order")
+
+
 def sync_marked_main(argv: list[str] | None, page: Path, bodies: Callable[[], dict[str, str]], description: str) -> int:
     """The command line of a script that keeps ``page``'s marked sections equal to ``bodies()``
     (:func:`sync_marked`): rewrite them, or with ``--check`` only report; exit status 1 if any

@@ -137,3 +137,15 @@ def test_sync_marked_reports_then_rewrites_the_sections_that_differ(tmp_path):
     assert sync_marked(page, bodies, check=False) == ["missing"]
     assert page.read_text() == "a\n<!-- t:begin -->\nnew\n<!-- t:end -->\nb\n"
     assert sync_marked(page, {"t": "new"}, check=True) == []
+
+
+def test_write_section_rewrites_one_section_and_names_missing_markers(tmp_path):
+    from report.doc_tables import write_section
+
+    page = tmp_path / "page.md"
+    page.write_text("a\n<!-- t:begin -->\nold\n<!-- t:end -->\nb\n")
+    write_section(page, "t", "new\n")
+    assert page.read_text() == "a\n<!-- t:begin -->\nnew\n<!-- t:end -->\nb\n"
+    with pytest.raises(ValueError, match=r"page\.md: markers '<!-- u:begin -->' \.\.\. '<!-- u:end -->' not found"):
+        write_section(page, "u", "x")
+    assert page.read_text() == "a\n<!-- t:begin -->\nnew\n<!-- t:end -->\nb\n"
