@@ -1,4 +1,4 @@
-"""A two-minute end-to-end demonstration on the built-in ``digits`` data (no files needed).
+"""A short end-to-end demonstration on the built-in ``digits`` data (no files needed).
 
 The digits training split is cut into two disjoint, stratified halves with
 ``split_dataset``: the victim (an ``mlp``) trains on one, the other is the attacker's
