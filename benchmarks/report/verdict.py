@@ -667,6 +667,15 @@ def _learners_pending(cells: pd.DataFrame, learners: dict[str, str], planned: Pl
     ]
 
 
+def victim_accuracies(cells: pd.DataFrame, learners: dict[str, str]) -> dict[str, float]:
+    """``{block: test accuracy of its undefended victim}`` for the blocks of ``learners`` that have one
+    (the mean over its undefended cells, to 6 decimals: float noise is no difference)."""
+    return {
+        block: round(float(_undefended(cells, block)["defender_accuracy"].mean()), 6)
+        for block in learners if has_baseline(cells, block)
+    }
+
+
 def across_learners_readout(cells: pd.DataFrame, learners: dict[str, str], planned: Planned | None = None) -> str:
     """Markdown bullets that read :func:`across_learners`: the settings whose protection left against
     the best attacker over every learner has its whole 95% interval above zero, those whose interval
@@ -682,6 +691,13 @@ def across_learners_readout(cells: pd.DataFrame, learners: dict[str, str], plann
         f"- Undefended, the strongest attacker over the learners is {top} ({pct(*t_interval(undefended[top]))}%)"
         f"{margin_clause(runner_up_margin(undefended))}: the protections are measured from it."
     )
+    victims = victim_accuracies(cells, learners)
+    if len(set(victims.values())) > 1:
+        baseline += "\n" + (
+            "- The blocks' victims differ: " + ", ".join(f"`{block}` {100 * acc:.2f}%" for block, acc in victims.items())
+            + " test accuracy (each block trained its victim from the same spec, and training did not reproduce it bit for "
+            "bit), so the comparison across blocks is between attacks on two victims of one recipe."
+        )
     for row in rows:
         if not row["qualifies"]:
             costly.append(f"{row['family']} ({100 * row['defender_loss']:.2f} pts at `{row['defense_label']}`)")

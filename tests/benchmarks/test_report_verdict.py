@@ -299,6 +299,19 @@ def test_across_learners_takes_the_best_attacker_over_every_block(cells: pd.Data
     assert one_seed[3].startswith("- No interval yet (one seed of the best attacker or of its undefended baseline): mad 3.00 ± ? (")
 
 
+def test_across_learners_readout_says_when_the_blocks_victims_differ(cells: pd.DataFrame) -> None:
+    both = adam_block(cells, argmax=True)
+    assert verdict.victim_accuracies(both, {"b": "sgd", "a": "adam"}) == {"b": 0.99, "a": 0.99}
+    other = both.copy()
+    other.loc[other["block"] == "a", "defender_accuracy"] = 0.985
+    assert verdict.victim_accuracies(other, {"b": "sgd", "a": "adam"}) == {"b": 0.99, "a": 0.985}
+    lines = verdict.across_learners_readout(other, {"b": "sgd", "a": "adam"}).splitlines()
+    assert lines[1] == ("- The blocks' victims differ: `b` 99.00%, `a` 98.50% test accuracy (each block trained its victim "
+                        "from the same spec, and training did not reproduce it bit for bit), so the comparison across "
+                        "blocks is between attacks on two victims of one recipe.")
+    assert not any("victims differ" in line for line in verdict.across_learners_readout(both, {"b": "sgd", "a": "adam"}).splitlines())
+
+
 def test_across_learners_measures_from_an_undefended_attacker_that_trains_the_same_way(cells: pd.DataFrame) -> None:
     rows = []
     for seed, acc in enumerate([0.95, 0.94, 0.96]):
