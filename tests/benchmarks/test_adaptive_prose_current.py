@@ -344,28 +344,29 @@ def knockoff_cell_minutes() -> tuple[str, ...]:
 
 
 @cache
-def adam_settings() -> dict[str, dict]:
-    """The mnist-adam block's settings (``report.verdict.settings``), by setting label."""
+def block_settings(block: str) -> dict[str, dict]:
+    """The settings of grid block ``block`` (``report.verdict.settings``), by setting label."""
     from report import verdict
 
-    return {row["defense_label"]: row for row in verdict.settings(grid_cells(), "mnist-adam")}
+    return {row["defense_label"]: row for row in verdict.settings(grid_cells(), block)}
 
 
 @cache
-def over_learners() -> dict[str, dict]:
-    """``report.verdict.across_learners`` over the MNIST blocks, by setting label."""
+def family_over_learners(block: str) -> dict[str, dict]:
+    """``report.verdict.across_learners`` over the family of blocks that holds ``block``, by setting label."""
     import adaptive_verdict
 
     from report import verdict
 
-    (family,) = [family for family in adaptive_verdict.LEARNERS if "mnist-adam" in family]
+    (family,) = [family for family in adaptive_verdict.LEARNERS if block in family]
     return {row["defense_label"]: row for row in verdict.across_learners(grid_cells(), family)}
 
 
-def adam_undefended(kind: str) -> list[float]:
+def undefended_reach(block: str, kind: str) -> list[float]:
+    """Per-seed accuracy of attacker ``kind`` against block ``block``'s undefended victim."""
     from report import verdict
 
-    return verdict.undefended_attackers(grid_cells(), "mnist-adam")[kind]
+    return verdict.undefended_attackers(grid_cells(), block)[kind]
 
 
 PERTURBING = ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5", "reverse_sigmoid:beta=0.3", "reverse_sigmoid_keyed:beta=0.3",
@@ -373,69 +374,61 @@ PERTURBING = ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5", "reverse_sigmoid:beta
 
 
 def adam_best_everywhere() -> tuple[str, ...]:
-    assert all(row["best"].endswith("@adam") for row in over_learners().values())
-    assert set(over_learners()) == set(adam_settings())
+    assert all(row["best"].endswith("@adam") for row in family_over_learners("mnist-adam").values())
+    assert set(family_over_learners("mnist-adam")) == set(block_settings("mnist-adam"))
     return ()
 
 
 def adam_takes_back() -> tuple[str, ...]:
     from report import verdict
 
-    rows = [adam_settings()[label] for label in PERTURBING]
+    rows = [block_settings("mnist-adam")[label] for label in PERTURBING]
     assert all(row["best"].startswith("invert-") for row in rows)
     left = [row["best_protection"] for row in rows]
-    assert [over_learners()[label]["best_protection"] for label in PERTURBING] == left
+    assert [family_over_learners("mnist-adam")[label]["best_protection"] for label in PERTURBING] == left
     reaching = [label for label, (mean, half) in zip(PERTURBING, left) if mean - half <= 0]
     assert reaching == ["mad:epsilon=0.5"], "the prose says only MAD's interval reaches zero"
     assert max(mean for mean, _half in left) < 0.01, "the prose says under one point"
     naive = [row["naive_protection"][0] for row in rows]
     victim = grid_cells().query("block == 'mnist-adam' and defense == 'none'")["defender_accuracy"].mean()
-    return (points(verdict.t_interval(adam_undefended("naive"))) + "%", f"{100 * victim:.2f}%", f"{100 * min(naive):.2f}",
+    return (points(verdict.t_interval(undefended_reach("mnist-adam", "naive"))) + "%", f"{100 * victim:.2f}%", f"{100 * min(naive):.2f}",
             f"{100 * max(naive):.2f}", f"{100 * min(m for m, _h in left):.2f}", f"{100 * max(m for m, _h in left):.2f}")
 
 
 def adam_labels_behind() -> tuple[str, ...]:
     from report import verdict
 
-    naive, labels = adam_undefended("naive"), adam_undefended("argmax")
+    naive, labels = undefended_reach("mnist-adam", "naive"), undefended_reach("mnist-adam", "argmax")
     keepers = [label for label in PERTURBING if not label.startswith("mad:")]
-    assert all(adam_settings()[label]["attackers"]["argmax"][0] == verdict.t_interval(labels)[0] for label in keepers)
+    assert all(block_settings("mnist-adam")[label]["attackers"]["argmax"][0] == verdict.t_interval(labels)[0] for label in keepers)
     for label in keepers:
-        reached = {kind: value[0] for kind, value in adam_settings()[label]["attackers"].items()}
+        reached = {kind: value[0] for kind, value in block_settings("mnist-adam")[label]["attackers"].items()}
         inverting = max(value for kind, value in reached.items() if kind.startswith("invert-"))
         assert inverting > max(reached["argmax"], reached["naive"]), "the prose says the inverter beats both"
     return (points(verdict.t_interval(labels)) + "%", f"{100 * (verdict.t_interval(naive)[0] - verdict.t_interval(labels)[0]):.2f}")
 
 
 def adam_keyed() -> tuple[str, ...]:
-    strong, middle = adam_settings()["mad_keyed:epsilon=1.0"], adam_settings()["mad_keyed:epsilon=0.5"]
-    assert over_learners()["mad_keyed:epsilon=1.0"]["best"] == f"{strong['best']}@adam"
+    strong, middle = block_settings("mnist-adam")["mad_keyed:epsilon=1.0"], block_settings("mnist-adam")["mad_keyed:epsilon=0.5"]
+    assert family_over_learners("mnist-adam")["mad_keyed:epsilon=1.0"]["best"] == f"{strong['best']}@adam"
     return (points(strong["best_protection"]), f"{100 * strong['defender_loss']:.2f}", strong["best"],
             f"{100 * mnist_headline()['mad_keyed']['best_protection'][0]:.2f}", points(strong["naive_protection"]),
             points(middle["best_protection"]))
 
 
 def adam_misinformation() -> tuple[str, ...]:
-    row = adam_settings()["adaptive_misinformation:tau=0.8"]
+    row = block_settings("mnist-adam")["adaptive_misinformation:tau=0.8"]
     assert row["best"] == "argmax" and mnist_headline()["adaptive_misinformation"]["defense_label"] == row["defense_label"]
     return (points(row["best_protection"]), points(row["attackers"]["argmax"][:2]) + "%",
             f"{100 * mnist_headline()['adaptive_misinformation']['best_protection'][0]:.2f}")
 
 
 def adam_noise() -> tuple[str, ...]:
-    row = adam_settings()["random_noise:space=logit,epsilon=8.0"]
+    row = block_settings("mnist-adam")["random_noise:space=logit,epsilon=8.0"]
     mean, half = row["best_protection"]
     assert row["best"] == "naive" and mean - half <= 0
     assert row["attackers"]["repeat"][0] < row["attackers"]["naive"][0]
     return points(row["best_protection"]), points(row["attackers"]["repeat"][:2]) + "%"
-
-
-@cache
-def fashion_settings() -> dict[str, dict]:
-    """The fashionmnist block's settings (``report.verdict.settings``), by setting label."""
-    from report import verdict
-
-    return {row["defense_label"]: row for row in verdict.settings(grid_cells(), "fashionmnist")}
 
 
 def fashion_hard_to_steal() -> tuple[str, ...]:
@@ -454,37 +447,37 @@ def fashion_labels_pass_through() -> tuple[str, ...]:
     top, second, mean, half = verdict.runner_up_margin(undefended)
     assert (top, second) == ("argmax", "naive") and mean - half <= 0
     unchanged = {label: same for (_family, label), same in verdict.labels_unchanged(grid_cells(), "fashionmnist").items()}
-    keepers = [label for label, row in fashion_settings().items() if row["family"] in TOP_CLASS_KEEPERS]
+    keepers = [label for label, row in block_settings("fashionmnist").items() if row["family"] in TOP_CLASS_KEEPERS]
     assert len(keepers) == len(TOP_CLASS_KEEPERS) and all(unchanged[label] for label in keepers)
-    left = {points(fashion_settings()[label]["best_protection"]) for label in keepers}
-    assert all(fashion_settings()[label]["best"] == "argmax" for label in keepers) and len(left) == 1
-    costliest = max(keepers, key=lambda label: fashion_settings()[label]["naive_protection"][0])
-    inverted = fashion_settings()["reverse_sigmoid:beta=0.3"]["attackers"]
+    left = {points(block_settings("fashionmnist")[label]["best_protection"]) for label in keepers}
+    assert all(block_settings("fashionmnist")[label]["best"] == "argmax" for label in keepers) and len(left) == 1
+    costliest = max(keepers, key=lambda label: block_settings("fashionmnist")[label]["naive_protection"][0])
+    inverted = block_settings("fashionmnist")["reverse_sigmoid:beta=0.3"]["attackers"]
     assert all(value[0] < inverted["argmax"][0] for kind, value in inverted.items() if kind.startswith("invert-"))
     assert all(value[0] < row["attackers"]["argmax"][0]
-               for label in keepers for row in [fashion_settings()[label]] for kind, value in row["attackers"].items() if kind.startswith("invert-"))
+               for label in keepers for row in [block_settings("fashionmnist")[label]] for kind, value in row["attackers"].items() if kind.startswith("invert-"))
     return (points(verdict.t_interval(undefended["argmax"])) + "%", points(verdict.t_interval(undefended["naive"])) + "%",
-            f"{100 * mean:.2f} ± {100 * half:.2f}", left.pop(), points(fashion_settings()[costliest]["naive_protection"]), costliest,
+            f"{100 * mean:.2f} ± {100 * half:.2f}", left.pop(), points(block_settings("fashionmnist")[costliest]["naive_protection"]), costliest,
             points(inverted["invert-estimated"][:2]) + "%")
 
 
 def fashion_mad_family() -> tuple[str, ...]:
-    mad, keyed = fashion_settings()["mad:epsilon=0.5"], fashion_settings()["mad_keyed:epsilon=0.5"]
+    mad, keyed = block_settings("fashionmnist")["mad:epsilon=0.5"], block_settings("fashionmnist")["mad_keyed:epsilon=0.5"]
     assert mad["best"] == "invert-estimated-argmax" and keyed["best"] == "argmax"
     assert all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in (mad, keyed))
-    assert [label for label in fashion_settings() if label.startswith("mad_keyed:")] == ["mad_keyed:epsilon=0.5"]
+    assert [label for label in block_settings("fashionmnist") if label.startswith("mad_keyed:")] == ["mad_keyed:epsilon=0.5"]
     return (points(mad["attackers"]["invert-estimated-argmax"][:2]) + "%", points(mad["best_protection"]),
             points(keyed["attackers"]["argmax"][:2]) + "%", points(keyed["best_protection"]))
 
 
 def fashion_noise() -> tuple[str, ...]:
-    row = fashion_settings()["random_noise:space=logit,epsilon=8.0"]
+    row = block_settings("fashionmnist")["random_noise:space=logit,epsilon=8.0"]
     assert row["best_protection"][0] - row["best_protection"][1] <= 0
     return (points(row["best_protection"]),)
 
 
 def fashion_misinformation() -> tuple[str, ...]:
-    strong, weak = fashion_settings()["adaptive_misinformation:tau=0.8"], fashion_settings()["adaptive_misinformation:tau=0.5"]
+    strong, weak = block_settings("fashionmnist")["adaptive_misinformation:tau=0.8"], block_settings("fashionmnist")["adaptive_misinformation:tau=0.5"]
     assert not strong["qualifies"] and weak["qualifies"] and weak["best_protection"][0] - weak["best_protection"][1] <= 0
     (mnist,) = [row for row in mnist_settings() if row["defense_label"] == "adaptive_misinformation:tau=0.8"]
     return (f"{100 * strong['defender_loss']:.2f}", points(strong["best_protection"]), f"{100 * weak['defender_loss']:.2f}",
@@ -494,49 +487,24 @@ def fashion_misinformation() -> tuple[str, ...]:
 def fashion_dp() -> tuple[str, ...]:
     from report import verdict
 
-    row = fashion_settings()["dp_sgd:noise_multiplier=1.0,max_grad_norm=1.0"]
+    row = block_settings("fashionmnist")["dp_sgd:noise_multiplier=1.0,max_grad_norm=1.0"]
     naive = row["attackers"]["naive"][0]
     assert not row["qualifies"] and naive > verdict.t_interval(verdict.undefended_attackers(grid_cells(), "fashionmnist")["naive"])[0]
     return f"{100 * row['defender_loss']:.2f}", points(row["attackers"]["naive"][:2]) + "%"
 
 
 def fashion_nothing_left() -> tuple[str, ...]:
-    rows = [row for row in fashion_settings().values() if row["qualifies"]]
+    rows = [row for row in block_settings("fashionmnist").values() if row["qualifies"]]
     assert rows and all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in rows)
     halves = [100 * row["best_protection"][1] for row in rows if row["defense_label"] != "none"]
     assert 2.5 <= min(halves) and max(halves) <= 5.5, halves
     return ()
 
 
-@cache
-def fashion_adam_settings() -> dict[str, dict]:
-    """The fashionmnist-adam block's settings (``report.verdict.settings``), by setting label."""
-    from report import verdict
-
-    return {row["defense_label"]: row for row in verdict.settings(grid_cells(), "fashionmnist-adam")}
-
-
-@cache
-def fashion_over_learners() -> dict[str, dict]:
-    """``report.verdict.across_learners`` over the Fashion-MNIST blocks, by setting label."""
-    import adaptive_verdict
-
-    from report import verdict
-
-    (family,) = [family for family in adaptive_verdict.LEARNERS if "fashionmnist-adam" in family]
-    return {row["defense_label"]: row for row in verdict.across_learners(grid_cells(), family)}
-
-
-def fashion_adam_undefended(kind: str) -> list[float]:
-    from report import verdict
-
-    return verdict.undefended_attackers(grid_cells(), "fashionmnist-adam")[kind]
-
-
 def fashion_adam_steals_more() -> tuple[str, ...]:
     from report import verdict
 
-    naive, labels = fashion_adam_undefended("naive"), fashion_adam_undefended("argmax")
+    naive, labels = undefended_reach("fashionmnist-adam", "naive"), undefended_reach("fashionmnist-adam", "argmax")
     sgd = verdict.undefended_attackers(grid_cells(), "fashionmnist")
     best_sgd = verdict.strongest(sgd)
     mean, half = verdict.welch_interval(naive, sgd[best_sgd])
@@ -546,37 +514,37 @@ def fashion_adam_steals_more() -> tuple[str, ...]:
 
 
 def fashion_adam_best_everywhere() -> tuple[str, ...]:
-    assert all(row["best"].endswith("@adam") for row in fashion_over_learners().values())
-    assert set(fashion_over_learners()) == set(fashion_adam_settings())
-    assert all(row["baseline"].endswith("@adam") for row in fashion_over_learners().values())
+    assert all(row["best"].endswith("@adam") for row in family_over_learners("fashionmnist-adam").values())
+    assert set(family_over_learners("fashionmnist-adam")) == set(block_settings("fashionmnist-adam"))
+    assert all(row["baseline"].endswith("@adam") for row in family_over_learners("fashionmnist-adam").values())
     return ()
 
 
 def fashion_adam_inverted() -> tuple[str, ...]:
-    mad, argmax = fashion_over_learners()["mad:epsilon=0.5"], fashion_over_learners()["mad_argmax:epsilon=0.5"]
+    mad, argmax = family_over_learners("fashionmnist-adam")["mad:epsilon=0.5"], family_over_learners("fashionmnist-adam")["mad_argmax:epsilon=0.5"]
     assert mad["best"] == argmax["best"] == "invert-estimated@adam"
-    naive = [fashion_adam_settings()[label]["naive_protection"] for label in ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5")]
+    naive = [block_settings("fashionmnist-adam")[label]["naive_protection"] for label in ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5")]
     return (points(naive[0]), points(naive[1]), points(mad["best_accuracy"][:2]) + "%", points(argmax["best_accuracy"][:2]) + "%",
             points(mad["best_protection"]), points(argmax["best_protection"]))
 
 
 def fashion_adam_sigmoid() -> tuple[str, ...]:
-    row = fashion_over_learners()["reverse_sigmoid:beta=0.3"]
-    naive = fashion_adam_settings()["reverse_sigmoid:beta=0.3"]["attackers"]["naive"]
+    row = family_over_learners("fashionmnist-adam")["reverse_sigmoid:beta=0.3"]
+    naive = block_settings("fashionmnist-adam")["reverse_sigmoid:beta=0.3"]["attackers"]["naive"]
     assert row["best"] == "invert-known@adam" and row["best_protection"][0] - row["best_protection"][1] <= 0
     return points(naive[:2]) + "%", points(row["best_accuracy"][:2]) + "%", points(row["best_protection"])
 
 
 def fashion_adam_misinformation() -> tuple[str, ...]:
-    strong, weak = fashion_over_learners()["adaptive_misinformation:tau=0.8"], fashion_over_learners()["adaptive_misinformation:tau=0.5"]
+    strong, weak = family_over_learners("fashionmnist-adam")["adaptive_misinformation:tau=0.8"], family_over_learners("fashionmnist-adam")["adaptive_misinformation:tau=0.5"]
     assert not strong["qualifies"] and weak["qualifies"]
-    adam_loss = fashion_adam_settings()["adaptive_misinformation:tau=0.8"]["defender_loss"]
+    adam_loss = block_settings("fashionmnist-adam")["adaptive_misinformation:tau=0.8"]["defender_loss"]
     return (f"{100 * strong['defender_loss']:.2f}", f"{100 * adam_loss:.2f}", points(strong["best_protection"]), strong["best"],
             points(weak["best_protection"]), weak["best"])
 
 
 def fashion_adam_nothing_left() -> tuple[str, ...]:
-    rows = [row for row in fashion_over_learners().values() if row["qualifies"]]
+    rows = [row for row in family_over_learners("fashionmnist-adam").values() if row["qualifies"]]
     assert rows and all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in rows)
     halves = [100 * row["best_protection"][1] for row in rows]
     return f"{min(halves):.0f}", f"{max(halves):.0f}"
@@ -593,14 +561,6 @@ def fashion_victims_differ() -> tuple[str, ...]:
     return f"{100 * accuracies['fashionmnist']:.2f}%", f"{100 * accuracies['fashionmnist-adam']:.2f}%"
 
 
-@cache
-def jbtop3_settings() -> dict[str, dict]:
-    """The jbtop3 block's settings (``report.verdict.settings``), by setting label."""
-    from report import verdict
-
-    return {row["defense_label"]: row for row in verdict.settings(grid_cells(), "jbtop3")}
-
-
 def jbtop3_undefended() -> tuple[str, ...]:
     from report import verdict
 
@@ -610,7 +570,7 @@ def jbtop3_undefended() -> tuple[str, ...]:
 
 
 def jbtop3_undone() -> tuple[str, ...]:
-    rows = [jbtop3_settings()[label] for label in ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5", "reverse_sigmoid:beta=0.3")]
+    rows = [block_settings("jbtop3")[label] for label in ("mad:epsilon=0.5", "mad_argmax:epsilon=0.5", "reverse_sigmoid:beta=0.3")]
     assert all(row["best"] == "invert-estimated" and row["best_protection"][0] - row["best_protection"][1] <= 0 for row in rows)
     mad, argmax, sigmoid = rows
     return (points(mad["naive_protection"]), points(mad["attackers"]["invert-estimated"][:2]) + "%", points(mad["best_protection"]),
@@ -619,7 +579,7 @@ def jbtop3_undone() -> tuple[str, ...]:
 
 
 def jbtop3_misinformation() -> tuple[str, ...]:
-    row = jbtop3_settings()["adaptive_misinformation:tau=0.8"]
+    row = block_settings("jbtop3")["adaptive_misinformation:tau=0.8"]
     assert row["best"] == "naive" and row["best_protection"][0] - row["best_protection"][1] <= 0
     knockoff = mnist_headline()["adaptive_misinformation"]
     assert knockoff["defense_label"] == row["defense_label"]
@@ -627,7 +587,7 @@ def jbtop3_misinformation() -> tuple[str, ...]:
 
 
 def jbtop3_nothing_left() -> tuple[str, ...]:
-    assert all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in jbtop3_settings().values() if row["qualifies"])
+    assert all(row["best_protection"][0] - row["best_protection"][1] <= 0 for row in block_settings("jbtop3").values() if row["qualifies"])
     return ()
 
 
@@ -730,7 +690,6 @@ CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
     ("imply a smaller budget (recovered L1 {})",
      lambda: (f"{recovery(FASHION, 'mad_keyed:epsilon=1.0', 'estimated', 'l1_mean'):.2f}",)),
 ]
-
 
 
 @pytest.mark.parametrize(("phrase", "numbers"), CLAIMS, ids=claim_ids(CLAIMS))
