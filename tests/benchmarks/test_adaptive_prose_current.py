@@ -695,3 +695,22 @@ CLAIMS: list[tuple[str, Callable[[], Sequence[str]]]] = [
 @pytest.mark.parametrize(("phrase", "numbers"), CLAIMS, ids=claim_ids(CLAIMS))
 def test_the_prose_quotes_what_the_csvs_give(phrase: str, numbers: Callable[[], Sequence[str]]) -> None:
     assert_quoted(DOC, phrase, numbers)
+
+
+def test_the_committed_fashion_victim_is_the_one_the_adam_block_attacked() -> None:
+    import json
+
+    from report import verdict
+
+    folder = RESULTS / "victims" / "fashionmnist-lenet"
+    card = json.loads((folder / "card.json").read_text())
+    spec = json.loads((folder / "victim_spec.json").read_text())
+    assert (card["dataset"], card["arch"], card["train"]["epochs"], card["seed"]) == ("fashionmnist", "lenet", 15, 0)
+    assert spec == {"dataset": "fashionmnist", "arch": "lenet", "train": {"epochs": 15}, "seed": 0, "variant": {"kind": "float"}}
+    accuracies = verdict.victim_accuracies(grid_cells(), {"fashionmnist": "sgd", "fashionmnist-adam": "adam"})
+    assert round(card["test_accuracy"], 4) == accuracies["fashionmnist-adam"] != accuracies["fashionmnist"]
+    readme = " ".join((RESULTS / "README.md").read_text().split())
+    assert (f"`card.json`, {100 * accuracies['fashionmnist-adam']:.2f}% test accuracy)" in readme
+            and f"The `fashionmnist` block's victim, trained from the same spec in an earlier run, had "
+                f"{100 * accuracies['fashionmnist']:.2f}%" in readme)
+    assert (folder / "model.safetensors").is_file() and (folder / "misinformation" / "model.safetensors").is_file()
