@@ -7,7 +7,7 @@ Usage (from the repository root)::
 Each run appends one row to ``--out``: when it started, the torch version, the machine's CPU count,
 the 1-minute load average at the start of the run (other work on the machine slows the demo), and
 the wall-clock seconds from process start to exit. The README's timing sentence quotes the
-median of the latest run's rows (``tests/test_readme.py`` checks it).
+median of the latest run's rows (``tests/benchmarks/test_demo_time.py`` checks it).
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from pathlib import Path
 
 import torch
 
+from latency_table import latest_run
+
 FIELDS = ["run", "torch", "cpus", "load_1min_at_start", "index", "wall_s"]
+ROWS = Path(__file__).resolve().parent / "results" / "demo" / "time.csv"
+"""The committed rows the README quotes."""
 
 
 def time_demo(out_dir: Path) -> float:
@@ -41,18 +45,6 @@ def time_demo(out_dir: Path) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"demo exited with {done.returncode}: {done.stderr.strip()}")
     return seconds
-
-
-def latest_run(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The rows of the most recent run (the largest ``run`` stamp)."""
-    last = max(row["run"] for row in rows)
-    return [row for row in rows if row["run"] == last]
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of the timing CSV ``path``."""
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def median_seconds(rows: list[dict[str, str]]) -> float:
@@ -84,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"run {index}: {seconds:.2f} s (1-minute load at start {load})")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"median: {median_seconds(latest_run(read_rows(args.out))):.1f} s")
+    print(f"median: {median_seconds(latest_run(args.out)):.1f} s")
     return 0
 
 
